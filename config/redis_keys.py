@@ -1,0 +1,54 @@
+"""Every Redis key ha-ingestor uses, named in one place (DESIGN.md §3.4).
+
+All keys live under the configured prefix (default ``ha_ingestor:``). Each function says who
+writes the key, its type and its TTL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LISTENER_STATE_TTL_S = 30
+"""The listener rewrites its state every few seconds; a missing key means a dead listener."""
+
+COUNTER_BUCKET_TTL_S = 2 * 3600
+"""Per-minute counter buckets are kept two hours: enough for 1/5/15-minute rates and an hour of
+reconnect history."""
+
+REGISTRY_TTL_S = 7 * 24 * 3600
+"""Registries are refreshed on every connect and on registry updates; a week covers outages."""
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Builds the key names for one prefix."""
+
+    prefix: str = "ha_ingestor:"
+
+    def listener_state(self) -> str:
+        """Hash written by the listener every few seconds (connection, counters); TTL 30 s."""
+        return f"{self.prefix}listener:state"
+
+    def counter(self, name: str) -> str:
+        """Integer total since the counter was created (written, skipped:<rule>, …); no TTL."""
+        return f"{self.prefix}count:{name}"
+
+    def counter_bucket(self, name: str, minute: int) -> str:
+        """Integer count of `name` during one minute (unix minute); TTL 2 h."""
+        return f"{self.prefix}rate:{name}:{minute}"
+
+    def dead_letters(self) -> str:
+        """Stream of dead letters (event, reason, error text, time); capped in length."""
+        return f"{self.prefix}dead_letters"
+
+    def registry(self, kind: str) -> str:
+        """JSON of HA's area/device/entity registry, written by the listener; TTL a week."""
+        return f"{self.prefix}registry:{kind}"
+
+    def health(self) -> str:
+        """JSON health summary computed by beat; TTL a few beat periods."""
+        return f"{self.prefix}health"
+
+    def rates(self) -> str:
+        """JSON event rates computed by beat; TTL a few beat periods."""
+        return f"{self.prefix}rates"

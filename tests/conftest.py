@@ -1,0 +1,107 @@
+"""Real servers for the whole test session, and per-test isolation on top of them."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import redis
+
+from config.local_servers import (
+    InfluxDBServer,
+    LocalServer,
+    RedisServer,
+    ServerNotInstalled,
+    VictoriaMetricsServer,
+)
+from tests.helpers import InfluxDatabase, InfluxQL, Victoria
+
+FIXTURES_DIR = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+_LEAKY_PREFIXES = ("HA_", "INFLUXDB_", "CELERY_")
+_redis_dbs = itertools.cycle(range(1, 16))
+S = TypeVar("S", bound=LocalServer)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read the environment: the developer's shell must not leak into tests."""
+    for name in list(os.environ):
+        if name.startswith(_LEAKY_PREFIXES) or name == "REDIS_URL":
+            monkeypatch.delenv(name)
+
+
+def _serve(server: S) -> Iterator[S]:
+    """Start for the session; a missing binary fails with the install command."""
+    try:
+        server.start()
+    except ServerNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield from _serve(server)
+
+
+@pytest.fixture(scope="session")
+def influxdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDBServer]:
+    server = InfluxDBServer(tmp_path_factory.mktemp("influxdb"))
+    yield from _serve(server)
+
+
+@pytest.fixture(scope="session")
+def victoria_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetricsServer]:
+    server = VictoriaMetricsServer(tmp_path_factory.mktemp("victoria"))
+    yield from _serve(server)
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A Redis URL on the session server with its own DB number (1..15), emptied first."""
+    url = f"redis://127.0.0.1:{redis_server.port}/{next(_redis_dbs)}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def influx_db(influxdb_server: InfluxDBServer) -> Iterator[InfluxDatabase]:
+    """A fresh InfluxDB 1.x database on the session server, dropped after the test."""
+    client = InfluxQL(influxdb_server.url)
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    client.results(f'CREATE DATABASE "{name}"')
+    yield InfluxDatabase(url=influxdb_server.url, name=name, client=client)
+    client.results(f'DROP DATABASE "{name}"')
+
+
+@pytest.fixture
+def victoria(victoria_server: VictoriaMetricsServer) -> Victoria:
+    """The session VictoriaMetrics, emptied of every series before the test."""
+    client = Victoria(victoria_server.url)
+    client.delete_all()
+    return client
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """Event captures from a real Home Assistant (../shared/fixtures)."""
+    if not FIXTURES_DIR.is_dir():
+        pytest.fail(
+            f"the shared fixtures directory is missing: {FIXTURES_DIR} "
+            "(it sits next to the repository, in ../shared/fixtures)",
+            pytrace=False,
+        )
+    return FIXTURES_DIR
