@@ -1,0 +1,66 @@
+"""What the listener knows about itself, for /health, /metrics, the Redis state and the logs.
+
+Each counter is written by one thread only (reader or publisher), so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ListenerStats:
+    """Counters and connection state of one listener process."""
+
+    started_at: float = field(default_factory=time.time)
+    connection_state: str = "starting"
+    ha_version: str = ""
+    connect_attempts: int = 0
+    connects_ok: int = 0
+    connects_failed: int = 0
+    reconnects: int = 0
+    last_error: str = ""
+    subscriptions: dict[str, int] = field(default_factory=dict)
+    events_received: int = 0
+    events_by_type: Counter[str] = field(default_factory=Counter)
+    last_event_at: float | None = None
+    malformed_frames: int = 0
+    events_enqueued: int = 0
+    events_spooled: int = 0
+    events_drained: int = 0
+    publish_errors: int = 0
+    broker_up: bool = True
+    spool_depth: int = 0
+    memory_queue_depth: int = 0
+    snapshot_states: int = 0
+    backfilled_states: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (no secrets are ever stored here)."""
+        return {
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "connection_state": self.connection_state,
+            "ha_version": self.ha_version,
+            "connect_attempts": self.connect_attempts,
+            "connects_ok": self.connects_ok,
+            "connects_failed": self.connects_failed,
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+            "subscriptions": dict(self.subscriptions),
+            "events_received": self.events_received,
+            "events_by_type": dict(self.events_by_type),
+            "last_event_at": self.last_event_at,
+            "malformed_frames": self.malformed_frames,
+            "events_enqueued": self.events_enqueued,
+            "events_spooled": self.events_spooled,
+            "events_drained": self.events_drained,
+            "publish_errors": self.publish_errors,
+            "broker_up": self.broker_up,
+            "spool_depth": self.spool_depth,
+            "memory_queue_depth": self.memory_queue_depth,
+            "snapshot_states": self.snapshot_states,
+            "backfilled_states": self.backfilled_states,
+        }

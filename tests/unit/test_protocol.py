@@ -1,0 +1,78 @@
+"""The sans-I/O HA protocol: frames, auth replies, results and id rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from listener import protocol
+
+
+def test_a_frame_with_one_message_gives_a_list_of_one() -> None:
+    assert protocol.parse_frame('{"type": "pong", "id": 3}') == [{"type": "pong", "id": 3}]
+
+
+def test_a_coalesced_frame_gives_every_message(fixtures_dir) -> None:
+    frame = (fixtures_dir / "sample_coalesced.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    messages = protocol.parse_frame(frame)
+    assert len(messages) == len(json.loads(frame)) > 1
+    assert all(m["type"] == "event" for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "not an object"),
+        ('"text"', "JSON str"),
+        (b"\xff\xfe", "not JSON"),
+        ("", "not JSON"),
+    ],
+)
+def test_malformed_frames_raise_with_a_reason(frame: str | bytes, reason: str) -> None:
+    with pytest.raises(protocol.MalformedFrame, match=reason):
+        protocol.parse_frame(frame)
+
+
+def test_auth_ok_returns_the_version_and_auth_invalid_is_fatal() -> None:
+    assert protocol.check_auth_reply({"type": "auth_ok", "ha_version": "2024.3.3"}) == "2024.3.3"
+    with pytest.raises(protocol.AuthInvalid, match="Invalid access token"):
+        protocol.check_auth_reply(
+            {"type": "auth_invalid", "message": "Invalid access token or password"}
+        )
+    with pytest.raises(protocol.ProtocolError, match="expected auth_ok"):
+        protocol.check_auth_reply({"type": "result"})
+
+
+def test_session_ids_increase_strictly_from_one() -> None:
+    session = protocol.Session()
+    assert session.peek_next_id() == 1
+    first = session.command("subscribe_events", event_type="state_changed")
+    second = session.command("ping")
+    assert first == {"id": 1, "type": "subscribe_events", "event_type": "state_changed"}
+    assert second["id"] == 2
+    assert session.peek_next_id() == 3
+
+
+def test_results_and_errors_as_ha_sends_them(fixtures_dir) -> None:
+    exchanges = [
+        json.loads(line)
+        for line in (fixtures_dir / "protocol_exchanges.jsonl").read_text("utf-8").splitlines()
+    ]
+    by_note = {e["note"]: e for e in exchanges}
+    assert protocol.result_of(by_note["subscribe_events"]["recv"], "subscribe_events") is None
+    with pytest.raises(protocol.CommandFailed, match="unknown_command") as info:
+        protocol.result_of(by_note["unknown command"]["recv"], "no_such_command")
+    assert info.value.code == "unknown_command"
+    with pytest.raises(protocol.CommandFailed, match="id_reuse"):
+        protocol.result_of(by_note["id reuse"]["recv"], "ping")
+
+
+def test_events_are_taken_only_from_our_subscriptions() -> None:
+    messages = [
+        {"id": 5, "type": "event", "event": {"event_type": "state_changed"}},
+        {"id": 9, "type": "event", "event": {"event_type": "other"}},
+        {"id": 5, "type": "result", "success": True},
+    ]
+    assert list(protocol.events_in(messages, {5})) == [{"event_type": "state_changed"}]

@@ -1,0 +1,83 @@
+"""Settings: defaults, derived values, one clear error per bad value, secrets kept secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.settings import SettingsError, load_settings
+
+
+def test_defaults_are_a_local_install() -> None:
+    settings = load_settings()
+    assert settings.celery_broker_url.get_secret_value() == "redis://127.0.0.1:6379/0"
+    assert settings.state_redis_url() == "redis://127.0.0.1:6379/0"
+    assert settings.health_port == 8001
+    assert settings.influxdb_api_version == 1
+    assert settings.ha_event_types == ("state_changed",)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://homeassistant.local:8123", "ws://homeassistant.local:8123/api/websocket"),
+        ("https://ha.example.org/", "wss://ha.example.org/api/websocket"),
+        ("ws://10.0.0.2:8123/api/websocket", "ws://10.0.0.2:8123/api/websocket"),
+    ],
+)
+def test_ha_url_becomes_the_websocket_url(monkeypatch, given: str, expected: str) -> None:
+    monkeypatch.setenv("HA_URL", given)
+    assert load_settings().ha_url == expected
+
+
+def test_event_types_are_a_comma_separated_list(monkeypatch) -> None:
+    monkeypatch.setenv("HA_EVENT_TYPES", "state_changed, call_service")
+    assert load_settings().ha_event_types == ("state_changed", "call_service")
+
+
+def test_every_bad_value_is_named_with_what_would_be_valid(monkeypatch) -> None:
+    monkeypatch.setenv("HA_URL", "ftp://nope")
+    monkeypatch.setenv("INFLUXDB_API_VERSION", "3")
+    monkeypatch.setenv("HEALTH_PORT", "99999")
+    monkeypatch.setenv("CELERY_BROKER_URL", "mysql://x")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    text = str(info.value)
+    for name in ("HA_URL", "INFLUXDB_API_VERSION", "HEALTH_PORT", "CELERY_BROKER_URL"):
+        assert name in text
+    assert "http://homeassistant.local:8123" in text
+
+
+def test_cross_field_rules(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("INFLUXDB_API_VERSION", "2")
+    monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    text = str(info.value)
+    assert "INFLUXDB_TOKEN" in text
+    assert "INFLUXDB_ORG" in text
+    assert "REDIS_URL" in text
+
+
+def test_token_from_a_file(monkeypatch, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("abc.def.ghi\n")
+    monkeypatch.setenv("HA_TOKEN_FILE", str(token_file))
+    assert load_settings().ha_token_value() == "abc.def.ghi"
+
+
+def test_secrets_never_show_in_descriptions_or_errors(monkeypatch) -> None:
+    monkeypatch.setenv("HA_TOKEN", "ha-secret-token-123")
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://:broker-pass-456@127.0.0.1:6379/0")
+    monkeypatch.setenv("INFLUXDB_PASSWORD", "influx-pass-789")
+    settings = load_settings()
+    text = repr(settings) + str(settings) + str(settings.describe())
+    for secret in ("ha-secret-token-123", "broker-pass-456", "influx-pass-789"):
+        assert secret not in text
+        assert secret in settings.secrets()
+    monkeypatch.setenv("HEALTH_PORT", "nope")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    for secret in ("ha-secret-token-123", "broker-pass-456", "influx-pass-789"):
+        assert secret not in str(info.value)
