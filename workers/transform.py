@@ -1,0 +1,326 @@
+"""One HA event → one InfluxDB point, the way HA's InfluxDB integration builds it (DESIGN §3.2).
+
+The pure core: no I/O, no clock, no mutable globals, shared by live ingest, backfill and replay.
+It follows `event_to_json` in HA's `components/influxdb/__init__.py`, with these deliberate
+differences:
+
+- time is `new_state.last_updated` (not `time_fired`), so a re-delivered or backfilled state
+  overwrites its point instead of adding one; ISO 8601 strings and epoch seconds are accepted.
+- one field name never changes type (InfluxDB refuses a field that does): string fields are
+  exactly `state` or end in `_str`, float fields never do. So a number under a key ending in
+  `_str` or named `state`, `value` or `time` gets HA's `_` clash suffix (`time` because
+  InfluxDB 1.x refuses a field of that name). HA only suffixes a key already in the fields.
+- a non-finite state (`nan`, `inf`) is kept as `state` only, not written as a NaN `value`;
+  a state sent as a JSON number (HA always sends text) is read as its text.
+- lists and dicts become JSON (sorted keys), not Python's repr, in `<name>_str`.
+- the number in a string is only looked for in strings up to 255 characters (HA's longest
+  state): HA's digit-tail regex backtracks quadratically on long strings.
+- at most 200 attributes per point, string fields cut at 64 KiB (UTF-8), lone surrogates
+  replaced; `Point.capped` counts what was cut. Tag attributes that are None or empty are
+  left out (InfluxDB refuses empty tag values).
+- `state_as_number` leaves `unknown` unmapped (HA maps it to 0, but never reaches that: it
+  skips `unknown`). With `unknown` taken out of `ignore_states` it is recorded as a state only,
+  not as a misleading 0.
+- `extra_tags` (enrichment: area, device) come first, so neither HA's `domain`/`entity_id`
+  nor tag attributes nor static `tags` can be overridden by them.
+
+Every point has a `state` or a `value` field, so a point without fields cannot happen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from workers.rules import Rules
+
+MAX_ATTRIBUTES: Final = 200
+MAX_STRING_BYTES: Final = 64 * 1024
+MAX_DIGIT_TAIL_CHARS: Final = 255
+
+# homeassistant/components/influxdb/const.py
+RE_DIGIT_TAIL: Final = re.compile(r"^[^\.]*\d+\.?\d+[^\.]*$")
+RE_DECIMAL: Final = re.compile(r"[^\d.]+")
+_SURROGATES: Final = re.compile("[\ud800-\udfff]")
+# homeassistant/helpers/state.py state_as_number (minus "unknown", see the module docstring)
+STATE_AS_NUMBER: Final[Mapping[str, float]] = {
+    "on": 1.0,
+    "locked": 1.0,
+    "above_horizon": 1.0,
+    "open": 1.0,
+    "home": 1.0,
+    "off": 0.0,
+    "unlocked": 0.0,
+    "below_horizon": 0.0,
+    "closed": 0.0,
+    "not_home": 0.0,
+}
+_NOT_FOR_FLOATS: Final = frozenset({"state", "value", "time"})
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_NS: Final = -(2**63) + 2  # InfluxDB's valid time range
+_MAX_NS: Final = 2**63 - 2
+_MISSING: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One InfluxDB point; time in nanoseconds whatever the write precision."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    """Sorted by key."""
+    fields: tuple[tuple[str, float | str], ...]
+    """Sorted by key; never empty."""
+    time_ns: int
+    capped: int = 0
+    """Attributes dropped beyond MAX_ATTRIBUTES plus string fields truncated."""
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A well-formed event that, by rule, makes no point."""
+
+    rule: str
+    """One of: not_a_state_event, no_new_state, ignored_state, filtered."""
+
+
+NOT_A_STATE_EVENT: Final = Skipped("not_a_state_event")
+NO_NEW_STATE: Final = Skipped("no_new_state")
+IGNORED_STATE: Final = Skipped("ignored_state")
+FILTERED: Final = Skipped("filtered")
+
+
+class InvalidEvent(ValueError):
+    """The event cannot be understood; the message says why. Callers dead-letter it."""
+
+
+def event_to_point(
+    event: Mapping[str, Any], rules: Rules, extra_tags: Mapping[str, str] | None = None
+) -> Point | Skipped:
+    """The point for a `state_changed` event, or why there is none; raises InvalidEvent."""
+    if not isinstance(event, Mapping):
+        raise InvalidEvent(f"the event is a {type(event).__name__}, not an object")
+    event_type = event.get("event_type")
+    if event_type != "state_changed":
+        if event_type is None:
+            raise InvalidEvent("event_type is missing")
+        if not isinstance(event_type, str):
+            raise InvalidEvent(f"event_type is a {type(event_type).__name__}, not a string")
+        return NOT_A_STATE_EVENT
+    data = event.get("data")
+    if not isinstance(data, Mapping):
+        raise InvalidEvent("data is missing" if data is None else "data is not an object")
+    new_state = data.get("new_state")
+    if new_state is None:
+        return NO_NEW_STATE
+    if not isinstance(new_state, Mapping):
+        raise InvalidEvent("new_state is not an object")
+
+    entity_id = new_state.get("entity_id") or data.get("entity_id")
+    if not isinstance(entity_id, str):
+        raise InvalidEvent("new_state.entity_id is missing")
+    domain, dot, object_id = entity_id.partition(".")
+    if not domain or not dot:
+        raise InvalidEvent(f"entity_id {entity_id[:100]!r} has no domain")
+    if not object_id:
+        raise InvalidEvent(f"entity_id {entity_id[:100]!r} has no object id")
+
+    state = new_state.get("state", _MISSING)
+    if state is _MISSING:
+        raise InvalidEvent("new_state.state is missing")
+    if state is None:
+        return IGNORED_STATE
+    if not isinstance(state, str):
+        if isinstance(state, bool) or not isinstance(state, int | float):
+            raise InvalidEvent(f"new_state.state is a {type(state).__name__}, not a string")
+        state = str(state)
+    if state in rules.ignore_states:
+        return IGNORED_STATE
+    entity = rules.for_entity(entity_id)
+    if entity is None:
+        return FILTERED
+
+    attributes = new_state.get("attributes")
+    if attributes is None:
+        attributes = {}
+    elif not isinstance(attributes, Mapping):
+        raise InvalidEvent("new_state.attributes is not an object")
+    time_ns = _time_ns(new_state.get("last_updated"))
+
+    capped = 0
+    fields: dict[str, float | str] = {}
+    number = _as_float(state)
+    if number is not None and math.isfinite(number):
+        fields["value"] = number
+    else:
+        state, cut = _capped_text(state)
+        capped += cut
+        fields["state"] = state
+        if (as_number := STATE_AS_NUMBER.get(state)) is not None:
+            fields["value"] = as_number
+
+    include_uom = include_dc = True
+    measurement: Any = entity.override_measurement
+    if not measurement:
+        if rules.override_measurement:
+            measurement = rules.override_measurement
+        else:
+            measurement_attr = rules.measurement_attr
+            if measurement_attr == "entity_id":
+                measurement = entity_id
+            elif measurement_attr == "domain__device_class":
+                device_class = attributes.get("device_class")
+                if device_class is None:
+                    measurement = domain
+                else:
+                    measurement = f"{domain}__{_text(device_class)}"
+                    include_dc = False
+            else:
+                measurement = attributes.get(measurement_attr)
+            if measurement is None or measurement == "":
+                measurement = rules.default_measurement or entity_id
+            else:
+                include_uom = measurement_attr != "unit_of_measurement"
+
+    tags: dict[str, str] = {}
+    if extra_tags:
+        for key, value in extra_tags.items():
+            if key and value:
+                tags[_clean(str(key))] = _clean(str(value))
+    tags["domain"] = _clean(domain)
+    tags["entity_id"] = _clean(object_id)
+
+    tags_attributes = rules.tags_attributes
+    ignore_attributes = entity.ignore_attributes
+    kept = 0
+    for key, value in attributes.items():
+        if not isinstance(key, str):
+            key = str(key)  # only from non-JSON callers
+        if not key:
+            continue
+        if key in tags_attributes:
+            if value is not None and (text := _clean(_text(value))):
+                tags[_clean(key)] = text
+            continue
+        if (
+            (key == "unit_of_measurement" and not include_uom)
+            or (key == "device_class" and not include_dc)
+            or key in ignore_attributes
+        ):
+            continue
+        kept += 1
+        if kept > MAX_ATTRIBUTES:
+            capped += 1
+            continue
+        key = _clean(key)
+        if key in fields:
+            key += "_"
+        number = _as_float(value)
+        if number is None:
+            text, cut = _capped_text(_text(value))
+            capped += cut
+            fields[key + "_str"] = text
+            if len(text) <= MAX_DIGIT_TAIL_CHARS and RE_DIGIT_TAIL.match(text):
+                number = _as_float(RE_DECIMAL.sub("", text))
+        if number is not None and math.isfinite(number):
+            fields[_float_key(key)] = number
+
+    tags.update(rules.static_tags)
+    return Point(
+        measurement=_clean(measurement if isinstance(measurement, str) else _text(measurement)),
+        tags=tuple(sorted(tags.items())),
+        fields=tuple(sorted(fields.items())),
+        time_ns=time_ns,
+        capped=capped,
+    )
+
+
+def _as_float(value: Any) -> float | None:
+    """float(value) as HA tries it, or None. Words are answered without float() raising,
+    which is costly: after optional spaces a float starts with a sign, digit, dot, inf or nan."""
+    if value is None or (isinstance(value, str) and value[:1].isalpha() and value[0] not in "iInN"):
+        return None
+    try:
+        return float(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _float_key(key: str) -> str:
+    """The name for a float field, never one that is (or could be) a string field's."""
+    if key in _NOT_FOR_FLOATS or key.endswith("_str"):
+        return key + "_"
+    return key
+
+
+def _text(value: object) -> str:
+    """A non-number as HA would store it, but JSON for lists and dicts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | dict | tuple):
+        try:
+            return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+        except (TypeError, ValueError, RecursionError):  # mixed key types, cycles: not JSON
+            return f"<unserialisable {type(value).__name__}>"
+    return str(value)
+
+
+def _clean(text: str) -> str:
+    """The text without lone surrogates, which cannot be encoded as UTF-8."""
+    if text.isascii():
+        return text
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def _capped_text(text: str) -> tuple[str, int]:
+    """The text cleaned and cut to MAX_STRING_BYTES of UTF-8; 1 if it was cut."""
+    if text.isascii():
+        if len(text) <= MAX_STRING_BYTES:
+            return text, 0
+        return text[:MAX_STRING_BYTES], 1
+    text = _SURROGATES.sub("\ufffd", text)
+    if len(text) <= MAX_STRING_BYTES // 4:
+        return text, 0
+    raw = text.encode()
+    if len(raw) <= MAX_STRING_BYTES:
+        return text, 0
+    return raw[:MAX_STRING_BYTES].decode(errors="ignore"), 1
+
+
+def _time_ns(value: object) -> int:
+    """Nanoseconds since the epoch from an ISO 8601 string (naive = UTC) or epoch seconds."""
+    if value is None:
+        raise InvalidEvent("new_state.last_updated is missing")
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            delta = moment - _EPOCH
+        except (ValueError, OverflowError):
+            raise InvalidEvent(
+                f"new_state.last_updated {value[:64]!r} is not an ISO 8601 timestamp"
+            ) from None
+        ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    elif isinstance(value, int) and not isinstance(value, bool):
+        ns = value * 1_000_000_000
+    elif isinstance(value, float) and math.isfinite(value):
+        # Rounded to the microsecond through the decimal text, so an epoch float from the
+        # history API gives the same nanoseconds as the ISO string of the same state.
+        ns = round(Decimal(repr(value)) * 1_000_000) * 1_000
+    else:
+        raise InvalidEvent(
+            f"new_state.last_updated is a {type(value).__name__}, "
+            "not an ISO 8601 string or epoch seconds"
+        )
+    if not _MIN_NS <= ns <= _MAX_NS:
+        raise InvalidEvent(
+            f"new_state.last_updated {value!r} is outside InfluxDB's time range (1677..2262)"
+        )
+    return ns
