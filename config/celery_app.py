@@ -56,7 +56,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings) -> Celery:
     """Build the app for these settings (tests build their own)."""
-    celery = Celery("ha_ingestor", include=["workers.tasks"])
+    celery = Celery("ha_ingestor", include=["workers.tasks", "workers.beat_tasks"])
     celery.conf.update(celery_config(settings))
     return celery
 

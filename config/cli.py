@@ -1,0 +1,45 @@
+"""The `ha-ingestor` command. Each subcommand lives in the package it belongs to.
+
+This module is the composition root: it may name both `listener` and `workers` commands, which
+never import each other. Subcommand modules are imported only when chosen, so `ha-ingestor
+simulate` does not load Celery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from config.settings import SettingsError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "listener": ("listener.commands", "keep HA's subscription and enqueue every event"),
+    "simulate": ("listener.simulator.cli", "run the built-in Home Assistant simulator"),
+    "dev": ("listener.devstack", "run the whole stack locally (what `make run` does)"),
+}
+"""name → (module with `add_arguments(parser)` and `run(args) -> int`, help text)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ha-ingestor", description="Record Home Assistant events into InfluxDB."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            importlib.import_module(module_name).add_arguments(command)
+    args = parser.parse_args(argv)
+    try:
+        code: int = importlib.import_module(COMMANDS[args.command][0]).run(args)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""`ha-ingestor listener`: run the listener until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from config.settings import get_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options: everything comes from the environment."""
+
+
+def run(_: argparse.Namespace) -> int:
+    from config.logging_setup import configure_logging
+    from listener.service import EXIT_CONFIG, Listener
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.secrets())
+    if settings.ha_url is None or not settings.ha_token_value():
+        print(
+            "ha-ingestor listener: set HA_URL (e.g. http://homeassistant.local:8123) and HA_TOKEN "
+            "(a long-lived access token from your HA profile, Security tab).",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    return asyncio.run(Listener(settings).run())

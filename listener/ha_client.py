@@ -1,0 +1,257 @@
+"""The asyncio side of the HA connection: connect, authenticate, subscribe, read, heartbeat.
+
+Reading never waits on publishing: every frame is parsed and handed to `on_event`, which only
+puts the event into the publisher's bounded queue. Reconnects use capped exponential backoff
+with jitter, reset after a connection stayed up; `auth_invalid` is fatal (HA bans addresses
+after repeated failed logins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from config.backoff import BackoffFactory, exponential_backoff
+from listener import protocol
+from listener.stats import ListenerStats
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
+ConnectedHook = Callable[["HAConnection"], Awaitable[None]]
+
+STABLE_AFTER_S = 30.0
+"""A connection that lasted this long resets the reconnect backoff."""
+
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+"""HA's get_states on a large install is tens of MB; anything above this is not HA."""
+
+
+class HAConnection:
+    """One authenticated connection: sends commands and awaits their results."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.session = protocol.Session()
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+
+    async def call(self, type_: str, reply_timeout: float = 30.0, **fields: Any) -> Any:
+        """Send a command and return its result (raises CommandFailed on success=false)."""
+        message = self.session.command(type_, **fields)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[message["id"]] = future
+        try:
+            await self.ws.send(protocol_dumps(message))
+            reply = await asyncio.wait_for(future, reply_timeout)
+        finally:
+            self.pending.pop(message["id"], None)
+        if reply.get("type") == "pong":
+            return None
+        return protocol.result_of(reply, type_)
+
+    def resolve(self, message: dict[str, Any]) -> bool:
+        """Complete the pending command this message answers; False when it answers none."""
+        future = self.pending.get(message.get("id", -1))
+        if future is None or future.done():
+            return False
+        future.set_result(message)
+        return True
+
+
+def protocol_dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message)
+
+
+class HAClient:
+    """Keeps one subscription to HA alive for as long as the listener runs."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        event_types: tuple[str, ...],
+        on_event: EventHandler,
+        stats: ListenerStats,
+        *,
+        on_connected: ConnectedHook | None = None,
+        heartbeat_interval: float = 20.0,
+        heartbeat_timeout: float = 10.0,
+        backoff: BackoffFactory = lambda: exponential_backoff(initial=1.0, cap=60.0),
+        open_timeout: float = 10.0,
+    ) -> None:
+        self._url = url
+        self._token = token
+        self._event_types = event_types
+        self._on_event = on_event
+        self._stats = stats
+        self._on_connected = on_connected
+        self._heartbeat_interval = heartbeat_interval
+        self._heartbeat_timeout = heartbeat_timeout
+        self._backoff = backoff
+        self._open_timeout = open_timeout
+        self._stopping = asyncio.Event()
+        self._connection: HAConnection | None = None
+
+    async def stop(self) -> None:
+        """Unsubscribe and close; `run` returns soon after."""
+        self._stopping.set()
+        connection = self._connection
+        if connection is None:
+            return
+        with contextlib.suppress(Exception):
+            for subscription in list(self._stats.subscriptions.values()):
+                await connection.call(
+                    "unsubscribe_events", reply_timeout=2.0, subscription=subscription
+                )
+        with contextlib.suppress(Exception):
+            await connection.ws.close()
+
+    async def run(self) -> None:
+        """Connect and reconnect until stopped; raises AuthInvalid, which must end the process."""
+        delays: Iterator[float] = self._backoff()
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            self._stats.connect_attempts += 1
+            self._stats.connection_state = "connecting"
+            log.info("connecting to Home Assistant at %s", self._url)
+            try:
+                await self._session()
+            except protocol.AuthInvalid:
+                self._stats.connection_state = "auth_invalid"
+                raise
+            except (
+                OSError,
+                TimeoutError,
+                websockets.WebSocketException,
+                protocol.ProtocolError,
+            ) as exc:
+                reason = _describe(exc)
+                self._stats.last_error = reason
+                if self._stats.connection_state in ("connecting", "authenticating"):
+                    self._stats.connects_failed += 1
+                log.warning("disconnected from Home Assistant: %s", reason)
+            finally:
+                self._connection = None
+                self._stats.subscriptions.clear()
+            if self._stopping.is_set():
+                break
+            self._stats.connection_state = "backing_off"
+            if time.monotonic() - started > STABLE_AFTER_S:
+                delays = self._backoff()
+            delay = next(delays)
+            log.info("reconnecting in %.1f s", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            self._stats.reconnects += 1
+        self._stats.connection_state = "stopped"
+
+    async def _session(self) -> None:
+        async with websockets.connect(
+            self._url,
+            open_timeout=self._open_timeout,
+            ping_interval=None,  # HA-level ping below: it proves HA's loop answers, not just TCP
+            close_timeout=2.0,
+            max_size=MAX_FRAME_BYTES,
+            max_queue=64,
+            compression=None,
+        ) as ws:
+            self._stats.connection_state = "authenticating"
+            hello = await asyncio.wait_for(ws.recv(), self._open_timeout)
+            first = protocol.parse_frame(hello)[0]
+            if first.get("type") != "auth_required":
+                raise protocol.ProtocolError(f"expected auth_required, got {first.get('type')!r}")
+            await ws.send(protocol_dumps(protocol.auth_message(self._token)))
+            reply = protocol.parse_frame(await asyncio.wait_for(ws.recv(), self._open_timeout))[0]
+            self._stats.ha_version = protocol.check_auth_reply(reply)
+            self._stats.connects_ok += 1
+            self._stats.connection_state = "authenticated"
+            log.info("authenticated with Home Assistant %s", self._stats.ha_version)
+            connection = self._connection = HAConnection(ws)
+            reader = asyncio.create_task(self._read(connection), name="ha-reader")
+            heartbeat: asyncio.Task[None] | None = None
+            try:
+                await self._subscribe(connection)
+                heartbeat = asyncio.create_task(self._heartbeat(connection), name="ha-heartbeat")
+                if self._on_connected is not None:
+                    await self._on_connected(connection)
+                done, _ = await asyncio.wait(
+                    {reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for finished in done:
+                    finished.result()
+            finally:
+                for task in (reader, heartbeat):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await task
+
+    async def _subscribe(self, connection: HAConnection) -> None:
+        with contextlib.suppress(protocol.CommandFailed):  # HA before 2022.x lacks the feature
+            await connection.call("supported_features", features={"coalesce_messages": 1})
+        for event_type in self._event_types:
+            # Known before the command is sent: HA may put the first events in the same frame
+            # as the result, and the reader must already route them.
+            self._stats.subscriptions[event_type] = connection.session.peek_next_id()
+            try:
+                await connection.call("subscribe_events", event_type=event_type)
+            except protocol.CommandFailed:
+                del self._stats.subscriptions[event_type]
+                raise
+        self._stats.connection_state = "subscribed"
+        log.info(
+            "subscribed to %s (subscription ids %s)",
+            ", ".join(self._event_types),
+            ", ".join(str(i) for i in self._stats.subscriptions.values()),
+        )
+
+    async def _read(self, connection: HAConnection) -> None:
+        """Read every frame as it comes; events go to on_event, replies to their callers."""
+        stats = self._stats
+        async for frame in connection.ws:
+            try:
+                messages = protocol.parse_frame(frame)
+            except protocol.MalformedFrame as exc:
+                stats.malformed_frames += 1
+                log.warning("skipped a malformed frame from HA (%s)", exc)
+                continue
+            subscriptions = set(stats.subscriptions.values())
+            for message in messages:
+                if message.get("type") == "event":
+                    event = message.get("event")
+                    if message.get("id") in subscriptions and isinstance(event, dict):
+                        await self._on_event(event)
+                    elif not isinstance(event, dict):
+                        stats.malformed_frames += 1
+                        log.warning("skipped an event message without an event object")
+                    continue
+                if not connection.resolve(message):
+                    log.debug("ignored a message for no pending command: %s", message.get("type"))
+
+    async def _heartbeat(self, connection: HAConnection) -> None:
+        """Ping HA; a missing pong means a dead connection even when TCP looks alive."""
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            try:
+                await connection.call("ping", reply_timeout=self._heartbeat_timeout)
+            except TimeoutError:
+                raise protocol.ProtocolError(
+                    f"no pong within {self._heartbeat_timeout:.0f} s: the connection is dead"
+                ) from None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, websockets.ConnectionClosed):
+        code = exc.rcvd.code if exc.rcvd else 1006
+        return f"connection closed (code {code})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: is Home Assistant running and HA_URL right?"
+    return f"{type(exc).__name__}: {exc}"
