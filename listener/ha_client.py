@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import websockets
@@ -42,6 +42,7 @@ class HAConnection:
         self.ws = ws
         self.session = protocol.Session()
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.frames_received = 0
 
     async def call(self, type_: str, reply_timeout: float = 30.0, **fields: Any) -> Any:
         """Send a command and return its result (raises CommandFailed on success=false)."""
@@ -81,7 +82,9 @@ class HAClient:
         on_event: EventHandler,
         stats: ListenerStats,
         *,
+        control_events: Mapping[str, EventHandler] | None = None,
         on_connected: ConnectedHook | None = None,
+        on_disconnected: Callable[[], None] | None = None,
         heartbeat_interval: float = 20.0,
         heartbeat_timeout: float = 10.0,
         backoff: BackoffFactory = lambda: exponential_backoff(initial=1.0, cap=60.0),
@@ -91,14 +94,22 @@ class HAClient:
         self._token = token
         self._event_types = event_types
         self._on_event = on_event
+        self._control_events = dict(control_events or {})
+        self._routes: dict[int, EventHandler] = {}
         self._stats = stats
         self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
         self._heartbeat_interval = heartbeat_interval
         self._heartbeat_timeout = heartbeat_timeout
         self._backoff = backoff
         self._open_timeout = open_timeout
         self._stopping = asyncio.Event()
         self._connection: HAConnection | None = None
+
+    @property
+    def connection(self) -> HAConnection | None:
+        """The live connection, if any (registry refreshes use it)."""
+        return self._connection
 
     async def stop(self) -> None:
         """Unsubscribe and close; `run` returns soon after."""
@@ -134,6 +145,8 @@ class HAClient:
                 protocol.ProtocolError,
             ) as exc:
                 reason = _describe(exc)
+                if "too big" in reason:
+                    self._stats.malformed_frames += 1
                 self._stats.last_error = reason
                 if self._stats.connection_state in ("connecting", "authenticating"):
                     self._stats.connects_failed += 1
@@ -141,6 +154,9 @@ class HAClient:
             finally:
                 self._connection = None
                 self._stats.subscriptions.clear()
+                self._routes.clear()
+                if self._on_disconnected is not None:
+                    self._on_disconnected()
             if self._stopping.is_set():
                 break
             self._stats.connection_state = "backing_off"
@@ -197,15 +213,18 @@ class HAClient:
     async def _subscribe(self, connection: HAConnection) -> None:
         with contextlib.suppress(protocol.CommandFailed):  # HA before 2022.x lacks the feature
             await connection.call("supported_features", features={"coalesce_messages": 1})
+        self._routes.clear()
         for event_type in self._event_types:
-            # Known before the command is sent: HA may put the first events in the same frame
-            # as the result, and the reader must already route them.
-            self._stats.subscriptions[event_type] = connection.session.peek_next_id()
+            await self._subscribe_one(connection, event_type, self._on_event)
+        for event_type, handler in self._control_events.items():
+            if event_type in self._event_types:
+                continue
             try:
-                await connection.call("subscribe_events", event_type=event_type)
-            except protocol.CommandFailed:
-                del self._stats.subscriptions[event_type]
-                raise
+                await self._subscribe_one(connection, event_type, handler)
+            except protocol.CommandFailed as exc:
+                log.warning(
+                    "could not subscribe to %s (%s); registries may go stale", event_type, exc
+                )
         self._stats.connection_state = "subscribed"
         log.info(
             "subscribed to %s (subscription ids %s)",
@@ -213,22 +232,43 @@ class HAClient:
             ", ".join(str(i) for i in self._stats.subscriptions.values()),
         )
 
+    async def _subscribe_one(
+        self, connection: HAConnection, event_type: str, handler: EventHandler
+    ) -> None:
+        # Routed before the command is sent: HA may put the first events in the same frame
+        # as the result, and the reader must already know where they go.
+        subscription = connection.session.peek_next_id()
+        self._routes[subscription] = handler
+        self._stats.subscriptions[event_type] = subscription
+        try:
+            await connection.call("subscribe_events", event_type=event_type)
+        except protocol.CommandFailed:
+            del self._routes[subscription]
+            del self._stats.subscriptions[event_type]
+            raise
+
     async def _read(self, connection: HAConnection) -> None:
         """Read every frame as it comes; events go to on_event, replies to their callers."""
         stats = self._stats
         async for frame in connection.ws:
+            connection.frames_received += 1
             try:
                 messages = protocol.parse_frame(frame)
             except protocol.MalformedFrame as exc:
                 stats.malformed_frames += 1
                 log.warning("skipped a malformed frame from HA (%s)", exc)
                 continue
-            subscriptions = set(stats.subscriptions.values())
+            routes = self._routes
+            control = self._control_events
             for message in messages:
                 if message.get("type") == "event":
                     event = message.get("event")
-                    if message.get("id") in subscriptions and isinstance(event, dict):
-                        await self._on_event(event)
+                    handler = routes.get(message.get("id", -1))
+                    if handler is not None and isinstance(event, dict):
+                        await handler(event)
+                        extra = control.get(event.get("event_type", ""))
+                        if extra is not None and extra is not handler:
+                            await extra(event)
                     elif not isinstance(event, dict):
                         stats.malformed_frames += 1
                         log.warning("skipped an event message without an event object")
@@ -237,21 +277,35 @@ class HAClient:
                     log.debug("ignored a message for no pending command: %s", message.get("type"))
 
     async def _heartbeat(self, connection: HAConnection) -> None:
-        """Ping HA; a missing pong means a dead connection even when TCP looks alive."""
+        """Ping HA; a missing pong means a dead connection even when TCP looks alive.
+
+        Under a heavy stream the pong queues behind events: frames arriving while we wait
+        prove HA is alive, so only silence for the whole timeout counts as dead.
+        """
         while True:
             await asyncio.sleep(self._heartbeat_interval)
+            frames_before = connection.frames_received
             try:
                 await connection.call("ping", reply_timeout=self._heartbeat_timeout)
             except TimeoutError:
-                raise protocol.ProtocolError(
-                    f"no pong within {self._heartbeat_timeout:.0f} s: the connection is dead"
-                ) from None
+                if connection.frames_received == frames_before:
+                    raise protocol.ProtocolError(
+                        f"no pong within {self._heartbeat_timeout:g} s: the connection is dead"
+                    ) from None
+                log.debug("pong late, but HA keeps sending: the connection is alive")
 
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, websockets.ConnectionClosed):
+        if exc.sent is not None and exc.sent.code == 1009:
+            return (
+                f"HA sent a frame too big (over {MAX_FRAME_BYTES >> 20} MB); it was skipped "
+                "and the connection is restarted"
+            )
         code = exc.rcvd.code if exc.rcvd else 1006
         return f"connection closed (code {code})"
+    if isinstance(exc, websockets.InvalidStatus):
+        return f"HA refused the connection (HTTP {exc.response.status_code}); is it starting?"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused: is Home Assistant running and HA_URL right?"
     return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,50 @@
+"""The listener keeps HA's registries in Redis for the workers' enrichment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import redis
+
+from config.redis_keys import RedisKeys
+from tests.helpers import InfluxDatabase, wait_until
+from tests.sim_thread import SimulatorThread
+from tests.stack import TOKEN, Stack
+
+pytestmark = pytest.mark.integration
+
+
+def test_registries_are_stored_on_connect_and_refetched_on_updates(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    sim = SimulatorThread(token=TOKEN, rate=5).start()
+    stack = Stack(tmp_path, sim, redis_url, influx_db)
+    client = redis.Redis.from_url(redis_url)
+    keys = RedisKeys()
+    try:
+        stack.start_listener()
+        stack.wait_subscribed()
+        home = sim.sim.home
+        expected = {
+            "areas": sim.do(home.area_registry),
+            "devices": sim.do(home.device_registry),
+            "entities": sim.do(home.entity_registry),
+        }
+        for name, items in expected.items():
+            key = keys.registry(name)
+            wait_until(lambda key=key: client.exists(key), 10)  # type: ignore[misc]
+            assert json.loads(client.get(keys.registry(name)) or b"null") == items
+            assert client.ttl(keys.registry(name)) > 0
+
+        client.delete(keys.registry("areas"))
+        state = wait_until(lambda: client.hgetall(keys.listener_state()), 10)
+        subscriptions = json.loads(state[b"subscriptions"])
+        event = {"event_type": "area_registry_updated", "data": {"action": "update"}}
+        frame = {"id": subscriptions["area_registry_updated"], "type": "event", "event": event}
+        sim.do(sim.sim.send_raw, json.dumps(frame))
+        wait_until(lambda: client.exists(keys.registry("areas")), 10, message="areas refetched")
+    finally:
+        stack.stop()
+        sim.stop()
