@@ -1,32 +1,75 @@
-"""Beat jobs: thin tasks that read counters from Redis, compute figures and store them."""
+"""Beat jobs: thin tasks over the pure rate and health computations, stored in Redis with TTLs.
+
+They run INSIDE the beat process (`InProcessScheduler`), not on a worker: a health check that
+waits in the same queue as the events it measures would go silent exactly when the queue backs
+up or the workers stop — the moments it exists for.
+"""
 
 from __future__ import annotations
 
-import json
-import time
+import functools
+import logging
+from typing import Any
 
-import redis
+from celery.beat import PersistentScheduler, ScheduleEntry
 
-from config.celery_app import BEAT_PERIOD_S, app
-from config.redis_keys import RedisKeys
+from config.celery_app import app
 from config.settings import get_settings
-from workers.rates import WINDOWS_MIN, per_minute_rates
+from workers.monitoring import Monitor
 
-RATE_COUNTERS = ("written", "dead_lettered", "retries")
+log = logging.getLogger(__name__)
+
+COMPUTE_HEALTH = "ha_ingestor.compute_health"
 
 
-@app.task(name="ha_ingestor.compute_pipeline_stats", ignore_result=True)
-def compute_pipeline_stats() -> None:
-    """Store per-minute rates of the pipeline's counters under the `rates` key."""
-    settings = get_settings()
-    keys = RedisKeys(settings.redis_prefix)
-    client = redis.Redis.from_url(settings.state_redis_url())
-    now_minute = int(time.time() // 60)
-    minutes = list(range(now_minute - max(WINDOWS_MIN), now_minute))
-    figures: dict[str, dict[str, float]] = {}
-    for name in RATE_COUNTERS:
-        values = client.mget([keys.counter_bucket(name, m) for m in minutes])
-        buckets = {m: int(v) for m, v in zip(minutes, values, strict=True) if v is not None}
-        figures[name] = per_minute_rates(buckets, now_minute)
-    payload = {"computed_at": time.time(), "per_minute": figures}
-    client.set(keys.rates(), json.dumps(payload), ex=int(6 * BEAT_PERIOD_S))
+@functools.cache
+def monitor() -> Monitor:
+    """One set of Redis connections per process, built on first use."""
+    return Monitor.from_settings(get_settings())
+
+
+_last_reasons: list[list[str]] = [[]]
+
+
+@app.task(name=COMPUTE_HEALTH, ignore_result=True, run_in_beat=True)
+def compute_health() -> None:
+    """Event rates (overall, per domain, top entities), subscription and pipeline health, and
+    the overall status with its reasons, into the `health` and `rates` keys."""
+    report = monitor().run()
+    # One log line when the verdict changes, not one per run.
+    codes = [check["code"] for check in report["checks"]]
+    if codes != _last_reasons[0]:
+        _last_reasons[0] = codes
+        reasons = "; ".join(report["reasons"]) or "every check passes"
+        level = logging.INFO if report["status"] == "healthy" else logging.WARNING
+        log.log(level, "health: %s — %s", report["status"], reasons)
+
+
+class InProcessScheduler(PersistentScheduler):  # type: ignore[misc]
+    """Celery beat's scheduler, except that tasks marked `run_in_beat` run here and now."""
+
+    def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
+        task = self.app.tasks.get(entry.task)
+        if task is None or not getattr(task, "run_in_beat", False):
+            super().apply_entry(entry, producer)
+            return
+        log.debug("running %s", entry.task)  # every few seconds: not worth an INFO line
+        self.apply_async(entry, producer=producer, advance=False)
+
+    def apply_async(
+        self,
+        entry: ScheduleEntry,
+        producer: Any = None,
+        advance: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        task = self.app.tasks.get(entry.task)
+        if task is None or not getattr(task, "run_in_beat", False):
+            return super().apply_async(entry, producer, advance, **kwargs)
+        entry = self.reserve(entry) if advance else entry
+        try:
+            task(*entry.args, **entry.kwargs)
+        except Exception:
+            # One failed run (Redis restarting) must not stop the next ones.
+            log.exception("beat job %s failed; it runs again in its next period", entry.task)
+        return None

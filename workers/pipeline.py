@@ -1,14 +1,30 @@
 """One batch of task messages → points in InfluxDB, or dead letters with the reason.
 
 This is where retries are decided (STYLE rule 4): the sink says "unavailable" (wait and try the
-same points again, however long it takes: the messages stay unacknowledged in the broker) or
-"rejected" (split the batch until the offending points are alone, dead-letter only those).
+same points again: the messages stay unacknowledged in the broker) or "rejected" (split the
+batch until the offending points are alone, dead-letter only those).
+
+While InfluxDB is unavailable a batch is retried with capped backoff. Three things end the wait
+for a message other than a successful write:
+
+- it is older than `max_event_age` (received by the listener that long ago): it goes to the
+  dead letters with reason `too_old_during_outage`, which workers replay by themselves once
+  writes succeed again (workers/dead_letters.py, AutoReplay);
+- the batch has been held `hold_limit` seconds: its unfinished messages are handed back to the
+  broker, so no message stays unacknowledged past the broker's visibility timeout
+  (config/celery_app.py explains the arithmetic);
+- the worker is stopping: the same hand-back, so a restart loses nothing.
+
+Every message of a batch thus ends in exactly one of: written, skipped by a named rule,
+dead-lettered with a reason, or handed back (`BatchOutcome.handed_back`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +32,7 @@ from typing import Any
 
 from config.backoff import BackoffFactory, exponential_backoff
 from config.messages import InvalidMessage, parse_message
+from workers.dead_letters import TOO_OLD_DURING_OUTAGE
 from workers.errors import PointsRejected, SinkUnavailable
 from workers.influx_sink import Sink
 from workers.line_protocol import encode_point
@@ -30,9 +47,11 @@ DeadLetterSink = Callable[[list[tuple[Any, str, str]]], object]
 TagsFor = Callable[[str], Mapping[str, str]]
 """Enrichment tags (area, device) for an entity_id."""
 
+CountSink = Callable[[Mapping[str, int]], object]
+"""Adds to named counters (workers/stats.py CounterStore.add); must not raise."""
 
-class ShutdownRequested(Exception):
-    """The worker is stopping while the sink is down; the caller hands the batch back."""
+LIVE_COUNTERS = ("retries", "write_errors")
+"""Counted as they happen, so an outage shows while a batch still waits; the rest per batch."""
 
 
 @dataclass
@@ -43,17 +62,52 @@ class BatchOutcome:
     skipped: Counter[str] = field(default_factory=Counter)
     dead_lettered: Counter[str] = field(default_factory=Counter)
     retries: int = 0
+    """Write attempts that found InfluxDB unavailable (each followed by a wait or a hand-back)."""
+    write_errors: int = 0
+    """Failed write attempts of any kind: unavailable, or points rejected."""
+    capped: int = 0
+    """Written events whose point was cut (attributes beyond the limit, very long strings)."""
+    handed_back: list[int] = field(default_factory=list)
+    """Indexes of the messages to give back to the broker unfinished."""
 
     def counters(self) -> dict[str, int]:
-        out = {"written": self.written, "retries": self.retries}
-        out["dead_lettered"] = sum(self.dead_lettered.values())
+        out = {
+            "written": self.written,
+            "retries": self.retries,
+            "write_errors": self.write_errors,
+            "capped": self.capped,
+            "dead_lettered": sum(self.dead_lettered.values()),
+        }
         out.update({f"skipped:{rule}": n for rule, n in self.skipped.items()})
         out.update({f"dead_lettered:{reason}": n for reason, n in self.dead_lettered.items()})
         return out
 
 
+@dataclass(slots=True)
+class _Entry:
+    """A message that became a line to write."""
+
+    index: int
+    raw: Any
+    line: str
+    received_at: float
+    capped: bool
+
+
+class _HandBack(Exception):
+    """Stop holding the batch; `entries` are the messages not finished yet."""
+
+    def __init__(self, entries: list[_Entry]) -> None:
+        super().__init__(f"{len(entries)} messages handed back")
+        self.entries = entries
+
+
 def _no_tags(_: str) -> Mapping[str, str]:
     return {}
+
+
+def _no_count(_: Mapping[str, int]) -> None:
+    return None
 
 
 class IngestPipeline:
@@ -65,25 +119,70 @@ class IngestPipeline:
         rules: Rules,
         sink: Sink,
         dead_letters: DeadLetterSink,
-        tags_for: TagsFor = _no_tags,
+        tags_for: TagsFor | None = None,
+        count: CountSink = _no_count,
         backoff: BackoffFactory = lambda: exponential_backoff(initial=0.5, cap=30.0),
         stopping: threading.Event | None = None,
+        max_event_age: float = math.inf,
+        hold_limit: float = math.inf,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._rules = rules
         self._sink = sink
         self._dead_letters = dead_letters
-        self._tags_for = tags_for
+        self._tags_for = tags_for or _no_tags
+        self._count = count
         self._backoff = backoff
         self._stopping = stopping or threading.Event()
+        self._max_event_age = max_event_age
+        self._hold_limit = hold_limit
+        self._clock = clock
+        self._wall_clock = wall_clock
 
     def process(self, messages: Sequence[Any]) -> BatchOutcome:
-        """Write every message's point or dead-letter it; raises only ShutdownRequested."""
+        """Write every message's point, skip it by rule, dead-letter it, or hand it back."""
         outcome = BatchOutcome()
-        rejected: list[tuple[Any, str, str]] = []
-        items: list[Any] = []
-        lines: list[str] = []
+        deadline = self._clock() + self._hold_limit
+        entries, letters = self._prepare(messages, outcome)
+        try:
+            self._store_dead_letters(letters, outcome)
+        except _HandBack:
+            # Nothing is finished yet: the whole batch goes back and is counted when it returns.
+            return BatchOutcome(handed_back=list(range(len(messages))))
+        try:
+            self._write_isolating(entries, outcome, deadline)
+        except _HandBack as back:
+            outcome.handed_back = sorted(entry.index for entry in back.entries)
+            log.warning(
+                "%d events handed back to the broker unwritten (%s)",
+                len(back.entries),
+                "the worker is stopping"
+                if self._stopping.is_set()
+                else f"InfluxDB unavailable for {self._hold_limit:g} s",
+            )
+        final = outcome.counters()
+        self._count({k: v for k, v in final.items() if k not in LIVE_COUNTERS})
+        return outcome
+
+    def dead_letter_all(self, messages: Sequence[Any], reason: str, error: str) -> BatchOutcome:
+        """Keep a whole batch as dead letters (after a failure the pipeline did not foresee)."""
+        outcome = BatchOutcome()
+        try:
+            self._store_dead_letters([(raw, reason, error) for raw in messages], outcome)
+        except _HandBack:
+            return BatchOutcome(handed_back=list(range(len(messages))))
+        self._count(outcome.counters())
+        return outcome
+
+    def _prepare(
+        self, messages: Sequence[Any], outcome: BatchOutcome
+    ) -> tuple[list[_Entry], list[tuple[Any, str, str]]]:
+        """Lines to write, and dead letters for what cannot be understood."""
+        entries: list[_Entry] = []
+        letters: list[tuple[Any, str, str]] = []
         precision = self._rules.precision
-        for raw in messages:
+        for index, raw in enumerate(messages):
             try:
                 message = parse_message(raw)
                 entity_id = _entity_id(message.event)
@@ -93,68 +192,99 @@ class IngestPipeline:
                     continue
                 line = encode_point(result, precision)
             except (InvalidMessage, InvalidEvent) as exc:
-                rejected.append((raw, "invalid_event", str(exc)))
+                letters.append((raw, "invalid_event", str(exc)))
                 continue
             except Exception as exc:
                 log.exception("could not transform an event; it is kept as a dead letter")
-                rejected.append((raw, "transform_error", repr(exc)))
+                letters.append((raw, "transform_error", repr(exc)))
                 continue
-            items.append(raw)
-            lines.append(line)
-        self._write_isolating(items, lines, outcome, rejected)
-        if rejected:
-            self._store_dead_letters(rejected, outcome)
-        return outcome
+            entries.append(_Entry(index, raw, line, message.received_at, result.capped > 0))
+        return entries, letters
 
     def _write_isolating(
-        self,
-        items: list[Any],
-        lines: list[str],
-        outcome: BatchOutcome,
-        rejected: list[tuple[Any, str, str]],
+        self, entries: list[_Entry], outcome: BatchOutcome, deadline: float
     ) -> None:
-        """Write all lines; on a rejection, bisect until only the offending lines remain."""
-        pending = [(0, len(lines))] if lines else []
+        """Write all entries; on a rejection, bisect until only the offending lines remain."""
+        pending = [entries] if entries else []
         while pending:
-            start, stop = pending.pop()
+            chunk = pending.pop()
             try:
-                self._write_retrying(lines[start:stop], outcome)
-            except PointsRejected as exc:
-                if stop - start == 1:
-                    rejected.append((items[start], "rejected_by_influxdb", exc.message))
-                    continue
-                middle = (start + stop) // 2
-                pending.append((middle, stop))
-                pending.append((start, middle))
-            else:
-                outcome.written += stop - start
+                rejected = self._write_retrying(chunk, outcome, deadline)
+                if rejected is None:
+                    outcome.written += len(chunk)
+                    outcome.capped += sum(entry.capped for entry in chunk)
+                elif len(chunk) == 1:
+                    letter = (chunk[0].raw, "rejected_by_influxdb", rejected.message)
+                    self._store_dead_letters([letter], outcome)
+                else:
+                    middle = len(chunk) // 2
+                    pending.append(chunk[middle:])
+                    pending.append(chunk[:middle])
+            except _HandBack:
+                raise _HandBack(chunk + [e for rest in pending for e in rest]) from None
 
-    def _write_retrying(self, lines: list[str], outcome: BatchOutcome) -> None:
+    def _write_retrying(
+        self, chunk: list[_Entry], outcome: BatchOutcome, deadline: float
+    ) -> PointsRejected | None:
+        """Write the chunk, waiting out unavailability; too old entries leave it on the way.
+
+        Returns the rejection when InfluxDB refuses the points; raises _HandBack.
+        """
         delays: Iterator[float] | None = None
-        while True:
+        while chunk:
             try:
-                self._sink.write(lines)
+                self._sink.write([entry.line for entry in chunk])
+            except PointsRejected as exc:
+                outcome.write_errors += 1
+                self._count({"write_errors": 1})
+                return exc
             except SinkUnavailable as exc:
+                outcome.retries += 1
+                outcome.write_errors += 1
+                self._count({"retries": 1, "write_errors": 1})
+                self._drop_too_old(chunk, outcome, exc)
+                if not chunk:
+                    return None
                 delays = delays or self._backoff()
                 delay = max(next(delays), exc.retry_after or 0.0)
-                outcome.retries += 1
+                if self._clock() + delay > deadline:
+                    raise _HandBack(chunk) from exc
                 log.warning(
                     "InfluxDB unavailable (%s); retrying %d points in %.1f s — the events "
                     "wait in the broker meanwhile",
                     exc,
-                    len(lines),
+                    len(chunk),
                     delay,
                 )
                 if self._stopping.wait(delay):
-                    raise ShutdownRequested from exc
+                    raise _HandBack(chunk) from exc
             else:
                 if delays is not None:
                     log.info("InfluxDB accepts writes again")
-                return
+                return None
+        return None
+
+    def _drop_too_old(self, chunk: list[_Entry], outcome: BatchOutcome, exc: Exception) -> None:
+        """Dead-letter (in place) the entries that waited longer than max_event_age."""
+        oldest_allowed = self._wall_clock() - self._max_event_age
+        old = [entry for entry in chunk if entry.received_at < oldest_allowed]
+        if not old:
+            return
+        error = (
+            f"waited more than {self._max_event_age:g} s (MAX_EVENT_AGE) while InfluxDB was "
+            f"unavailable ({exc}); replayed automatically once writes succeed again"
+        )
+        self._store_dead_letters([(entry.raw, TOO_OLD_DURING_OUTAGE, error) for entry in old])
+        outcome.dead_lettered[TOO_OLD_DURING_OUTAGE] += len(old)
+        gone = {id(entry) for entry in old}
+        chunk[:] = [entry for entry in chunk if id(entry) not in gone]
 
     def _store_dead_letters(
-        self, letters: list[tuple[Any, str, str]], outcome: BatchOutcome
+        self, letters: list[tuple[Any, str, str]], outcome: BatchOutcome | None = None
     ) -> None:
+        """Store durably, retrying while the store is down; raises _HandBack when stopping."""
+        if not letters:
+            return
         delays: Iterator[float] | None = None
         while True:
             try:
@@ -164,12 +294,18 @@ class IngestPipeline:
                 delay = next(delays)
                 log.warning("cannot store dead letters (%s); retrying in %.1f s", exc, delay)
                 if self._stopping.wait(delay):
-                    raise ShutdownRequested from exc
+                    raise _HandBack([]) from exc
             else:
                 break
+        by_reason: Counter[str] = Counter()
+        first_error: dict[str, str] = {}
         for _, reason, error in letters:
-            outcome.dead_lettered[reason] += 1
-            log.warning("dead letter (%s): %s", reason, error[:300])
+            by_reason[reason] += 1
+            first_error.setdefault(reason, error)
+        for reason, n in by_reason.items():
+            if outcome is not None:
+                outcome.dead_lettered[reason] += n
+            log.warning("%d dead letter(s) (%s): %s", n, reason, first_error[reason][:300])
 
 
 def _entity_id(event: Mapping[str, Any]) -> str:

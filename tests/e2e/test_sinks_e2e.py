@@ -1,0 +1,195 @@
+"""Both sinks end to end with the real processes: simulator → listener → Redis → worker → sink.
+
+- InfluxDB 1.x through `/write`, read back with InfluxQL: every point, numbers and strings.
+- The v2 write API through influxdb-client, against VictoriaMetrics, read back through its
+  export API. VictoriaMetrics names a series `{measurement}_{field}`, keeps tags as labels,
+  stores milliseconds and turns string fields into 0: it proves the v2 path and the numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from config.local_servers import free_port
+from config.redis_keys import RedisKeys
+from tests.expectations import (
+    SeriesKey,
+    expected_points,
+    ha_states,
+    points_in_influx,
+    recorded_events,
+    state_events,
+)
+from tests.helpers import InfluxDatabase, Victoria, wait_until
+from tests.processes import AppProcess, app_env, listener_argv, worker_argv
+from tests.sim_thread import SimulatorThread
+from workers.transform import Point
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "sinks-token-0123456789"
+EVENTS = 800
+
+
+@contextmanager
+def stack(tmp_path: Path, redis_url: str, **sink_settings: str) -> Iterator[dict[SeriesKey, Point]]:
+    """Run simulator, listener and worker until every event was written; yield the expected
+    points (snapshot + events, computed by the pure core)."""
+    record = tmp_path / "sent.jsonl"
+    sim = SimulatorThread(
+        token=TOKEN, rate=800, events=EVENTS, entities=30, record_path=record
+    ).start(paused=True)
+    env = app_env(
+        HA_URL=sim.sim.url,
+        HA_TOKEN=TOKEN,
+        CELERY_BROKER_URL=redis_url,
+        HEALTH_PORT=str(free_port()),
+        DATA_DIR=str(tmp_path / "data"),
+        BATCH_INTERVAL="0.3",
+        **sink_settings,
+    )
+    worker = AppProcess("worker", worker_argv(), env, tmp_path).start()
+    listener = AppProcess("listener", listener_argv(), env, tmp_path).start()
+    client = redis.Redis.from_url(redis_url)
+    written_key = RedisKeys().counter("written")
+    try:
+        initial = expected_points(state_events(ha_states(sim.sim.url, TOKEN)))
+        # Events start once the snapshot is in: a state changed before the listener took its
+        # snapshot would never be recorded with its first value.
+        wait_until(
+            lambda: int(client.get(written_key) or 0) >= len(initial),
+            30,
+            0.2,
+            message="the listener's snapshot written",
+        )
+        sim.do(sim.sim.resume_events)
+        sim.call(sim.sim.wait_done(), timeout=60)
+        expected = {**initial, **expected_points(recorded_events(record))}
+        wait_until(
+            lambda: int(client.get(written_key) or 0) >= len(expected),
+            60,
+            0.2,
+            message=f"{len(expected)} points written",
+        )
+        yield expected
+    finally:
+        listener.stop()
+        worker.stop()
+        sim.stop()
+    assert not list(client.scan_iter(RedisKeys().dead_letters())), "no dead letters"
+
+
+def test_influxdb_1x_receives_every_point_through_write(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    with stack(
+        tmp_path, redis_url, INFLUXDB_URL=influx_db.url, INFLUXDB_DATABASE=influx_db.name
+    ) as expected:
+        found = points_in_influx(influx_db)
+    assert found.keys() == expected.keys()
+    strings = 0
+    for key, point in expected.items():
+        row = found[key]
+        for name, value in point.fields:
+            if isinstance(value, str):
+                assert row[name] == value, (key, name)
+                strings += 1
+            else:
+                assert row[name] == pytest.approx(value), (key, name)
+    assert strings > 0, "string fields were checked too"
+
+
+def test_the_v2_write_api_reaches_victoriametrics_through_influxdb_client(
+    tmp_path: Path, redis_url: str, victoria: Victoria
+) -> None:
+    with stack(
+        tmp_path,
+        redis_url,
+        INFLUXDB_API_VERSION="2",
+        INFLUXDB_URL=victoria.url,
+        INFLUXDB_TOKEN="unused-by-victoria",
+        INFLUXDB_ORG="home",
+        INFLUXDB_BUCKET="ha",
+    ) as expected:
+        samples: dict[tuple[str, str, str], dict[int, list[float]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        for series in victoria.export():
+            labels: dict[str, Any] = series["metric"]
+            name = (labels["__name__"], labels.get("domain", ""), labels.get("entity_id", ""))
+            for ms, value in zip(series["timestamps"], series["values"], strict=True):
+                samples[name][ms].append(value)
+
+    checked = 0
+    for (domain, object_id, time_ns), point in expected.items():
+        for field, value in point.fields:
+            got = samples[(f"{point.measurement}_{field}", domain, object_id)].get(time_ns // 10**6)
+            assert got, (point, field)
+            if len(got) == 1:  # two points of one series in the same millisecond: skip
+                assert got[0] == (0 if isinstance(value, str) else pytest.approx(value))
+                checked += 1
+    assert checked > len(expected), "every point's fields, numbers and strings"
+
+
+def write_stats(influx_db: InfluxDatabase) -> tuple[int, int]:
+    """(write requests, points written) since influxd started, from its own statistics."""
+    [result] = influx_db.client.results("SHOW STATS FOR 'httpd'", epoch=None)
+    [series] = result["series"]
+    row = dict(zip(series["columns"], series["values"][0], strict=True))
+    return int(row["writeReq"]), int(row["pointsWrittenOK"])
+
+
+def test_batches_are_large_under_load_and_a_lone_event_lands_within_a_second(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    from config.celery_app import create_app
+    from config.messages import INGEST_TASK
+    from config.settings import load_settings
+
+    env = app_env(
+        CELERY_BROKER_URL=redis_url, INFLUXDB_URL=influx_db.url, INFLUXDB_DATABASE=influx_db.name
+    )
+    app = create_app(load_settings(celery_broker_url=redis_url))
+    client = redis.Redis.from_url(redis_url)
+    written_key = RedisKeys().counter("written")
+
+    def payload(i: int) -> dict[str, Any]:
+        state = {"entity_id": f"sensor.s{i % 25}", "state": str(i), "attributes": {},
+                 "last_updated": 1_780_000_000 + i}  # fmt: skip
+        return {"event": state_events([state])[0], "received_at": 0.0, "source": "live", "seq": i}
+
+    backlog = 2000
+    with app.producer_or_acquire() as producer:
+        for i in range(backlog):
+            app.send_task(INGEST_TASK, args=[payload(i)], producer=producer)
+    requests_before, points_before = write_stats(influx_db)
+    worker = AppProcess("worker", worker_argv(), env, tmp_path).start()
+    try:
+        wait_until(lambda: int(client.get(written_key) or 0) >= backlog, 60, 0.2,
+                   message="the backlog written")  # fmt: skip
+        requests_after, points_after = write_stats(influx_db)
+        per_request = (points_after - points_before) / max(1, requests_after - requests_before)
+        latencies: list[float] = []
+        for i in range(backlog, backlog + 3):
+            sent_at = time.monotonic()
+            app.send_task(INGEST_TASK, args=[payload(i)])
+            wait_until(lambda: int(client.get(written_key) or 0) > backlog + len(latencies), 5,
+                       0.01, message="a lone event written")  # fmt: skip
+            latencies.append(time.monotonic() - sent_at)
+    finally:
+        worker.stop()
+    print(
+        f"\nFIGURES batching: backlog of {backlog} written in "
+        f"{requests_after - requests_before} requests ({per_request:.0f} points per request); "
+        f"lone events written after {', '.join(f'{s:.2f}' for s in latencies)} s"
+    )
+    assert per_request >= 100
+    assert max(latencies) < 1.0

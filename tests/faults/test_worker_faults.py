@@ -1,0 +1,378 @@
+"""The workers under faults, with real processes: nothing InfluxDB could take is lost (issue 4).
+
+A real simulator feeds a real listener, which enqueues into Redis; real `celery worker`
+processes write to an influxd this test owns, so it can stop it, pause it (SIGSTOP) and start it
+again. Each test prints its figures (events sent, points found, dead letters, recovery time).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from config.local_servers import InfluxDBServer, free_port
+from config.redis_keys import RedisKeys
+from tests.expectations import (
+    SeriesKey,
+    expected_points,
+    ha_states,
+    points_in_influx,
+    recorded_events,
+    state_events,
+)
+from tests.helpers import InfluxDatabase, InfluxQL, wait_until
+from tests.processes import AppProcess, app_env, listener_argv, worker_argv
+from tests.sim_thread import SimulatorThread
+from workers.dead_letters import TOO_OLD_DURING_OUTAGE
+from workers.transform import Point
+
+pytestmark = pytest.mark.faults
+
+TOKEN = "worker-faults-token-0123456789"
+KEYS = RedisKeys()
+
+
+@pytest.fixture
+def influx(tmp_path: Path) -> Iterator[tuple[InfluxDBServer, InfluxDatabase]]:
+    """An influxd of this test's own, to stop and pause; same port across restarts."""
+    server = InfluxDBServer(tmp_path / "influxdb")
+    server.start()
+    client = InfluxQL(server.url)
+    client.results('CREATE DATABASE "home"')
+    try:
+        yield server, InfluxDatabase(url=server.url, name="home", client=client)
+    finally:
+        if server.pid is not None:
+            os.kill(server.pid, signal.SIGCONT)  # in case a test left it paused
+        server.stop()
+
+
+@dataclass
+class Run:
+    """Simulator, listener and workers for one test, with the Redis they share."""
+
+    tmp: Path
+    redis_url: str
+    influx: InfluxDatabase
+    rate: float
+    events: int
+    settings: dict[str, str]
+    sim: SimulatorThread = field(init=False)
+    processes: list[AppProcess] = field(default_factory=list)
+    initial: dict[SeriesKey, Point] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.record = self.tmp / "sent.jsonl"
+        self.client = redis.Redis.from_url(self.redis_url)
+        self.sim = SimulatorThread(
+            token=TOKEN, rate=self.rate, events=self.events, entities=40, record_path=self.record
+        ).start(paused=True)
+
+    def env(self) -> dict[str, str]:
+        return app_env(
+            HA_URL=self.sim.sim.url,
+            HA_TOKEN=TOKEN,
+            CELERY_BROKER_URL=self.redis_url,
+            INFLUXDB_URL=self.influx.url,
+            INFLUXDB_DATABASE=self.influx.name,
+            HEALTH_PORT=str(free_port()),
+            DATA_DIR=str(self.tmp / "data"),
+            **self.settings,
+        )
+
+    def start(self, name: str, argv: list[str]) -> AppProcess:
+        process = AppProcess(name, argv, self.env(), self.tmp).start()
+        self.processes.append(process)
+        return process
+
+    def start_flowing(self, workers: int = 1) -> None:
+        """Listener and workers up, the snapshot written, then the events flow."""
+        for n in range(workers):
+            self.start("worker", worker_argv(f"worker{n}"))
+        self.start("listener", listener_argv())
+        self.initial = expected_points(state_events(ha_states(self.sim.sim.url, TOKEN)))
+        wait_until(lambda: self.counter("written") >= len(self.initial), 30, 0.2,
+                   message="the listener's snapshot written")  # fmt: skip
+        self.sim.do(self.sim.sim.resume_events)
+
+    def counter(self, name: str) -> int:
+        return int(self.client.get(KEYS.counter(name)) or 0)
+
+    def expected(self) -> dict[SeriesKey, Point]:
+        self.sim.call(self.sim.sim.wait_done(), timeout=120)
+        return {**self.initial, **expected_points(recorded_events(self.record))}
+
+    def wait_all_landed(self, expected: dict[SeriesKey, Point], timeout: float) -> float:
+        """Wait until every expected point is in InfluxDB; returns when that was (monotonic)."""
+        wait_until(lambda: self.counter("written") >= len(expected), timeout, 0.5,
+                   message=f"{len(expected)} points written")  # fmt: skip
+        wait_until(lambda: points_in_influx(self.influx).keys() >= expected.keys(), 30, 1.0,
+                   message=f"{len(expected)} points in InfluxDB")  # fmt: skip
+        return time.monotonic()
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.sim.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"== {p.log_path.name}\n{p.log_text()[-3000:]}" for p in self.processes)
+
+
+def assert_exactly_once(influx: InfluxDatabase, expected: dict[SeriesKey, Point]) -> int:
+    """Every expected point once per (series, time), nothing else; returns the rows found."""
+    rows = influx.query("SELECT * FROM /.*/ GROUP BY *")
+    found = {(r["domain"], r["entity_id"], int(r["time"])): r for r in rows}
+    assert len(rows) == len(found), "one row per (entity, time): no second series for a point"
+    assert found.keys() == expected.keys()
+    for key, point in expected.items():
+        for name, value in point.fields:
+            if name in ("value", "state"):
+                assert found[key][name] == value, (key, name)
+    return len(rows)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_influxdb_down_for_60_s_at_200_events_per_s_loses_nothing(
+    tmp_path: Path, redis_url: str, influx: tuple[InfluxDBServer, InfluxDatabase]
+) -> None:
+    """Events wait in the broker; those older than MAX_EVENT_AGE become dead letters and come
+    back by themselves once writes succeed; batches held longer than the hold limit go back to
+    the broker. Every event lands exactly once per (series, time) and no one has to act."""
+    server, db = influx
+    outage_s, rate = 60.0, 200
+    run = Run(tmp_path, redis_url, db, rate, events=int(rate * (outage_s + 5)), settings={
+        "MAX_EVENT_AGE": "30",  # an outage twice as long: half the events go the DLQ way
+        "CELERY_VISIBILITY_TIMEOUT": "40",  # hold limit 40/2 - (0.5 + 2 + 2) = 15.5 s
+        "INFLUXDB_TIMEOUT": "2",
+        "WRITE_RETRY_MAX_DELAY": "2",
+    })  # fmt: skip
+    try:
+        run.start_flowing(workers=2)
+        workers = run.processes[:2]
+        wait_until(lambda: run.counter("written") >= len(run.initial) + 2 * rate, 30, 0.2,
+                   message="events flowing into InfluxDB")  # fmt: skip
+        rss_before = max(rss_mb(w.pid) for w in workers)
+        server.stop()
+        down_at = time.monotonic()
+        wait_until(lambda: run.counter("write_errors") > 0, 20, 0.2,
+                   message="the worker noticing the outage")  # fmt: skip
+        wait_until(lambda: run.counter(f"dead_lettered:{TOO_OLD_DURING_OUTAGE}") > 0, 50, 0.5,
+                   message="events older than MAX_EVENT_AGE dead-lettered")  # fmt: skip
+        time.sleep(max(0.0, outage_s - (time.monotonic() - down_at)))  # the outage's length
+        rss_during = max(rss_mb(w.pid) for w in workers)
+        write_errors = run.counter("write_errors")
+        server.start()
+        up_at = time.monotonic()
+
+        expected = run.expected()
+        landed_at = run.wait_all_landed(expected, timeout=120)
+        wait_until(lambda: run.client.xlen(KEYS.dead_letters()) == 0, 30, 0.5,
+                   message="the outage dead letters replayed")  # fmt: skip
+        rows = assert_exactly_once(db, expected)
+        too_old = run.counter(f"dead_lettered:{TOO_OLD_DURING_OUTAGE}")
+        replayed = run.counter("replayed")
+        handed_back = sum(w.log_text().count("handed back to the broker") for w in workers)
+        print(
+            f"\nFIGURES influx outage {outage_s:.0f} s at {rate}/s: events sent "
+            f"{len(recorded_events(run.record))} + snapshot {len(run.initial)}, points expected "
+            f"{len(expected)}, points found {rows}; written counter {run.counter('written')}; "
+            f"failed write attempts during the outage {write_errors}; dead letters "
+            f"too_old_during_outage {too_old}, replayed automatically {replayed}, left 0; "
+            f"batch hand-backs {handed_back}; 2 workers, largest RSS {rss_before:.0f} -> "
+            f"{rss_during:.0f} MB; "
+            f"all landed {landed_at - up_at:.1f} s after InfluxDB came back"
+        )
+        assert too_old > 0
+        assert replayed >= too_old
+        assert handed_back > 0, "a batch held past the hold limit went back to the broker"
+        assert write_errors < outage_s * 4, "backoff, not a hot loop"
+        assert rss_during - rss_before < 100, "memory bounded by the prefetch window"
+        assert run.client.scard(KEYS.dead_letters_auto_replay()) == 0
+    except BaseException:
+        print(run.logs())
+        raise
+    finally:
+        run.stop()
+
+
+def unacked_messages(client: redis.Redis) -> list[dict[str, Any]]:
+    """Task arguments a worker took from the broker and has not acknowledged (kombu's hash)."""
+    out = []
+    for raw in client.hvals("unacked"):
+        payload = json.loads(raw)[0]
+        out.append(json.loads(base64.b64decode(payload["body"]))[0][0])
+    return out
+
+
+def test_a_worker_killed_mid_batch_has_its_messages_redelivered(
+    tmp_path: Path, redis_url: str, influx: tuple[InfluxDBServer, InfluxDatabase]
+) -> None:
+    server, db = influx
+    assert server.pid is not None
+    run = Run(tmp_path, redis_url, db, rate=200, events=2400, settings={
+        "CELERY_VISIBILITY_TIMEOUT": "8",  # hold limit 8/2 - (0.5 + 1.5 + 1) = 1 s
+        "INFLUXDB_TIMEOUT": "1.5",
+        "WRITE_RETRY_MAX_DELAY": "1",
+        "HA_HEARTBEAT_TIMEOUT": "3",  # the listener's check: below the visibility timeout
+    })  # fmt: skip
+    try:
+        run.start_flowing()
+        first = run.processes[0]
+        wait_until(lambda: run.counter("written") >= len(run.initial) + 200, 30, 0.2,
+                   message="events flowing into InfluxDB")  # fmt: skip
+        os.kill(server.pid, signal.SIGSTOP)  # the next write hangs: the worker is mid-batch
+        try:
+            wait_until(lambda: "InfluxDB unavailable" in first.log_text(), 20, 0.2,
+                       message="the worker stuck in a batch")  # fmt: skip
+            held = wait_until(lambda: unacked_messages(run.client), 10, 0.1,
+                              message="messages the worker holds")  # fmt: skip
+            first.kill()
+            killed_at = time.monotonic()
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        run.start("worker", worker_argv())
+        wait_until(lambda: not run.client.hlen("unacked") or not (
+            {m["seq"] for m in held} & {m["seq"] for m in unacked_messages(run.client)}
+        ), 30, 0.2, message="the killed worker's messages redelivered")  # fmt: skip
+        redelivered_after = time.monotonic() - killed_at
+
+        expected = run.expected()
+        run.wait_all_landed(expected, timeout=60)
+        rows = assert_exactly_once(db, expected)
+        found = points_in_influx(db)
+        held_points = expected_points([m["event"] for m in held])
+        assert held_points
+        assert held_points.keys() <= found.keys(), "what the killed worker held landed"
+        assert run.client.xlen(KEYS.dead_letters()) == 0
+        print(
+            f"\nFIGURES worker SIGKILL mid-batch: events sent {len(recorded_events(run.record))} "
+            f"+ snapshot {len(run.initial)}, points expected {len(expected)}, found {rows}; "
+            f"messages held by the killed worker {len(held)}, redelivered "
+            f"{redelivered_after:.1f} s after the kill (visibility timeout 8 s); dead letters 0"
+        )
+    except BaseException:
+        print(run.logs())
+        raise
+    finally:
+        run.stop()
+
+
+def test_a_worker_stopped_during_an_outage_gives_its_batch_back_at_once(
+    tmp_path: Path, redis_url: str, influx: tuple[InfluxDBServer, InfluxDatabase]
+) -> None:
+    """SIGTERM while a batch waits for InfluxDB: the worker exits promptly and the broker keeps
+    the messages (rejected with requeue), so the next worker writes them."""
+    from config.celery_app import create_app
+    from config.messages import INGEST_TASK
+    from config.settings import load_settings
+
+    server, db = influx
+    env = app_env(CELERY_BROKER_URL=redis_url, INFLUXDB_URL=db.url, INFLUXDB_DATABASE=db.name,
+                  WRITE_RETRY_MAX_DELAY="5")  # fmt: skip
+    server.stop()
+    first = AppProcess("worker", worker_argv(), env, tmp_path).start()
+    second: AppProcess | None = None
+    try:
+        app = create_app(load_settings(celery_broker_url=redis_url))
+        events = [
+            state_events(
+                [
+                    {
+                        "entity_id": f"sensor.s{i % 10}",
+                        "state": str(i),
+                        "attributes": {},
+                        "last_updated": 1_780_000_000 + i,
+                    }
+                ]
+            )[0]
+            for i in range(300)
+        ]
+        with app.producer_or_acquire() as producer:
+            for seq, event in enumerate(events):
+                payload = {"event": event, "received_at": time.time(), "source": "live", "seq": seq}
+                app.send_task(INGEST_TASK, args=[payload], producer=producer)
+        client = redis.Redis.from_url(redis_url)
+        wait_until(lambda: "InfluxDB unavailable" in first.log_text(), 20, 0.2,
+                   message="a batch waiting for InfluxDB")  # fmt: skip
+        stopping_at = time.monotonic()
+        assert first.stop(timeout=20) == 0
+        stop_s = time.monotonic() - stopping_at
+        assert stop_s < 5, "the retry wait is cut short"
+        assert "handed back to the broker unwritten (the worker is stopping)" in first.log_text()
+        assert client.llen("ha_events") == 300, "every message back in the queue, none copied"
+        server.start()
+        second = AppProcess("worker", worker_argv(), env, tmp_path).start()
+        wait_until(lambda: int(client.get(KEYS.counter("written")) or 0) >= 300, 30, 0.2,
+                   message="300 points written by the next worker")  # fmt: skip
+        assert len(db.query("SELECT * FROM /.*/ GROUP BY *")) == 300
+        print(f"\nFIGURES worker stopped during an outage: exited in {stop_s:.1f} s, 300 of 300 "
+              "messages requeued and written by the next worker")  # fmt: skip
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+def test_after_a_broker_outage_a_lone_event_still_lands_within_a_second(
+    tmp_path: Path, influx_db: InfluxDatabase
+) -> None:
+    """A broker reconnect restarts Celery's consumer and clears its timer, where the batch
+    flush lives: the flush must be armed again, or a partial batch waits forever."""
+    from config.celery_app import create_app
+    from config.local_servers import RedisServer
+    from config.messages import INGEST_TASK
+    from config.settings import load_settings
+
+    broker = RedisServer(tmp_path / "redis", appendonly=True)
+    broker.start()
+    worker: AppProcess | None = None
+    try:
+        url = f"redis://127.0.0.1:{broker.port}/0"
+        env = app_env(CELERY_BROKER_URL=url, INFLUXDB_URL=influx_db.url,
+                      INFLUXDB_DATABASE=influx_db.name)  # fmt: skip
+        worker = AppProcess("worker", worker_argv(), env, tmp_path).start()
+        app = create_app(load_settings(celery_broker_url=url))
+        client = redis.Redis.from_url(url)
+
+        def send(seq: int) -> float:
+            state = {"entity_id": "sensor.lone", "state": str(seq), "attributes": {},
+                     "last_updated": 1_780_000_000 + seq}  # fmt: skip
+            payload = {"event": state_events([state])[0], "received_at": time.time(),
+                       "source": "live", "seq": seq}  # fmt: skip
+            app.send_task(INGEST_TASK, args=[payload])
+            return time.monotonic()
+
+        sent_at = send(1)
+        wait_until(lambda: client.get(KEYS.counter("written")) == b"1", 10, 0.02,
+                   message="the first event written")  # fmt: skip
+        broker.stop()
+        broker.start()
+        wait_until(lambda: "Connected to" in worker.log_text().split("broker lost")[-1], 30, 0.2,
+                   message="the worker reconnected")  # fmt: skip
+        sent_at = send(2)
+        wait_until(lambda: client.get(KEYS.counter("written")) == b"2", 10, 0.02,
+                   message="the lone event after the reconnect written")  # fmt: skip
+        latency = time.monotonic() - sent_at
+        print(f"\nFIGURES after a broker reconnect a lone event was written in {latency:.2f} s")
+        assert latency < 1.0
+    finally:
+        if worker is not None:
+            worker.stop()
+        broker.stop()

@@ -1,0 +1,243 @@
+"""Enrichment: tags from HA's area, device and entity registries (DESIGN §3.2).
+
+The listener stores each registry in Redis as the JSON list HA's `config/*_registry/list`
+returns. A worker reads them at most once per TTL (`RegistryCache`) and turns an entity id into
+tags through small ordered steps, each a pure function of the entity id and the registries:
+
+- `area_tag`: `area` = the area's name; the entity's own area, else its device's (as HA does);
+- `device_tag`: `device` = the device's name as the user sees it (`name_by_user`, else `name`);
+- `friendly_name_tag`: only when the rules promote `friendly_name` to a tag (HA's
+  `tags_attributes`), the name HA would give the entity, so a state without attributes (a
+  minimal history row) stays in its series. The state's own `friendly_name` still wins, since
+  enrichment tags come first in the core.
+
+Nothing here stops ingestion: missing or malformed registries only mean fewer tags.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+import redis
+
+from config.redis_keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+REGISTRY_KINDS: Final = ("areas", "devices", "entities")
+_MAX_CACHED_ENTITIES: Final = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    name: str | None
+    area_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    area_id: str | None
+    device_id: str | None
+    name: str | None
+    """The user's name for the entity (registry `name`), which HA prefers."""
+    original_name: str | None
+    has_entity_name: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Registries:
+    """HA's three registries, indexed by id."""
+
+    areas: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """area_id → name"""
+    devices: Mapping[str, Device] = field(default_factory=lambda: MappingProxyType({}))
+    entities: Mapping[str, Entity] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_lists(
+        cls, areas: object = None, devices: object = None, entities: object = None
+    ) -> Registries:
+        """From the lists HA returns; entries that are not what HA sends are skipped."""
+        area_names = {
+            a["area_id"]: a["name"]
+            for a in _objects(areas)
+            if _is_text(a.get("area_id")) and _is_text(a.get("name"))
+        }
+        device_map = {
+            d["id"]: Device(
+                name=_text_or_none(d.get("name_by_user")) or _text_or_none(d.get("name")),
+                area_id=_text_or_none(d.get("area_id")),
+            )
+            for d in _objects(devices)
+            if _is_text(d.get("id"))
+        }
+        entity_map = {
+            e["entity_id"]: Entity(
+                area_id=_text_or_none(e.get("area_id")),
+                device_id=_text_or_none(e.get("device_id")),
+                name=_text_or_none(e.get("name")),
+                original_name=_text_or_none(e.get("original_name")),
+                has_entity_name=e.get("has_entity_name") is True,
+            )
+            for e in _objects(entities)
+            if _is_text(e.get("entity_id"))
+        }
+        return cls(
+            MappingProxyType(area_names),
+            MappingProxyType(device_map),
+            MappingProxyType(entity_map),
+        )
+
+    def device_of(self, entity_id: str) -> Device | None:
+        entity = self.entities.get(entity_id)
+        if entity is None or entity.device_id is None:
+            return None
+        return self.devices.get(entity.device_id)
+
+
+Enricher = Callable[[str, Registries], Mapping[str, str]]
+"""One step: (entity_id, registries) → tags to add (may be empty)."""
+
+
+def area_tag(entity_id: str, registries: Registries) -> Mapping[str, str]:
+    """`area`: the entity's area, else its device's area (HA's rule for an entity's area)."""
+    entity = registries.entities.get(entity_id)
+    if entity is None:
+        return {}
+    area_id = entity.area_id
+    if area_id is None and (device := registries.device_of(entity_id)) is not None:
+        area_id = device.area_id
+    name = registries.areas.get(area_id) if area_id else None
+    return {"area": name} if name else {}
+
+
+def device_tag(entity_id: str, registries: Registries) -> Mapping[str, str]:
+    """`device`: the name of the entity's device, as the user named it if they did."""
+    device = registries.device_of(entity_id)
+    return {"device": device.name} if device is not None and device.name else {}
+
+
+def friendly_name_tag(entity_id: str, registries: Registries) -> Mapping[str, str]:
+    """`friendly_name` as HA computes it (`Entity._friendly_name_internal`, registry name first).
+
+    Only used when the rules make `friendly_name` a tag; see the module docstring.
+    """
+    entity = registries.entities.get(entity_id)
+    if entity is None:
+        return {}
+    name = entity.name
+    if name is None:
+        name = entity.original_name
+        device = registries.device_of(entity_id)
+        if entity.has_entity_name and device is not None and device.name:
+            name = f"{device.name} {name}" if name else device.name
+    return {"friendly_name": name} if name else {}
+
+
+def default_steps(tags_attributes: frozenset[str]) -> tuple[Enricher, ...]:
+    """The steps for these rules, in order: area, device, then friendly_name if it is a tag."""
+    steps: list[Enricher] = [area_tag, device_tag]
+    if "friendly_name" in tags_attributes:
+        steps.append(friendly_name_tag)
+    return tuple(steps)
+
+
+def enrich(entity_id: str, registries: Registries, steps: Sequence[Enricher]) -> dict[str, str]:
+    """Run the steps in order; a later step's tag replaces an earlier one of the same name."""
+    tags: dict[str, str] = {}
+    for step in steps:
+        tags.update(step(entity_id, registries))
+    return tags
+
+
+class RegistryCache:
+    """The registries from Redis, read again at most once per `ttl` seconds.
+
+    When Redis cannot be read the previous registries are kept: stale tags beat none.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        *,
+        ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = client
+        self._names = [keys.registry(kind) for kind in REGISTRY_KINDS]
+        self._ttl = ttl
+        self._clock = clock
+        self._registries = Registries()
+        self._expires = float("-inf")
+        self.version = 0
+        """Incremented on every reload, so users of the registries can drop derived caches."""
+
+    def get(self) -> Registries:
+        now = self._clock()
+        if now >= self._expires:
+            self._expires = now + self._ttl
+            self._reload()
+        return self._registries
+
+    def _reload(self) -> None:
+        try:
+            raw = self._redis.mget(self._names)
+        except redis.RedisError as exc:
+            log.warning("cannot read HA's registries from Redis (%s); keeping the last ones", exc)
+            return
+        lists = [_parse(value, kind) for value, kind in zip(raw, REGISTRY_KINDS, strict=True)]
+        self._registries = Registries.from_lists(*lists)
+        self.version += 1
+
+
+class Enrichment:
+    """entity_id → enrichment tags, cached per entity until the registries are read again."""
+
+    def __init__(self, cache: RegistryCache, steps: Sequence[Enricher]) -> None:
+        self._cache = cache
+        self._steps = tuple(steps)
+        self._tags: dict[str, Mapping[str, str]] = {}
+        self._version = -1
+
+    def tags_for(self, entity_id: str) -> Mapping[str, str]:
+        registries = self._cache.get()
+        if self._version != self._cache.version or len(self._tags) >= _MAX_CACHED_ENTITIES:
+            self._tags.clear()
+            self._version = self._cache.version
+        tags = self._tags.get(entity_id)
+        if tags is None:
+            tags = self._tags[entity_id] = MappingProxyType(
+                enrich(entity_id, registries, self._steps)
+            )
+        return tags
+
+
+def _parse(value: Any, kind: str) -> object:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        log.warning("HA's %s registry in Redis is not JSON; enrichment skips it", kind)
+        return None
+
+
+def _objects(value: object) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,254 @@
+"""The I/O half of beat's health job: read Redis and the broker, store the summary.
+
+A few pipelined round trips per run, whatever the number of entities. The computation itself is
+`workers.health.compute_report` (pure); `ha-ingestor status` runs the same code without storing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from config.health_rules import Check as HealthCheck
+from config.health_rules import Thresholds, beat_checks, ordered, overall
+from config.redaction import scrub
+from config.redis_keys import BEAT_STATE_TTL_S, RedisKeys
+from config.settings import Settings
+from workers.health import (
+    BeatMemory,
+    QueueReading,
+    Readings,
+    compute_report,
+    parse_listener_state,
+    received_at_of,
+)
+from workers.rates import window_count
+
+log = logging.getLogger(__name__)
+
+BUCKET_COUNTERS = ("events_received", "reconnects", "written", "retries", "write_errors")
+DEAD_LETTERED = "dead_lettered"
+TOTALS = ("written", "retries", "write_errors", DEAD_LETTERED)
+MAPS = ("events_by_domain", "events_by_entity")
+BUCKET_MINUTES = 120
+"""Counters are read back two hours (their TTL): enough for "usual" after a long silence."""
+MAP_MINUTES = 16
+PRIORITY_SEPARATOR = "\x06\x16"
+KOMBU_PRIORITY_STEPS = (3, 6, 9)
+
+
+class QueueProbe(Protocol):
+    def read(self) -> QueueReading: ...
+
+
+class RedisQueueProbe:
+    """Depth, in-flight count and oldest event of a Celery queue on a Redis broker (kombu)."""
+
+    def __init__(self, client: redis.Redis, queue: str, secrets: list[str]) -> None:
+        self._redis = client
+        self._queue = queue
+        self._secrets = secrets
+
+    def read(self) -> QueueReading:
+        queue = self._queue
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.llen(queue)
+            for step in KOMBU_PRIORITY_STEPS:
+                pipe.llen(f"{queue}{PRIORITY_SEPARATOR}{step}")
+            pipe.zcard("unacked_index")
+            pipe.lindex(queue, -1)  # kombu pushes on the left, consumers pop on the right
+            pipe.zrange("unacked_index", 0, 0)
+            depth, *priority, in_flight, oldest_waiting, oldest_tag = pipe.execute()
+            oldest_taken = self._redis.hget("unacked", oldest_tag[0]) if oldest_tag else None
+        except redis.RedisError as exc:
+            return QueueReading(error=scrub(f"{type(exc).__name__}: {exc}", self._secrets))
+        times = [t for t in (received_at_of(oldest_waiting), received_at_of(oldest_taken)) if t]
+        return QueueReading(
+            depth=int(depth) + sum(int(n) for n in priority),
+            in_flight=int(in_flight),
+            oldest_received_at=min(times) if times else None,
+        )
+
+
+class AmqpQueueProbe:
+    """Depth of a RabbitMQ queue (the broker does not say how old its messages are)."""
+
+    def __init__(self, url: str, queue: str, secrets: list[str]) -> None:
+        self._url = url
+        self._queue = queue
+        self._secrets = secrets
+
+    def read(self) -> QueueReading:
+        from kombu.connection import Connection
+
+        try:
+            with Connection(self._url, connect_timeout=3) as connection:  # type: ignore[no-untyped-call]
+                _, depth, _ = connection.default_channel.queue_declare(
+                    queue=self._queue, passive=True
+                )
+        except Exception as exc:  # noqa: BLE001 - any failure is reported, never raised
+            return QueueReading(error=scrub(f"{type(exc).__name__}: {exc}", self._secrets))
+        return QueueReading(depth=int(depth))
+
+
+def quick_client(url: str, timeout: float) -> redis.Redis:
+    """A client that fails at once instead of retrying: a health check reports, it waits not."""
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
+
+
+def queue_probe(settings: Settings) -> QueueProbe:
+    """The probe for the configured broker."""
+    url = settings.celery_broker_url.get_secret_value()
+    secrets = settings.secrets()
+    if urlsplit(url).scheme in ("redis", "rediss", "unix"):
+        return RedisQueueProbe(quick_client(url, 3.0), settings.celery_queue, secrets)
+    return AmqpQueueProbe(url, settings.celery_queue, secrets)
+
+
+class Monitor:
+    """Reads, computes and (for beat) stores the health summary."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        probe: QueueProbe,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = client
+        self._keys = RedisKeys(settings.redis_prefix)
+        self._probe = probe
+        self._clock = clock
+        self._secrets = settings.secrets()
+        self.thresholds = Thresholds.from_settings(settings)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Monitor:
+        return cls(settings, quick_client(settings.state_redis_url(), 5.0), queue_probe(settings))
+
+    def run(self) -> dict[str, Any]:
+        """Beat's job: compute and store the summary, the rates and beat's memory."""
+        report, memory = self.compute()
+        ttl = int(10 * self.thresholds.beat_interval_s + 60)
+        rates = {"computed_at": report["computed_at"], **report["rates"]}
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self._keys.health(), json.dumps(report), ex=ttl)
+        pipe.set(self._keys.rates(), json.dumps(rates), ex=ttl)
+        pipe.set(self._keys.beat_state(), json.dumps(memory.as_json()), ex=BEAT_STATE_TTL_S)
+        pipe.execute()
+        return report
+
+    def compute(self) -> tuple[dict[str, Any], BeatMemory]:
+        """The summary as of now, without storing it (what `status` shows)."""
+        readings, memory = self.read()
+        return compute_report(readings, memory, self.thresholds)
+
+    def status(self) -> dict[str, Any]:
+        """`compute()` plus whether beat itself is running (for `ha-ingestor status`)."""
+        raw = self._redis.get(self._keys.health())
+        report, _ = self.compute()
+        last_run = _computed_at(raw)
+        report["beat"] = {
+            "last_run_at": last_run,
+            "age_s": None if last_run is None else round(report["computed_at"] - last_run, 3),
+        }
+        extra = beat_checks(report["beat"]["age_s"], self.thresholds)
+        if extra:
+            checks = ordered([_check(c) for c in report["checks"]] + extra)
+            report["checks"] = [c.as_dict() for c in checks]
+            report["reasons"] = [c.message for c in checks]
+            report["status"] = overall(checks)
+        return report
+
+    def read(self) -> tuple[Readings, BeatMemory | None]:
+        """Everything the computation needs, in three pipelined round trips."""
+        keys = self._keys
+        queue = self._probe.read()
+        now = self._clock()
+        minute = int(now // 60)
+        minutes = list(range(minute - BUCKET_MINUTES + 1, minute + 1))
+        map_minutes = minutes[-MAP_MINUTES:]
+        names = (*BUCKET_COUNTERS, DEAD_LETTERED)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(keys.listener_state())
+        pipe.mget([keys.counter_bucket(n, m) for n in names for m in minutes])
+        pipe.mget([keys.counter(n) for n in TOTALS])
+        for name in MAPS:
+            for m in map_minutes:
+                pipe.hgetall(keys.counter_map_bucket(name, m))
+        pipe.get(keys.last_write_error())
+        pipe.get(keys.beat_state())
+        state, bucket_values, total_values, *rest = pipe.execute()
+        map_values, (last_error, memory_raw) = rest[:-2], rest[-2:]
+        buckets: dict[str, dict[int, int]] = {}
+        values = iter(bucket_values)
+        for name in names:
+            buckets[name] = {m: int(v) for m, v in zip(minutes, values, strict=False) if v}
+        maps: dict[str, dict[int, dict[str, int]]] = {}
+        hashes = iter(map_values)
+        for name in MAPS:
+            maps[name] = {}
+            for m in map_minutes:
+                counts = {_text(k): int(v) for k, v in next(hashes).items()}
+                if counts:
+                    maps[name][m] = counts
+        readings = Readings(
+            now=now,
+            listener=parse_listener_state(state),
+            buckets=buckets,
+            maps=maps,
+            totals={n: int(v or 0) for n, v in zip(TOTALS, total_values, strict=True)},
+            dead_letter_reasons=self._dead_letter_reasons(buckets[DEAD_LETTERED], now),
+            queue=queue,
+            last_write_error=scrub(_text(last_error), self._secrets) if last_error else None,
+        )
+        memory = BeatMemory.from_json(json.loads(memory_raw)) if memory_raw else None
+        return readings, memory
+
+    def _dead_letter_reasons(self, buckets: dict[int, int], now: float) -> dict[str, int]:
+        """Dead letters per reason in the window; looked up only when there are any."""
+        window = self.thresholds.window_s
+        if not window_count(buckets, now, window):
+            return {}
+        prefix = self._keys.counter(f"{DEAD_LETTERED}:")
+        reasons = sorted(
+            _text(key)[len(prefix) :] for key in self._redis.scan_iter(f"{prefix}*", count=500)
+        )
+        minute = int(now // 60)
+        minutes = list(range(int((now - window) // 60), minute + 1))
+        out: dict[str, int] = {}
+        for reason in reasons:
+            name = f"{DEAD_LETTERED}:{reason}"
+            values = self._redis.mget([self._keys.counter_bucket(name, m) for m in minutes])
+            count = sum(int(v or 0) for v in values)
+            if count:
+                out[reason] = count
+        return out
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _computed_at(raw: bytes | str | None) -> float | None:
+    if not raw:
+        return None
+    try:
+        return float(json.loads(raw)["computed_at"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _check(data: dict[str, Any]) -> HealthCheck:
+    return HealthCheck(data["code"], data["severity"], data["area"], data["message"])
