@@ -1,12 +1,13 @@
-"""The listener's HTTP face: /health (JSON), /metrics (Prometheus) and / (a status page).
+"""The listener's HTTP face: /health (JSON), /metrics (Prometheus) and / (the status page).
 
-A small threaded stdlib server: it only reads in-memory figures, so it never touches the event
-loop. Bound to 127.0.0.1 unless configured otherwise.
+A small threaded stdlib server: it reads in-memory figures and beat's summary from Redis, so it
+never touches the event loop. Bound to 127.0.0.1 unless HEALTH_HOST says otherwise.
+Status codes and fields of /health: listener/health.py. Every metric is derived from the same
+/health document at scrape time, so the two never disagree.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import threading
@@ -19,53 +20,139 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from config.health_rules import STATUSES
 from listener.stats import ListenerStats
+from listener.status_page import render_status_page
 
 log = logging.getLogger(__name__)
 
 HealthProvider = Callable[[], dict[str, Any]]
+PREFIX = "ha_ingestor"
 
 
-class ListenerCollector(Collector):
-    """Exposes ListenerStats as Prometheus metrics at scrape time."""
+def _counter(name: str, doc: str, value: Any) -> Iterator[Metric]:
+    if value is not None:
+        yield CounterMetricFamily(f"{PREFIX}_{name}", doc, value=float(value))
 
-    def __init__(self, stats: ListenerStats) -> None:
-        self._stats = stats
+
+def _gauge(name: str, doc: str, value: Any) -> Iterator[Metric]:
+    if value is not None:
+        yield GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=float(value))
+
+
+class HealthCollector(Collector):
+    """Exposes the /health document as Prometheus metrics at scrape time."""
+
+    def __init__(self, health: HealthProvider) -> None:
+        self._health = health
 
     def collect(self) -> Iterator[Metric]:
-        s = self._stats
+        h = self._health()
+        status = GaugeMetricFamily(
+            f"{PREFIX}_health_status",
+            "1 for the current overall status (healthy, degraded, unhealthy), 0 for the others",
+            labels=["status"],
+        )
+        for name in STATUSES:
+            status.add_metric([name], 1.0 if h["status"] == name else 0.0)
+        yield status
+        checks = GaugeMetricFamily(
+            f"{PREFIX}_health_check",
+            "1 for each problem currently reported (code and severity as in /health's checks)",
+            labels=["code", "severity"],
+        )
+        for check in h["checks"]:
+            checks.add_metric([check["code"], check["severity"]], 1.0)
+        yield checks
+        yield from _gauge("uptime_seconds", "Seconds since the listener started", h["uptime_s"])
+        yield from self._connection(h["connection"], h["subscription"])
+        yield from self._listener(h["listener"])
+        yield from self._pipeline(h["pipeline"])
+
+    def _connection(self, c: dict[str, Any], s: dict[str, Any]) -> Iterator[Metric]:
+        yield from _counter("ha_connection_attempts", "Connection attempts to HA", c["attempts"])
+        yield from _counter(
+            "ha_connections_successful", "Connections to HA that authenticated", c["successful"]
+        )
+        yield from _counter(
+            "ha_connections_failed", "Connection attempts that never authenticated", c["failed"]
+        )
+        yield from _counter("ha_reconnects", "Reconnects to HA since start", c["reconnects"])
+        yield from _gauge("ha_subscribed", "1 when subscribed to HA's events", s["is_subscribed"])
+        yield from _gauge(
+            "ha_active_subscriptions", "Event types subscribed to", s["active_subscriptions"]
+        )
+        received = CounterMetricFamily(
+            f"{PREFIX}_events_received",
+            "Live events received from HA, by event type",
+            labels=["event_type"],
+        )
+        for event_type, count in sorted(s["events_by_type"].items()):
+            received.add_metric([event_type], float(count))
+        yield received
+        yield from _gauge(
+            "last_event_timestamp_seconds", "Unix time of the last event", s["last_event_time"]
+        )
+        per_minute = s["event_rate_per_minute"]
+        if per_minute:
+            rate = GaugeMetricFamily(
+                f"{PREFIX}_events_per_minute",
+                "Average events per minute over a window (1m, 5m, 15m), computed by beat",
+                labels=["window"],
+            )
+            for window, value in per_minute.items():
+                rate.add_metric([window], float(value))
+            yield rate
+
+    def _listener(self, li: dict[str, Any]) -> Iterator[Metric]:
         counters = {
-            "events_received": ("Events received from Home Assistant", s.events_received),
-            "events_enqueued": ("Events published to the broker", s.events_enqueued),
-            "events_spooled": ("Events written to the local spool", s.events_spooled),
-            "events_drained": ("Events moved from the spool to the broker", s.events_drained),
-            "malformed_frames": ("Frames from HA that could not be read", s.malformed_frames),
-            "publish_errors": ("Failed publish attempts", s.publish_errors),
-            "reconnects": ("Reconnects to Home Assistant", s.reconnects),
+            "events_enqueued": "Events published to the broker",
+            "events_spooled": "Events written to the local spool",
+            "events_drained": "Events moved from the spool to the broker",
+            "publish_errors": "Failed publish attempts",
+            "malformed_frames": "Frames from HA that could not be read",
         }
-        for name, (doc, value) in counters.items():
-            yield CounterMetricFamily(f"ha_ingestor_listener_{name}", doc, value=value)
-        yield GaugeMetricFamily(
-            "ha_ingestor_listener_spool_depth", "Events waiting in the spool", value=s.spool_depth
+        for name, doc in counters.items():
+            yield from _counter(f"listener_{name}", doc, li[name])
+        yield from _gauge(
+            "listener_spool_depth", "Events waiting in the local spool", li["spool_depth"]
         )
-        yield GaugeMetricFamily(
-            "ha_ingestor_listener_memory_queue_depth",
+        yield from _gauge(
+            "listener_memory_queue_depth",
             "Events waiting in memory to be published",
-            value=s.memory_queue_depth,
+            li["memory_queue_depth"],
         )
-        yield GaugeMetricFamily(
-            "ha_ingestor_listener_subscribed",
-            "1 when subscribed to Home Assistant",
-            value=1.0 if s.connection_state == "subscribed" else 0.0,
+        yield from _gauge("listener_broker_up", "1 when the listener can publish", li["broker_up"])
+
+    def _pipeline(self, p: dict[str, Any]) -> Iterator[Metric]:
+        yield from _gauge("queue_depth", "Messages waiting in the broker", p["queue_depth"])
+        yield from _gauge(
+            "queue_in_flight", "Messages taken by workers, not yet acknowledged", p["in_flight"]
+        )
+        yield from _gauge(
+            "queue_oldest_message_age_seconds",
+            "Age of the oldest event not yet written",
+            p["oldest_message_age_s"],
+        )
+        yield from _counter("points_written", "Points written to InfluxDB", p["written"])
+        yield from _counter("write_retries", "InfluxDB write attempts retried", p["retried"])
+        yield from _counter("write_errors", "InfluxDB write attempts refused", p["write_errors"])
+        yield from _counter("dead_letters", "Events dead-lettered", p["dead_letters"])
+        yield from _gauge(
+            "beat_last_run_timestamp_seconds",
+            "Unix time of beat's last health computation",
+            p["computed_at"],
         )
 
 
 class HealthServer:
     """Serves the health endpoints from a daemon thread."""
 
-    def __init__(self, host: str, port: int, stats: ListenerStats, health: HealthProvider) -> None:
+    def __init__(
+        self, host: str, port: int, stats: ListenerStats | None, health: HealthProvider
+    ) -> None:
         registry = CollectorRegistry()
-        registry.register(ListenerCollector(stats))
+        registry.register(HealthCollector(health))
         handler = _make_handler(health, registry)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
@@ -100,7 +187,8 @@ def _make_handler(
             elif path == "/metrics":
                 self._send(200, "text/plain; version=0.0.4", generate_latest(registry))
             elif path == "/":
-                self._send(200, "text/html; charset=utf-8", _status_page(health()).encode())
+                page = render_status_page(health()).encode()
+                self._send(200, "text/html; charset=utf-8", page)
             else:
                 self._send(404, "text/plain", b"not found: try /health, /metrics or /\n")
 
@@ -109,6 +197,11 @@ def _make_handler(
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            self.send_header(
+                "Content-Security-Policy",
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                "connect-src 'self'; img-src data:",
+            )
             self.end_headers()
             self.wfile.write(body)
 
@@ -116,16 +209,3 @@ def _make_handler(
             log.debug("health http: " + format, *args)
 
     return Handler
-
-
-def _status_page(health: dict[str, Any]) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
-        for k, v in health.items()
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>ha-ingestor</title>"
-        "<meta http-equiv='refresh' content='5'></head><body>"
-        f"<h1>ha-ingestor: <span id='status'>{html.escape(str(health['status']))}</span></h1>"
-        f"<table>{rows}</table></body></html>"
-    )

@@ -26,6 +26,9 @@ class ListenerStats:
     subscriptions: dict[str, int] = field(default_factory=dict)
     events_received: int = 0
     events_by_type: Counter[str] = field(default_factory=Counter)
+    events_by_entity: Counter[str] = field(default_factory=Counter)
+    """Live events per entity_id ("" for events without one); the state reporter turns the
+    increments into per-minute buckets by entity and domain."""
     last_event_at: float | None = None
     malformed_frames: int = 0
     events_enqueued: int = 0
@@ -37,6 +40,13 @@ class ListenerStats:
     memory_queue_depth: int = 0
     snapshot_states: int = 0
     backfilled_states: int = 0
+    history_available: bool | None = None
+
+    def count_entity(self, event: dict[str, Any]) -> None:
+        """Count a live event under its entity: one dict increment on the event loop."""
+        data = event.get("data")
+        entity_id = data.get("entity_id") if isinstance(data, dict) else None
+        self.events_by_entity[entity_id if isinstance(entity_id, str) else ""] += 1
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (no secrets are ever stored here)."""
@@ -63,4 +73,5 @@ class ListenerStats:
             "memory_queue_depth": self.memory_queue_depth,
             "snapshot_states": self.snapshot_states,
             "backfilled_states": self.backfilled_states,
+            "history_available": self.history_available,
         }

@@ -1,0 +1,135 @@
+"""The listener's /health document (listener.health) and the status page's embedding of it."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from config.health_rules import Thresholds
+from listener.health import listener_health
+from listener.stats import ListenerStats
+from listener.status_page import render_status_page
+
+NOW = 1_800_000_000.0
+T = Thresholds(event_gap_s=60, beat_interval_s=1)
+
+ISSUE_FIELDS = {
+    "": {"status", "reasons", "uptime_s", "connection", "subscription", "pipeline"},
+    "connection": {"state", "attempts", "successful", "failed", "last_error"},
+    "subscription": {
+        "is_subscribed",
+        "active_subscriptions",
+        "total_events_received",
+        "events_by_type",
+        "event_rate_per_minute",
+        "last_event_time",
+    },
+    "pipeline": {"queue_depth", "oldest_message_age_s", "written", "retried", "dead_letters"},
+}
+
+
+def subscribed_stats() -> ListenerStats:
+    stats = ListenerStats(started_at=NOW - 600)
+    stats.connection_state = "subscribed"
+    stats.connect_attempts = stats.connects_ok = 1
+    stats.subscriptions = {"state_changed": 2}
+    stats.events_received = 10
+    stats.events_by_type["state_changed"] = 10
+    stats.last_event_at = NOW - 1
+    return stats
+
+
+def summary(**pipeline: Any) -> dict[str, Any]:
+    return {
+        "computed_at": NOW - 0.5,
+        "checks": [
+            {"code": "backlog", "severity": "degraded", "area": "pipeline", "message": "big"},
+            # Beat's older view of the subscription: the listener's live one replaces it.
+            {"code": "not_subscribed", "severity": "unhealthy", "area": "subscription",
+             "message": "stale"},
+        ],
+        "listener": {"reconnects_last_hour": 2},
+        "rates": {
+            "events_per_minute": {"1m": 35.0, "5m": 34.0, "15m": 33.0},
+            "usual_per_minute": 34.5,
+            "written_per_minute": {"1m": 35.0, "5m": 34.0, "15m": 33.0},
+            "by_domain": {"sensor": {"1m": 30.0, "5m": 30.0, "15m": 30.0}},
+            "top_entities": [{"entity_id": "sensor.a", "1m": 1.0, "5m": 1.0, "15m": 1.0}],
+            "history": [[NOW - 60, 35], [NOW, 10]],
+        },
+        "pipeline": {"queue_depth": 12_000, "in_flight": 5, "oldest_message_age_s": 2.5,
+                     "written": 900, "retried": 1, "write_errors": 0, "dead_letters": 3,
+                     **pipeline},
+    }  # fmt: skip
+
+
+def test_the_document_has_every_field_the_issue_names() -> None:
+    health = listener_health(subscribed_stats(), NOW, summary=summary(), thresholds=T)
+    for section, fields in ISSUE_FIELDS.items():
+        assert fields <= set(health[section] if section else health), section
+    json.dumps(health)  # JSON-ready
+
+
+def test_live_subscription_figures_and_beat_pipeline_checks_are_merged() -> None:
+    health = listener_health(subscribed_stats(), NOW, summary=summary(), thresholds=T)
+    assert health["status"] == "degraded"
+    assert [c["code"] for c in health["checks"]] == ["backlog"]
+    assert health["reasons"] == ["big"]
+    assert health["subscription"]["event_rate_per_minute"]["1m"] == 35.0
+    assert health["connection"]["reconnects_last_hour"] == 2
+    assert health["pipeline"]["queue_depth"] == 12_000
+    assert health["pipeline"]["age_s"] == 0.5
+    assert health["rates"]["top_entities"][0]["entity_id"] == "sensor.a"
+
+
+def test_a_live_disconnection_shows_at_once() -> None:
+    stats = subscribed_stats()
+    stats.connection_state = "backing_off"
+    stats.last_error = "connection refused: is Home Assistant running and HA_URL right?"
+    health = listener_health(stats, NOW, summary=summary(), thresholds=T)
+    assert health["status"] == "unhealthy"
+    assert health["checks"][0]["code"] == "not_subscribed"
+    assert "connection refused" in health["reasons"][0]
+
+
+def test_silence_uses_beat_s_usual_rate() -> None:
+    stats = subscribed_stats()
+    stats.last_event_at = NOW - 120
+    health = listener_health(stats, NOW, summary=summary(), thresholds=T)
+    assert "no events for 2 min while subscribed — HA usually sends 34/min" in health["reasons"][0]
+
+
+def test_without_beat_the_pipeline_is_unknown_and_said_so() -> None:
+    health = listener_health(subscribed_stats(), NOW, thresholds=T)
+    assert health["status"] == "degraded"
+    assert [c["code"] for c in health["checks"]] == ["beat_missing"]
+    assert health["pipeline"]["queue_depth"] is None
+    assert health["subscription"]["event_rate_per_minute"] is None
+    old = summary() | {"computed_at": NOW - 30}
+    stale = listener_health(subscribed_stats(), NOW, summary=old, thresholds=T)
+    assert "beat_stale" in [c["code"] for c in stale["checks"]]
+
+
+def test_unreadable_redis_is_a_reason() -> None:
+    health = listener_health(
+        subscribed_stats(), NOW, summary_error="ConnectionError: refused", thresholds=T
+    )
+    assert [c["code"] for c in health["checks"]] == ["redis_unreadable"]
+    assert "ConnectionError: refused" in health["reasons"][0]
+
+
+def test_the_page_embeds_the_document_so_no_text_can_end_the_script() -> None:
+    stats = subscribed_stats()
+    stats.last_error = "</script><script>alert(1)</script>"
+    stats.connection_state = "backing_off"
+    page = render_status_page(listener_health(stats, NOW, summary=summary(), thresholds=T))
+    assert page.count("</script>") == 2  # the data block's and the code's own
+    data = re.search(r'<script id="health-data" type="application/json">(.*?)</script>', page)
+    assert data is not None
+    assert json.loads(data.group(1))["connection"]["last_error"] == stats.last_error
+    assert "<li>not subscribed" in page  # the reasons are there without JavaScript too
+    # Self-contained: no URL but the SVG namespace name, no src= or href= at all.
+    assert re.findall(r"https?://[^\s\"']+", page) == ["http://www.w3.org/2000/svg"]
+    assert "src=" not in page
+    assert "href=" not in page

@@ -1,0 +1,204 @@
+"""The shared health rules (config.health_rules): every rule, both sides of its threshold."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from config.health_rules import (
+    Check,
+    SubscriptionFigures,
+    Thresholds,
+    beat_checks,
+    format_count,
+    format_duration,
+    format_rate,
+    ordered,
+    overall,
+    subscription_checks,
+)
+from config.settings import load_settings
+
+T = Thresholds(
+    event_gap_s=600,
+    listener_stale_s=15,
+    reconnects_per_hour=5,
+    beat_interval_s=5,
+    event_types=("state_changed",),
+)
+OK = SubscriptionFigures(
+    connection_state="subscribed",
+    heartbeat_age_s=1.0,
+    attempts=1,
+    subscribed_types=("state_changed",),
+    uptime_s=3600,
+    last_event_age_s=1.0,
+    usual_rate_per_min=35.0,
+    reconnects_last_hour=0,
+)
+
+
+def codes(checks: list[Check]) -> list[str]:
+    return [c.code for c in checks]
+
+
+def test_a_subscribed_listener_with_events_is_healthy() -> None:
+    assert subscription_checks(OK, T) == []
+    assert overall([]) == "healthy"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected_codes", "severity", "words"),
+    [
+        ({"heartbeat_age_s": None}, ["listener_down"], "unhealthy", "start `ha-ingestor listener`"),
+        ({"heartbeat_age_s": 15.5}, ["listener_stale"], "unhealthy", "listener silent for 16 s"),
+        (
+            {"connection_state": "auth_invalid"},
+            ["auth_invalid"],
+            "unhealthy",
+            "create a new long-lived access token",
+        ),
+        (
+            {
+                "connection_state": "backing_off",
+                "attempts": 4,
+                "failed": 3,
+                "last_error": "refused",
+            },
+            ["not_subscribed"],
+            "unhealthy",
+            "(backing off, 4 connection attempts, 3 failed); last error: refused",
+        ),
+        (
+            {"subscribed_types": ()},
+            ["subscriptions_missing"],
+            "degraded",
+            "subscribed to 0 of 1 event types; missing: state_changed",
+        ),
+        (
+            {"last_event_age_s": 12 * 60},
+            ["no_events"],
+            "degraded",
+            "no events for 12 min while subscribed — HA usually sends 35/min",
+        ),
+        (
+            {"last_event_age_s": None, "usual_rate_per_min": None, "uptime_s": 700},
+            ["no_events"],
+            "degraded",
+            "no events since the listener started 11 min ago while subscribed",
+        ),
+        (
+            {"reconnects_last_hour": 5, "last_error": "connection closed (code 1006)"},
+            ["reconnects"],
+            "degraded",
+            "dropped 5 times in the last hour (last error: connection closed (code 1006))",
+        ),
+        (
+            {"broker_up": False, "spool_depth": 48000},
+            ["broker_down"],
+            "degraded",
+            "broker unreachable: 48,000 events kept in the local spool",
+        ),
+        ({"spool_depth": 12}, ["spool_draining"], "degraded", "12 events left"),
+        ({"history_available": False}, ["no_recorder"], "degraded", "enable `recorder:`"),
+    ],
+)
+def test_each_subscription_rule(
+    changes: dict[str, object], expected_codes: list[str], severity: str, words: str
+) -> None:
+    checks = subscription_checks(replace(OK, **changes), T)  # type: ignore[arg-type]
+    assert codes(checks) == expected_codes
+    assert checks[0].severity == severity
+    assert words in checks[0].message
+    assert overall(checks) == severity
+
+
+@pytest.mark.parametrize(
+    ("changes", "fires"),
+    [
+        ({"last_event_age_s": 599.0}, False),  # below the gap
+        ({"last_event_age_s": 600.0}, True),
+        # A quiet home: 0.2/min means 2 events in 10 min, fewer than the 3 worth an alarm.
+        ({"last_event_age_s": 600.0, "usual_rate_per_min": 0.2}, False),
+        ({"last_event_age_s": 600.0, "usual_rate_per_min": 0.3}, True),
+        ({"last_event_age_s": 600.0, "usual_rate_per_min": None}, True),
+        # Not subscribed: that is the problem to report, not the silence.
+        ({"last_event_age_s": 6000.0, "connection_state": "connecting"}, False),
+        ({"last_event_age_s": None, "uptime_s": 599.0}, False),
+    ],
+)
+def test_silence_is_judged_against_the_usual_rate(changes: dict[str, object], fires: bool) -> None:
+    checks = subscription_checks(replace(OK, **changes), T)  # type: ignore[arg-type]
+    assert ("no_events" in codes(checks)) is fires
+
+
+def test_a_silent_listener_hides_its_stale_figures() -> None:
+    """An old report says nothing reliable about the connection: only the silence is shown."""
+    stale = replace(OK, heartbeat_age_s=60, connection_state="backing_off", broker_up=False)
+    assert codes(subscription_checks(stale, T)) == ["listener_stale"]
+
+
+def test_reconnects_below_the_threshold_or_unknown_are_fine() -> None:
+    assert subscription_checks(replace(OK, reconnects_last_hour=4), T) == []
+    assert subscription_checks(replace(OK, reconnects_last_hour=None), T) == []
+
+
+def test_several_problems_are_all_reported_worst_first() -> None:
+    figures = replace(
+        OK, connection_state="connecting", spool_depth=3, reconnects_last_hour=9, last_error="x"
+    )
+    checks = ordered(subscription_checks(figures, T))
+    assert codes(checks) == ["not_subscribed", "reconnects", "spool_draining"]
+    assert overall(checks) == "unhealthy"
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [(None, ["beat_missing"]), (0.0, []), (17.0, []), (17.5, ["beat_stale"])],
+)
+def test_beat_freshness(age: float | None, expected: list[str]) -> None:
+    assert T.beat_stale_s == 17.0
+    assert codes(beat_checks(age, T)) == expected
+    assert all(c.severity == "degraded" for c in beat_checks(age, T))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.4, "0 s"),
+        (45, "45 s"),
+        (119.6, "2 min"),
+        (12 * 60 + 59, "12 min"),
+        (7199, "119 min"),
+        (7200, "2 h"),
+        (2 * 3600 + 5 * 60, "2 h 5 min"),
+        (3 * 86400 + 4 * 3600, "3 d 4 h"),
+        (-3, "0 s"),
+    ],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_format_numbers() -> None:
+    assert format_count(48000) == "48,000"
+    assert format_rate(35.4) == "35/min"
+    assert format_rate(1196.2) == "1,196/min"
+    assert format_rate(0.25) == "0.2/min"
+
+
+def test_thresholds_come_from_the_settings() -> None:
+    settings = load_settings(
+        health_event_gap=3,
+        health_listener_stale=4,
+        health_reconnects_per_hour=2,
+        health_queue_backlog=50,
+        health_queue_max_age=5,
+        health_window=60,
+        beat_interval=1,
+        ha_event_types="state_changed,call_service",
+    )
+    t = Thresholds.from_settings(settings)
+    assert t == Thresholds(3, 4, 2, 50, 5, 60, 1, ("state_changed", "call_service"))
+    assert t.beat_stale_s == 5.0
