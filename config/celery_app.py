@@ -12,9 +12,79 @@ from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 
 from config.messages import INGEST_TASK
-from config.settings import Settings, get_settings
+from config.settings import Settings, SettingsError, get_settings
 
-BEAT_PERIOD_S = 5.0
+PREFETCH_BATCHES = 2
+"""Batches a worker process may hold unacknowledged: one being written, one filling."""
+
+
+class DeliveryTimingError(SettingsError):
+    """The visibility timeout is too short for the batching and retry settings."""
+
+
+def batch_hold_limit(settings: Settings) -> float:
+    """Seconds a worker keeps retrying one batch against an unavailable InfluxDB before it
+    hands the unfinished messages back to the broker. Raises DeliveryTimingError if none fits.
+
+    Why a hold limit, and this one. On Redis, a message a worker took but has not acknowledged
+    is handed to another consumer once it has waited CELERY_VISIBILITY_TIMEOUT. Messages are
+    acknowledged only when their batch is done (written or dead-lettered), so a batch held
+    longer than that is delivered twice — harmless for the points (same series and time) but
+    doubled work and memory, repeated every timeout during a long outage. RabbitMQ has the same
+    ceiling as its `consumer_timeout` (30 min by default), past which it closes the channel.
+
+    The longest a message stays unacknowledged, worst case:
+        wait in the batch buffer     BATCH_INTERVAL (or until the batch is full)
+      + the hold while retrying      hold limit
+      + the attempt in flight        INFLUXDB_TIMEOUT
+      + the retry delay that ends it WRITE_RETRY_MAX_DELAY (the hold is checked before sleeping,
+                                      so this term is a margin)
+    and a message prefetched behind a held batch (PREFETCH_BATCHES = 2) waits for that batch
+    first, so twice that must stay below the visibility timeout:
+        hold = VISIBILITY_TIMEOUT / 2 - (BATCH_INTERVAL + INFLUXDB_TIMEOUT + WRITE_RETRY_MAX_DELAY)
+    With the defaults (3600 s, 0.5 s, 10 s, 30 s) that is about 29 min, also below
+    RabbitMQ's 30 min consumer_timeout. A killed worker's messages come back after the
+    visibility timeout plus at most one restore sweep (`unacked_restore_interval`).
+    """
+    overhead = settings.batch_interval + settings.influxdb_timeout + settings.write_retry_max_delay
+    hold = settings.celery_visibility_timeout / PREFETCH_BATCHES - overhead
+    if hold <= 0:
+        needed = PREFETCH_BATCHES * overhead
+        raise DeliveryTimingError(
+            "ha-ingestor cannot start, fix these settings (environment variables):\n"
+            f"  CELERY_VISIBILITY_TIMEOUT: {settings.celery_visibility_timeout:g} s is too short; "
+            f"it must exceed {needed:g} s = {PREFETCH_BATCHES} x (BATCH_INTERVAL + "
+            "INFLUXDB_TIMEOUT + WRITE_RETRY_MAX_DELAY), or a batch still being retried is "
+            "delivered again. Raise it or lower those."
+        )
+    return hold
+
+
+def restore_interval(settings: Settings) -> float:
+    """Seconds between a worker's sweeps for messages whose visibility timeout ran out.
+
+    kombu's default sweeps about every 100 s (10 s times a throttle of 10); a tenth of the
+    visibility timeout, between 1 s and 60 s, keeps a killed worker's batch from waiting much
+    longer than the timeout itself, for one cheap ZRANGE per sweep.
+    """
+    return min(60.0, max(1.0, settings.celery_visibility_timeout / 10))
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    """Per-broker options: Redis's redelivery timing; RabbitMQ's publisher confirms."""
+    url = settings.celery_broker_url.get_secret_value()
+    if url.startswith(("amqp", "pyamqp")):
+        # Without confirms a message RabbitMQ took but lost in a crash would count as
+        # enqueued; with them, publishing fails and the listener spools it (half the speed).
+        return {"confirm_publish": True}
+    return {
+        "visibility_timeout": settings.celery_visibility_timeout,
+        "unacked_restore_interval": restore_interval(settings),
+        "unacked_restore_throttle": 1,
+        # A hung broker must fail a publish (the listener then spools), not block it forever.
+        "socket_timeout": 15.0,
+        "socket_connect_timeout": 5.0,
+    }
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -24,29 +94,35 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.celery_broker_url.get_secret_value(),
         "broker_connection_retry_on_startup": True,
         # Redis redelivers unacknowledged messages after this many seconds: how long a killed
-        # worker's batch waits before another worker takes it.
-        "broker_transport_options": {
-            "visibility_timeout": settings.celery_visibility_timeout,
-        },
+        # worker's batch waits before another worker takes it. See batch_hold_limit() for why
+        # a live worker never holds a message that long.
+        "broker_transport_options": broker_transport_options(settings),
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",
         "task_ignore_result": True,
         "result_backend": None,
-        # A message is acknowledged only once its point is written or dead-lettered.
+        # A message is acknowledged only once its point is written or dead-lettered; a batch
+        # the worker gives up holding is rejected with requeue (workers/tasks.py). With the
+        # prefork pool a killed child's batch is neither acknowledged nor rejected, so it comes
+        # back after the visibility timeout; reject_on_worker_lost covers plain tasks.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_default_queue": queue,
         "task_routes": {INGEST_TASK: {"queue": queue}},
-        # celery-batches needs a prefetch window of at least one batch, or it stalls.
-        "worker_prefetch_multiplier": 2 * settings.batch_size,
+        # celery-batches needs a prefetch window of at least one batch, or it stalls; two let
+        # the next batch fill while one is written (and bound a worker's memory in an outage).
+        "worker_prefetch_multiplier": PREFETCH_BATCHES * settings.batch_size,
         "worker_max_memory_per_child": None,
         "worker_hijack_root_logger": True,
         "worker_send_task_events": False,
+        # Beat runs its monitoring jobs itself (workers/beat_tasks.py says why), every
+        # BEAT_INTERVAL seconds.
+        "beat_scheduler": "workers.beat_tasks:InProcessScheduler",
         "beat_schedule": {
-            "compute-pipeline-stats": {
-                "task": "ha_ingestor.compute_pipeline_stats",
-                "schedule": BEAT_PERIOD_S,
+            "compute-health": {
+                "task": "ha_ingestor.compute_health",
+                "schedule": settings.beat_interval,
             },
         },
         "timezone": "UTC",

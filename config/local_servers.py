@@ -348,7 +348,8 @@ class RedisServer(LocalServer):
             with socket.create_connection((LOOPBACK, self.port), timeout=0.5) as sock:
                 sock.sendall(b"*1\r\n$4\r\nPING\r\n")
                 # "-LOADING" while an append-only file is replayed: not ready yet.
-                return sock.recv(64).startswith(b"+PONG")
+                # -NOAUTH: a server started with --requirepass is up and asks for a password.
+                return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 

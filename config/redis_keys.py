@@ -18,6 +18,9 @@ reconnect history."""
 REGISTRY_TTL_S = 7 * 24 * 3600
 """Registries are refreshed on every connect and on registry updates; a week covers outages."""
 
+BEAT_STATE_TTL_S = 3600
+"""Beat's memory between runs; after an hour without beat it starts afresh."""
+
 
 @dataclass(frozen=True)
 class RedisKeys:
@@ -41,6 +44,15 @@ class RedisKeys:
         """Stream of dead letters (event, reason, error text, time); capped in length."""
         return f"{self.prefix}dead_letters"
 
+    def dead_letters_auto_replay(self) -> str:
+        """Set of dead-letter ids a worker replays by itself once InfluxDB takes writes again
+        (reason too_old_during_outage); written by workers, emptied by replay/purge; no TTL."""
+        return f"{self.prefix}dead_letters:auto_replay"
+
+    def dead_letters_replay_lock(self) -> str:
+        """String held by the one worker replaying outage dead letters; TTL 120 s."""
+        return f"{self.prefix}dead_letters:replay_lock"
+
     def registry(self, kind: str) -> str:
         """JSON of HA's area/device/entity registry, written by the listener; TTL a week."""
         return f"{self.prefix}registry:{kind}"
@@ -52,3 +64,18 @@ class RedisKeys:
     def rates(self) -> str:
         """JSON event rates computed by beat; TTL a few beat periods."""
         return f"{self.prefix}rates"
+
+    def counter_map_bucket(self, name: str, minute: int) -> str:
+        """Hash member → count during one minute (events_by_domain, events_by_entity), written
+        by the listener's state reporter; TTL 2 h."""
+        return f"{self.prefix}ratemap:{name}:{minute}"
+
+    def beat_state(self) -> str:
+        """JSON beat keeps between runs (queue depth samples, time of the last progress);
+        TTL 1 h."""
+        return f"{self.prefix}beat:state"
+
+    def last_write_error(self) -> str:
+        """Text of the last failed InfluxDB write (secrets scrubbed), written by workers when a
+        write fails; TTL = HEALTH_WINDOW."""
+        return f"{self.prefix}last_write_error"

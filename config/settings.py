@@ -58,8 +58,17 @@ class Settings(BaseSettings):
     ha_heartbeat_timeout: float = Field(
         default=10.0, gt=0, description="Seconds without a pong before the connection is dead."
     )
+    ha_reconnect_initial_delay: float = Field(
+        default=1.0, gt=0, description="First reconnect delay, in seconds (doubles each time)."
+    )
     ha_reconnect_max_delay: float = Field(
         default=60.0, gt=0, description="Cap of the reconnect backoff, in seconds."
+    )
+    ha_recorder_commit_interval: float = Field(
+        default=5.0,
+        ge=0,
+        description="HA recorder's commit_interval: the gap is read again after it, since the "
+        "newest changes reach HA's history only then.",
     )
 
     # --- broker and state store ------------------------------------------------------------
@@ -108,6 +117,24 @@ class Settings(BaseSettings):
     write_retry_max_delay: float = Field(
         default=30.0, gt=0, description="Cap of the write retry backoff, in seconds."
     )
+    max_event_age: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Seconds an event may wait for an unavailable InfluxDB before it is "
+        "dead-lettered (reason too_old_during_outage); those are replayed automatically once "
+        "writes succeed again.",
+    )
+    dead_letters_max: int = Field(
+        default=100_000, ge=100, description="Dead letters kept in Redis; the oldest go beyond."
+    )
+    enrichment_enabled: bool = Field(
+        default=True,
+        description="Add area and device tags from HA's registries (kept in Redis by the "
+        "listener).",
+    )
+    enrichment_cache_ttl: float = Field(
+        default=60.0, gt=0, description="Seconds a worker keeps the registries before re-reading."
+    )
 
     # --- listener ----------------------------------------------------------------------------
     health_host: str = Field(default="127.0.0.1", description="Address of the health server.")
@@ -115,8 +142,54 @@ class Settings(BaseSettings):
         default=8001, ge=0, le=65535, description="Port of /health, /metrics and the status page."
     )
     data_dir: Path = Field(default=Path(".data"), description="Local state: spool, beat schedule.")
+    spool_max_mb: int = Field(
+        default=1024, ge=1, description="Size limit of the local spool (DATA_DIR/spool), in MB."
+    )
     publish_queue_size: int = Field(
         default=20_000, ge=100, description="Events held in memory between reading and publishing."
+    )
+
+    # --- monitoring: beat, health thresholds, Flower ----------------------------------------
+    beat_interval: float = Field(
+        default=5.0, gt=0, le=300, description="Seconds between beat's rate and health runs."
+    )
+    health_event_gap: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds without events while subscribed before the status is degraded "
+        "(only when HA usually sends at least a few events in that time).",
+    )
+    health_listener_stale: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds without a listener heartbeat in Redis before it counts as down.",
+    )
+    health_reconnects_per_hour: int = Field(
+        default=5, ge=1, description="Reconnects to HA within an hour that make it degraded."
+    )
+    health_queue_backlog: int = Field(
+        default=10_000, ge=1, description="Waiting messages that make the status degraded."
+    )
+    health_queue_max_age: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds the oldest waiting event may wait (degraded beyond); with nothing "
+        "written for that long while events wait, unhealthy.",
+    )
+    health_window: float = Field(
+        default=300.0,
+        ge=60,
+        description="Seconds over which write errors and dead letters are counted (whole "
+        "minutes, the current one included).",
+    )
+    flower_address: str = Field(
+        default="127.0.0.1", description="Address Flower binds (`ha-ingestor flower`)."
+    )
+    flower_port: int = Field(default=5555, ge=0, le=65535, description="Flower's port.")
+    flower_basic_auth: SecretStr | None = Field(
+        default=None,
+        description="user:password[,user2:password2] for Flower; required when FLOWER_ADDRESS "
+        "is not a loopback address.",
     )
 
     # --- rules ---------------------------------------------------------------------------
@@ -235,6 +308,9 @@ class Settings(BaseSettings):
             if secret is not None:
                 raw = secret.get_secret_value()
                 values.append(_password(raw) if "://" in raw else raw)
+        if self.flower_basic_auth is not None:
+            for pair in self.flower_basic_auth.get_secret_value().split(","):
+                values.append(pair.partition(":")[2])
         return [v for v in values if v]
 
     def describe(self) -> dict[str, str]:

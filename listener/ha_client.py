@@ -248,7 +248,19 @@ class HAClient:
             raise
 
     async def _read(self, connection: HAConnection) -> None:
-        """Read every frame as it comes; events go to on_event, replies to their callers."""
+        """Read every frame as it comes; events go to their handler, replies to their callers.
+
+        When the connection ends, commands still waiting for a reply fail at once, so a
+        post-connect step (registries, snapshot, backfill) never waits out its timeout.
+        """
+        try:
+            await self._read_frames(connection)
+        finally:
+            for future in connection.pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("the connection to HA was lost"))
+
+    async def _read_frames(self, connection: HAConnection) -> None:
         stats = self._stats
         async for frame in connection.ws:
             connection.frames_received += 1

@@ -86,6 +86,18 @@ class Stack:
     def wait_subscribed(self, timeout: float = 20) -> None:
         wait_until(self.subscribed, timeout, message="the listener is subscribed")
 
+    def wait_ready(self, initial_states: int, timeout: float = 20) -> None:
+        """Subscribed and the first-start snapshot enqueued: HA may start sending now.
+
+        Resuming earlier lets the snapshot see states newer than the initial ones.
+        """
+        self.wait_subscribed(timeout)
+        wait_until(
+            lambda: self.health()["listener"]["events_enqueued"] >= initial_states,
+            timeout,
+            message="the snapshot enqueued",
+        )
+
     def stop(self) -> dict[str, int | None]:
         codes = {}
         for process in reversed(self.processes):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,13 +18,24 @@ from tests.expectations import (
     state_events,
 )
 from tests.helpers import InfluxDatabase, wait_until
-from tests.processes import AppProcess, app_env, listener_argv, worker_argv
+from tests.processes import AppProcess, app_env, beat_argv, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "e2e-token-0123456789"
 EVENTS = 5000
+
+
+def _health(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
+            body: dict[str, Any] = json.load(reply)
+    except urllib.error.HTTPError as exc:
+        body = json.load(exc)
+    except OSError:
+        body = {"listener": {"events_enqueued": -1}}
+    return body
 
 
 def test_5000_events_reach_influxdb_exactly(
@@ -42,8 +54,10 @@ def test_5000_events_reach_influxdb_exactly(
         INFLUXDB_DATABASE=influx_db.name,
         HEALTH_PORT=str(health_port),
         DATA_DIR=str(tmp_path / "data"),
+        BEAT_INTERVAL="1",
     )
     worker = AppProcess("worker", worker_argv(), env, tmp_path).start()
+    beat = AppProcess("beat", beat_argv(tmp_path / "beat-schedule"), env, tmp_path).start()
     listener = AppProcess("listener", listener_argv(), env, tmp_path).start()
     try:
         initial = ha_states(sim.sim.url, TOKEN)
@@ -51,6 +65,11 @@ def test_5000_events_reach_influxdb_exactly(
             lambda: sim.do(lambda: sim.sim.subscriber_count) >= 1,
             20,
             message="the listener subscribed",
+        )
+        wait_until(
+            lambda: _health(health_port)["listener"]["events_enqueued"] >= len(initial),
+            20,
+            message="the snapshot enqueued before HA sends anything new",
         )
         sim.do(sim.sim.resume_events)
         sim.call(sim.sim.wait_done(), timeout=60)
@@ -80,12 +99,20 @@ def test_5000_events_reach_influxdb_exactly(
             per_entity_found[key[1]] = per_entity_found.get(key[1], 0) + 1
         assert per_entity_found == per_entity_sent
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/health") as reply:
-            health = json.load(reply)
+        wait_until(
+            lambda: (
+                _health(health_port)["status"] == "healthy"
+                and _health(health_port)["pipeline"]["queue_depth"] == 0
+            ),
+            30,
+            message="a healthy verdict once beat has looked at the drained pipeline",
+        )
+        health = _health(health_port)
         assert health["subscription"]["total_events_received"] == EVENTS
-        assert health["status"] == "healthy"
+        assert health["pipeline"]["queue_depth"] == 0
     finally:
         listener_code = listener.stop()
         worker.stop()
+        beat.stop()
         sim.stop()
     assert listener_code == 0, listener.log_text()[-3000:]

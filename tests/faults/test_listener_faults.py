@@ -101,7 +101,7 @@ def test_broker_down_for_20_seconds_loses_nothing(
         initial = ha_states(sim.sim.url, TOKEN)
         stack.start_worker()
         stack.start_listener()
-        stack.wait_subscribed()
+        stack.wait_ready(len(initial))
         sim.do(sim.sim.resume_events)
         wait_until(lambda: _written(own_redis.url) >= 500, 20, message="events flowing")
         own_redis.stop()
@@ -137,7 +137,7 @@ def test_a_killed_listener_drains_its_spool_and_fills_its_gap_on_restart(
         initial = ha_states(sim.sim.url, TOKEN)
         stack.start_worker()
         listener = stack.start_listener()
-        stack.wait_subscribed()
+        stack.wait_ready(len(initial))
         sim.do(sim.sim.resume_events)
         wait_until(lambda: _written(own_redis.url) >= 300, 20, message="events flowing")
         own_redis.stop()
@@ -166,7 +166,7 @@ def test_sigterm_flushes_memory_and_exits_0(
     try:
         initial = ha_states(sim.sim.url, TOKEN)
         listener = stack.start_listener()
-        stack.wait_subscribed()
+        stack.wait_ready(len(initial))
         own_redis.stop()
         sim.do(sim.sim.resume_events)
         sim.call(sim.sim.wait_done(), timeout=30)
@@ -198,7 +198,7 @@ def test_a_slow_broker_never_gets_the_listener_cut_off_by_ha(
         initial = ha_states(sim.sim.url, TOKEN)
         # Only the listener's broker is slow; its state store and the worker are not.
         listener = stack.start_listener(CELERY_BROKER_URL=proxy.url, REDIS_URL=own_redis.url)
-        stack.wait_subscribed()
+        stack.wait_ready(len(initial))
         stack.start_worker()
         sim.do(sim.sim.resume_events)
         sim.call(sim.sim.wait_done(), timeout=seconds + 30)
@@ -231,7 +231,7 @@ def test_ha_unreachable_for_a_while_is_backfilled_from_history(
         initial = ha_states(sim.sim.url, TOKEN)
         stack.start_worker()
         listener = stack.start_listener()
-        stack.wait_subscribed()
+        stack.wait_ready(len(initial))
         sim.do(sim.sim.resume_events)
         wait_until(lambda: stack.health()["subscription"]["total_events_received"] >= 800, 20)
         # HA restarts: clients dropped (1006), unreachable for a while, its entities go on.
@@ -262,7 +262,7 @@ def test_malformed_frames_are_counted_and_skipped(
         initial = ha_states(sim.sim.url, TOKEN)
         stack.start_worker()
         listener = stack.start_listener()
-        stack.wait_subscribed()
+        stack.wait_ready(len(initial))
         subscription = stack.health()["subscription"]
         assert subscription["is_subscribed"]
         for frame in (

@@ -16,7 +16,7 @@ from tests.stack import TOKEN, Stack
 pytestmark = pytest.mark.integration
 
 
-def test_registries_are_stored_on_connect_and_refetched_on_updates(
+def test_state_and_registries_are_kept_in_redis(
     tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
 ) -> None:
     sim = SimulatorThread(token=TOKEN, rate=5).start()
@@ -38,9 +38,15 @@ def test_registries_are_stored_on_connect_and_refetched_on_updates(
             assert json.loads(client.get(keys.registry(name)) or b"null") == items
             assert client.ttl(keys.registry(name)) > 0
 
-        client.delete(keys.registry("areas"))
         state = wait_until(lambda: client.hgetall(keys.listener_state()), 10)
+        assert state[b"connection_state"] == b"subscribed"
         subscriptions = json.loads(state[b"subscriptions"])
+        assert set(subscriptions) >= {"state_changed", "area_registry_updated"}
+        for field in (b"events_received", b"reconnects", b"spool_depth", b"last_event_at"):
+            assert field in state
+        assert 0 < client.ttl(keys.listener_state()) <= 30, "a heartbeat: gone if not renewed"
+
+        client.delete(keys.registry("areas"))
         event = {"event_type": "area_registry_updated", "data": {"action": "update"}}
         frame = {"id": subscriptions["area_registry_updated"], "type": "event", "event": event}
         sim.do(sim.sim.send_raw, json.dumps(frame))
