@@ -1,23 +1,35 @@
-# ha-ingestor: one image for every process (listener, worker, beat, flower).
-FROM python:3.11-slim
+# ha-ingestor: one image for every process (listener, worker, beat, flower); the command picks
+# the process (docker-compose.yml). Linted by hadolint in tests/unit/test_deployment_files.py.
+#
+# Dependencies are installed with the pins of constraints.txt (the versions the tests ran with)
+# into a virtualenv in a build stage; the runtime stage copies that virtualenv, runs as an
+# unprivileged user and keeps its state (the listener's spool, beat's schedule) under /data.
+ARG PYTHON_VERSION=3.11
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    DATA_DIR=/data
-
-WORKDIR /app
-COPY pyproject.toml constraints.txt README.md ./
+FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml constraints.txt README.md LICENSE ./
+COPY config ./config
 COPY listener ./listener
 COPY workers ./workers
-COPY config ./config
-RUN pip install -c constraints.txt . \
-    && useradd --create-home --uid 10001 ingestor \
-    && mkdir -p /data \
-    && chown ingestor /data
+RUN python -m venv /opt/ha-ingestor \
+    && /opt/ha-ingestor/bin/pip install --no-cache-dir -c constraints.txt .
 
-USER ingestor
+FROM python:${PYTHON_VERSION}-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/ha-ingestor/bin:$PATH \
+    DATA_DIR=/data
+RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin ingestor \
+    && mkdir -p /data \
+    && chown 10001:10001 /data
+COPY --from=build /opt/ha-ingestor /opt/ha-ingestor
+USER 10001:10001
+WORKDIR /data
 VOLUME ["/data"]
+# 8001: the listener's /health, /metrics and status page; 5555: Flower.
 EXPOSE 8001 5555
+STOPSIGNAL SIGTERM
 CMD ["ha-ingestor", "listener"]

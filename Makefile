@@ -20,7 +20,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: system-packages-test $(STAMP)
+# Starts its own Redis, InfluxDB, simulator, listener, workers and beat; ~10-15 min; the table
+# goes to bench/RESULTS.md. `$(BIN)/python -m bench --quick` is a smoke run.
+bench: system-packages-run $(STAMP)
 	$(BIN)/python -m bench
 
 setup: $(STAMP)
