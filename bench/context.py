@@ -1,0 +1,126 @@
+"""What every scenario shares: the stack, the sizes, and where figures and findings go."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench.report import Figure, Row
+from bench.stack import Stack
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each scenario does; `--quick` shrinks everything for a smoke run."""
+
+    capacity_events: int = 100_000
+    capacity_rounds: int = 2
+    delay_payloads: int = 10_000
+    sim_max_rate: float = 24_000.0
+    flow_control: int = 900
+    cost_events: int = 100_000
+    alone_events: int = 20_000
+    latency_rate: float = 200.0
+    latency_seconds: float = 30.0
+    baseline_latency_seconds: float = 15.0
+    throughput_rate: float = 2_000.0
+    throughput_seconds: float = 15.0
+    burst_rate: float = 3_700.0
+    burst_seconds: float = 60.0
+    entities: int = 40
+
+
+QUICK = Sizes(
+    capacity_events=8_000,
+    capacity_rounds=1,
+    delay_payloads=1_500,
+    cost_events=4_000,
+    alone_events=2_000,
+    latency_seconds=8.0,
+    baseline_latency_seconds=4.0,
+    throughput_seconds=3.0,
+    burst_rate=3_600.0,
+    burst_seconds=4.0,
+)
+
+
+@dataclass
+class Context:
+    """Shared state of one benchmark run."""
+
+    stack: Stack
+    sizes: Sizes
+    root: Path
+    figures: list[Figure] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    profile_dir: Path | None = None
+    lost: int = 0
+    sent: int = 0
+    # Filled by one scenario, used by later ones (their baselines).
+    capacity_db: int | None = None
+    payloads: Path | None = None
+    bare_drain_rate: float | None = None
+    bare_worker_rss: float | None = None
+    worker_rss: dict[str, float] = field(default_factory=dict)
+    beat_rss: float = 0.0
+    _dbs: Any = field(default_factory=lambda: itertools.count(1))
+
+    def fresh_db(self) -> int:
+        """A Redis database number nobody used yet in this run (1..15), emptied."""
+        db: int = next(self._dbs)
+        if db > 15:
+            raise RuntimeError("the benchmark ran out of Redis databases (16 per server)")
+        self.stack.redis(db).flushdb()
+        return db
+
+    def add(self, figure: Figure) -> None:
+        self.figures.append(figure)
+
+    def row(self, name: str, value: float, unit: str, baseline: float | None = None,
+            note: str = "") -> None:  # fmt: skip
+        self.rows.append(Row(name, value, unit, baseline, note))
+
+    def say(self, text: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def consumer_ready(client: redis.Redis, db: int) -> bool:
+    """A worker is blocked in BRPOP on this database: it consumes from now on."""
+    return any(c.get("cmd") == "brpop" and int(c.get("db", -1)) == db for c in client.client_list())
+
+
+def drained(client: redis.Redis, queue: str = "ha_events") -> bool:
+    """Nothing waiting and nothing taken but unacknowledged (kombu's `unacked` hash)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(queue)
+    pipe.hlen("unacked")
+    waiting, unacked = pipe.execute()
+    return int(waiting) == 0 and int(unacked) == 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]

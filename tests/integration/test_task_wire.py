@@ -1,0 +1,184 @@
+"""Messages built by config.task_wire are what send_task stores, and a stock worker runs them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from celery_batches import Batches, SimpleRequest
+
+from config import task_wire
+from config.messages import INGEST_TASK
+from config.task_wire import TaskWire
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _arg(seq: int) -> dict[str, Any]:
+    """A realistic task argument, with the characters that trip encoders up."""
+    return {
+        "event": {
+            "event_type": "state_changed",
+            "data": {
+                "entity_id": f"sensor.t_{seq}",
+                "old_state": None,
+                "new_state": {
+                    "entity_id": f"sensor.t_{seq}",
+                    "state": str(20 + seq / 10),
+                    "attributes": {
+                        "unit_of_measurement": "°C",
+                        "friendly_name": 'Küche "Nord" \\ 温度 🌡',
+                        "lone": "\ud800",
+                        "nested": {"list": [1, 2.5, None, True], "empty": {}},
+                    },
+                    "last_updated": "2024-03-01T12:00:00.000001+00:00",
+                },
+            },
+            "time_fired": "2024-03-01T12:00:00.000001+00:00",
+        },
+        "received_at": 1709294400.25,
+        "source": "live",
+        "seq": seq,
+    }
+
+
+def _app(redis_url: str) -> Celery:
+    app = Celery("wire_test", broker=redis_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        worker_prefetch_multiplier=0,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def _stored(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in reversed(client.lrange(queue, 0, -1))]
+
+
+def _body(envelope: dict[str, Any]) -> Any:
+    return json.loads(base64.b64decode(envelope["body"]))
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def test_matches_what_send_task_stores(redis_url: str, broker: redis.Redis) -> None:
+    app = _app(redis_url)
+    app.send_task(INGEST_TASK, args=[_arg(1)], queue="by_celery")
+    broker.lpush("by_wire", TaskWire(INGEST_TASK, "by_wire").encode(_arg(1)))
+    (celery_msg,) = _stored(broker, "by_celery")
+    (wire_msg,) = _stored(broker, "by_wire")
+
+    assert _body(wire_msg) == _body(celery_msg)
+    assert wire_msg.keys() == celery_msg.keys()
+    for key in ("content-encoding", "content-type"):
+        assert wire_msg[key] == celery_msg[key]
+    varying = {"id", "root_id", "argsrepr", "origin"}
+    assert wire_msg["headers"].keys() == celery_msg["headers"].keys()
+    for key in celery_msg["headers"].keys() - varying:
+        assert wire_msg["headers"][key] == celery_msg["headers"][key], key
+    assert wire_msg["headers"]["root_id"] == wire_msg["headers"]["id"]
+    props, celery_props = wire_msg["properties"], celery_msg["properties"]
+    assert props.keys() == celery_props.keys()
+    assert props["correlation_id"] == wire_msg["headers"]["id"]
+    assert props["delivery_info"] == {"exchange": "", "routing_key": "by_wire"}
+    for key in ("delivery_mode", "priority", "body_encoding"):
+        assert props[key] == celery_props[key], key
+    assert "sensor.t_1" in wire_msg["headers"]["argsrepr"]
+
+
+def test_ids_are_unique_uuids(redis_url: str) -> None:
+    wire = TaskWire(INGEST_TASK, "q")
+    envelopes = [json.loads(raw) for raw in wire.encode_many([_arg(i) for i in range(1000)])]
+    ids = {e["headers"]["id"] for e in envelopes}
+    tags = {e["properties"]["delivery_tag"] for e in envelopes}
+    assert len(ids) == len(tags) == 1000
+    import uuid
+
+    for task_id in list(ids)[:20]:
+        assert str(uuid.UUID(task_id)) == task_id
+
+
+def test_only_plain_redis_brokers_take_the_fast_path() -> None:
+    assert task_wire.supports("redis://127.0.0.1:6379/0", {"visibility_timeout": 10})
+    assert not task_wire.supports("amqp://guest@127.0.0.1//")
+    assert not task_wire.supports("redis://127.0.0.1/0", {"global_keyprefix": "x:"})
+
+
+def test_a_stock_worker_runs_every_message_in_order(redis_url: str, broker: redis.Redis) -> None:
+    app = _app(redis_url)
+    seen: list[Any] = []
+
+    # shared=False: a shared task of the same name from another test's app would win.
+    @app.task(name=INGEST_TASK, acks_late=True, shared=False)  # type: ignore[untyped-decorator]
+    def ingest(message: Any) -> None:
+        seen.append(message)
+
+    assert not isinstance(ingest, Batches)
+    sent = [_arg(i) for i in range(300)]
+    wire = TaskWire(INGEST_TASK, "wire_plain")
+    broker.lpush("wire_plain", *wire.encode_many(sent))
+    with start_worker(
+        app, pool="solo", perform_ping_check=False, queues=["wire_plain"], loglevel="WARNING"
+    ):
+        wait_until(lambda: len(seen) >= len(sent), 30, message="the worker ran every task")
+    assert seen == sent
+    assert broker.llen("wire_plain") == 0
+
+
+def test_a_celery_batches_worker_runs_them(redis_url: str, broker: redis.Redis) -> None:
+    app = _app(redis_url)
+    seen: list[Any] = []
+    lock = threading.Lock()
+
+    @app.task(  # type: ignore[untyped-decorator]
+        base=Batches,
+        name=INGEST_TASK,
+        flush_every=100,
+        flush_interval=0.2,
+        acks_late=True,
+        shared=False,
+    )
+    def ingest(requests: list[SimpleRequest]) -> None:
+        with lock:
+            seen.extend(request.args[0] for request in requests)
+
+    assert isinstance(ingest, Batches)
+
+    sent = [_arg(i) for i in range(300)]  # whole batches: no reliance on the flush timer
+    broker.lpush("wire_batches", *TaskWire(INGEST_TASK, "wire_batches").encode_many(sent))
+    with start_worker(
+        app, pool="solo", perform_ping_check=False, queues=["wire_batches"], loglevel="WARNING"
+    ):
+        wait_until(
+            lambda: len(seen) >= len(sent), 30, message=f"the batches ran every task ({len(seen)})"
+        )
+    assert seen == sent
+
+
+def test_a_spooled_argument_comes_back_as_the_same_message() -> None:
+    """What the publisher spools (the argument's JSON) rebuilds an equivalent message."""
+    wire = TaskWire(INGEST_TASK, "q")
+    for arg in (_arg(1), {**_arg(2), "big": 2**70, "nan": float("inf")}):
+        stored = wire.encode(arg)
+        spooled = task_wire.argument_json(stored)
+        again = json.loads(wire.encode_json(spooled, "(spooled,)"))
+        assert _body(again) == _body(json.loads(stored))
+        assert json.loads(spooled)["seq"] == arg["seq"]
