@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from typing import Any
 import redis
 
 from bench.influx import Influx
-from config.local_servers import InfluxDBServer, RedisServer, free_port
+from config.local_servers import InfluxDBServer, RedisServer, free_port, terminate
 
 BIN = Path(sys.executable).parent
 TOKEN = "bench-token-0123456789abcdef"
@@ -96,16 +95,7 @@ class Proc:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return None if self.proc is None else terminate(self.proc, timeout)
 
     def log_tail(self, size: int = 3000) -> str:
         try:

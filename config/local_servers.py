@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 __all__ = [
     "InfluxDBServer",
@@ -170,10 +170,8 @@ class LocalServer:
         process = self._process
         if process is None:
             return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-        self._reap(timeout)
+        terminate(process, timeout)
+        _running.discard(self)
 
     def restart(self, timeout: float = 20) -> None:
         """Stop and start again on the same port with the same data."""
@@ -254,17 +252,22 @@ class LocalServer:
                 return "timeout"
             time.sleep(_POLL_INTERVAL)
 
-    def _reap(self, timeout: float) -> None:
-        process = self._process
-        if process is None:
-            return
+
+def terminate(process: subprocess.Popen[Any], timeout: float = 10) -> int | None:
+    """Stop one process we started, by its PID: SIGTERM, SIGKILL after timeout, then reap it.
+
+    Shared by the servers here and the app processes of tests and benchmarks.
+    """
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             process.wait()
-        _running.discard(self)
+    return process.returncode
 
 
 def _owns_listening_port(pid: int, port: int) -> bool:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+
+from config.local_servers import terminate
 
 BIN = Path(sys.executable).parent
 
@@ -53,16 +54,7 @@ class AppProcess:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, wait, then SIGKILL; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return None if self.proc is None else terminate(self.proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL, as a crash or the OOM killer would."""
