@@ -129,10 +129,11 @@ class HealthCollector(Collector):
         yield from _gauge(
             "queue_in_flight", "Messages taken by workers, not yet acknowledged", p["in_flight"]
         )
+        oldest = p["oldest_message_age_s"]
+        if oldest is None and p["queue_depth"] == 0 and not p["in_flight"]:
+            oldest = 0.0  # nothing waits: the series stays continuous instead of vanishing
         yield from _gauge(
-            "queue_oldest_message_age_seconds",
-            "Age of the oldest event not yet written",
-            p["oldest_message_age_s"],
+            "queue_oldest_message_age_seconds", "Age of the oldest event not yet written", oldest
         )
         yield from _counter("points_written", "Points written to InfluxDB", p["written"])
         yield from _counter("write_retries", "InfluxDB write attempts retried", p["retried"])
