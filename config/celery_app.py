@@ -81,6 +81,10 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         "visibility_timeout": settings.celery_visibility_timeout,
         "unacked_restore_interval": restore_interval(settings),
         "unacked_restore_throttle": 1,
+        # The sweep takes a mutex in Redis; one left by a worker killed (or cut off by a broker
+        # restart) mid-sweep blocks every sweep until it expires: kombu's 300 s would hold a
+        # killed worker's batch back for minutes after its visibility timeout.
+        "unacked_mutex_expire": int(min(300, max(5, settings.celery_visibility_timeout // 2))),
         # A hung broker must fail a publish (the listener then spools), not block it forever.
         "socket_timeout": 15.0,
         "socket_connect_timeout": 5.0,

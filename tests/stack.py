@@ -127,7 +127,13 @@ def assert_everything_landed(
         found = points_in_influx(influx)
         return expected.keys() <= found.keys()
 
-    wait_until(complete, timeout, interval=interval, message=f"{len(expected)} points in InfluxDB")
+    try:
+        wait_until(
+            complete, timeout, interval=interval, message=f"{len(expected)} points in InfluxDB"
+        )
+    except AssertionError as exc:
+        absent = sorted(expected.keys() - found.keys())
+        raise AssertionError(f"{exc}: {len(absent)} missing, e.g. {absent[:5]}") from None
     missing = expected.keys() - found.keys()
     extra = found.keys() - expected.keys()
     assert not missing, f"{len(missing)} points missing"
