@@ -114,10 +114,9 @@ class Run:
 
     def wait_all_landed(self, expected: dict[SeriesKey, Point], timeout: float) -> float:
         """Wait until every expected point is in InfluxDB; returns when that was (monotonic)."""
-        wait_until(lambda: self.counter("written") >= len(expected), timeout, 0.5,
-                   message=f"{len(expected)} points written")  # fmt: skip
-        wait_until(lambda: points_in_influx(self.influx).keys() >= expected.keys(), 30, 1.0,
-                   message=f"{len(expected)} points in InfluxDB")  # fmt: skip
+        # InfluxDB itself is the judge; the written counter is statistics, not proof.
+        wait_until(lambda: points_in_influx(self.influx).keys() >= expected.keys(), timeout,
+                   1.0, message=f"{len(expected)} points in InfluxDB")  # fmt: skip
         return time.monotonic()
 
     def stop(self) -> None:
