@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
             "ws://HOST:PORT/api/websocket whose simulated home changes RATE times a second."
         ),
     )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `ha-ingestor simulate` (and `python -m listener.simulator`)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument(
         "--port",
@@ -83,18 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit once the last of --events was sent instead of serving on",
     )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the simulator; 0 on SIGINT/SIGTERM or, with --exit-when-done, after the last event."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until a signal (the `ha-ingestor simulate` entry point)."""
     token = args.token or os.environ.get("HA_TOKEN")
+    problem = None
     if not token:
-        parser.error("no token: set HA_TOKEN (or pass --token) to what clients will send")
-    if args.exit_when_done and args.events is None:
-        parser.error("--exit-when-done needs --events N")
+        problem = "no token: set HA_TOKEN (or pass --token) to what clients will send"
+    elif args.exit_when_done and args.events is None:
+        problem = "--exit-when-done needs --events N"
+    if problem is not None or token is None:
+        print(f"ha-ingestor simulate: error: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
