@@ -178,14 +178,16 @@ def test_the_page_renders_the_status_the_chart_and_the_figures(
     assert chart["tag"] == "svg"
     assert chart["attrs"]["data-points"] == "60"
     assert len(dom.bars) == 60
-    assert int(dom.bars[-1]["data-count"]) > 0  # this minute's events
-    assert float(dom.bars[-1]["height"]) > 0
+    # This minute's events (or the last minute's, when the page was read as a minute began).
+    assert any(int(bar["data-count"]) > 0 for bar in dom.bars[-2:])
+    assert any(float(bar["height"]) > 0 for bar in dom.bars[-2:])
     assert "connection.state" in dom.fields
     assert dom.fields["connection.state"].startswith("subscribed (HA ")
     assert dom.fields["pipeline.queue_depth"].replace(",", "").isdigit()
     assert int(dom.fields["subscription.total_events_received"].replace(",", "")) > 0
-    top = expected["rates"]["top_entities"][0]["entity_id"]
-    assert top in dom.entity_rows
+    # The ranking can shift between the two reads: one of the leaders is on the page.
+    leaders = {row["entity_id"] for row in expected["rates"]["top_entities"][:5]}
+    assert leaders & set(dom.entity_rows)
     assert "sensor" in dom.by_id["domains"]["text"]
 
 
