@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 
+from config import broker_transport
 from config.messages import INGEST_TASK
 from config.settings import Settings, SettingsError, get_settings
 
@@ -135,7 +136,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings) -> Celery:
-    """Build the app for these settings (tests build their own)."""
+    """Build the app for these settings (tests build their own). On Redis, messages are taken
+    through config/broker_transport.py, which loses nothing to a killed worker."""
+    broker_transport.install()
     celery = Celery("ha_ingestor", include=["workers.tasks", "workers.beat_tasks"])
     celery.conf.update(celery_config(settings))
     return celery

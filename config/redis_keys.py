@@ -79,3 +79,25 @@ class RedisKeys:
         """Text of the last failed InfluxDB write (secrets scrubbed), written by workers when a
         write fails; TTL = HEALTH_WINDOW."""
         return f"{self.prefix}last_write_error"
+
+
+# Keys of the broker transport (config/broker_transport.py). They live in the broker's Redis
+# beside kombu's own (`unacked`, `_kombu.binding.*`), so they take no configurable prefix.
+
+
+def broker_inflight(consumer: str) -> str:
+    """List of messages one consuming channel has taken from its queue and not yet recorded as
+    unacknowledged (normally empty: a message passes through in microseconds); no TTL, Redis
+    drops it when empty."""
+    return f"_ha_ingestor.inflight.{consumer}"
+
+
+def broker_alive(consumer: str) -> str:
+    """String renewed by a consuming channel while it runs; TTL = the visibility timeout."""
+    return f"_ha_ingestor.alive.{consumer}"
+
+
+def broker_consumers() -> str:
+    """Hash consumer id → the queue list it takes from; an entry is removed when the consumer
+    closes, or by the restore sweep once its liveness key has expired."""
+    return "_ha_ingestor.consumers"
