@@ -3,10 +3,13 @@
 `celery -A bench.bare_app worker` with the worker flags of the Procfile is Celery's own cost per
 message; `bench.delay_loop` publishes with `task.delay()` through it. A message carrying
 `probe_sent_at` (the latency baseline) has its delay recorded, nothing else does.
+With BENCH_STOCK_TRANSPORT=1 it takes messages through kombu's stock Redis transport instead of
+config/broker_transport.py: the baseline of that transport's own cost.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -23,6 +26,8 @@ _settings = get_settings()
 _config = celery_config(_settings)
 for _key in ("beat_scheduler", "beat_schedule"):
     _config.pop(_key, None)
+if os.environ.get("BENCH_STOCK_TRANSPORT") == "1":
+    _config["broker_transport"] = "kombu.transport.redis:Transport"
 
 app = Celery("bench_bare", set_as_current=True)
 app.conf.update(_config)

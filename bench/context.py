@@ -105,8 +105,12 @@ def wait_for(
 
 
 def consumer_ready(client: redis.Redis, db: int) -> bool:
-    """A worker is blocked in BRPOP on this database: it consumes from now on."""
-    return any(c.get("cmd") == "brpop" and int(c.get("db", -1)) == db for c in client.client_list())
+    """A worker is blocked taking from this database (BLMOVE with ha-ingestor's transport, BRPOP
+    with kombu's): it consumes from now on."""
+    return any(
+        c.get("cmd") in ("blmove", "brpop") and int(c.get("db", -1)) == db
+        for c in client.client_list()
+    )
 
 
 def drained(client: redis.Redis, queue: str = "ha_events") -> bool:

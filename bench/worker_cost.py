@@ -3,8 +3,9 @@
 Both drain copies of the same pre-filled queue (realistic events, enqueued by the listener in
 scenario 1) with the Procfile's worker flags; CPU is user+sys of every worker process from
 /proc, counted from the moment the worker waits on an empty queue until the copy is drained
-and acknowledged. The two drain at the same time, so the shared machine's load falls on both
-alike (CPU seconds, unlike wall time, hardly depend on it).
+and acknowledged. They drain at the same time, so the shared machine's load falls on all
+alike (CPU seconds, unlike wall time, hardly depend on it). A third worker, the bare task on
+kombu's stock Redis transport, prices ha-ingestor's own broker transport.
 """
 
 from __future__ import annotations
@@ -51,11 +52,13 @@ def _prepare(ctx: Context, drain: _Drain) -> None:
     stack = ctx.stack
     client = stack.redis(drain.db)
     drain.events = int(client.llen("staged"))
-    bare = drain.kind == "bare"
+    bare = drain.kind.startswith("bare")
     if not bare:
         stack.influx.create(drain.database)
         drain.expected = expected_points(m["event"] for m in task_messages(client, "staged"))
     env = stack.env(drain.db, drain.database, ctx.root / f"cost-{drain.db}")
+    if drain.kind == "bare-stock":
+        env["BENCH_STOCK_TRANSPORT"] = "1"
     app = "bench.bare_app" if bare else "config.celery_app"
     drain.worker = stack.worker(env, app=app, name=drain.kind)
 
@@ -104,7 +107,7 @@ def _run_together(ctx: Context, drains: list[_Drain]) -> None:
             _start(ctx, drain)
         spy = None
         for drain in drains:
-            if drain.kind != "bare" and drain.worker is not None:
+            if drain.kind == "ingest" and drain.worker is not None:
                 spy = profiling.attach(ctx, drain.worker.pid, "worker", 20)
         pending = list(drains)
         deadline = time.monotonic() + 120 + sum(d.events for d in drains) / 50
@@ -131,11 +134,12 @@ def run(ctx: Context) -> None:
     total = min(ctx.sizes.cost_events, int(source.llen(QUEUE)))
     bare = _Drain("bare", _stage(ctx, ctx.capacity_db, 0, total), "bare")
     real = _Drain("ingest", _stage(ctx, ctx.capacity_db, 0, total), "cost")
+    stock = _Drain("bare-stock", _stage(ctx, ctx.capacity_db, 0, total), "bare")
     alone = _Drain(
         "bare", _stage(ctx, ctx.capacity_db, 0, min(total, ctx.sizes.alone_events)), "bare"
     )
     source.flushdb()
-    _run_together(ctx, [bare, real])
+    _run_together(ctx, [bare, real, stock])
     # Celery's own drain rate for one process with the machine to itself (as far as the other
     # engineers' load allows): the baseline of the end-to-end throughput and the burst drain.
     _run_together(ctx, [alone])
@@ -154,6 +158,10 @@ def run(ctx: Context) -> None:
             rates[1], "baseline: bare no-op worker")  # fmt: skip
     ctx.row("bare no-op worker drain rate, alone", rates[2], "events/s", None,
             f"{alone.events:,} events; the baseline of e2e_throughput and burst_drain")  # fmt: skip
+    stock_per_k = 1000 * stock.result["cpu"] / stock.result["events"]
+    ctx.row("bare no-op worker CPU per 1,000 events, ha-ingestor's broker transport", per_k[1],
+            "CPU s", stock_per_k, "baseline: kombu's stock Redis transport (BRPOP), draining "
+            "at the same time; the cost of never losing a taken message")  # fmt: skip
     ctx.bare_drain_rate = rates[2]
     ctx.bare_worker_rss = bare.result["rss"]
     ctx.worker_rss["cost drain"] = real.result["rss"]
