@@ -256,15 +256,15 @@ def yaml_rows() -> list[tuple[str, str, str]]:
 
     defaults = rules.Rules.from_mapping(None)
     extra = {
-        "include": f"Keys: {_code_list(rules._FILTER_KEYS)}.",
-        "exclude": f"Keys: {_code_list(rules._FILTER_KEYS)}.",
+        "include": f"Keys: {_code_list(rules.FILTER_KEYS)}.",
+        "exclude": f"Keys: {_code_list(rules.FILTER_KEYS)}.",
         "measurement_attr": f"One of {_code_list(rules.MEASUREMENT_ATTRS)}.",
         "precision": f"One of {_code_list(rules.PRECISIONS)}.",
     }
     for option in ("component_config", "component_config_domain", "component_config_glob"):
-        extra[option] = f"Each entry may set {_code_list(rules._ENTITY_KEYS)}."
+        extra[option] = f"Each entry may set {_code_list(rules.ENTITY_KEYS)}."
     rows = []
-    for option in rules._OPTIONS:
+    for option in rules.OPTIONS:
         meaning = YAML_MEANINGS.get(option)
         if meaning is None:
             raise ValueError(

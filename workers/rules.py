@@ -42,9 +42,11 @@ IGNORED_OPTIONS: Final = frozenset(
     }
 )
 
-_FILTER_KEYS: Final = ("domains", "entities", "entity_globs")
-_ENTITY_KEYS: Final = ("override_measurement", "ignore_attributes")
-_OPTIONS: Final = (
+FILTER_KEYS: Final = ("domains", "entities", "entity_globs")
+"""Keys of `include` and `exclude`."""
+ENTITY_KEYS: Final = ("override_measurement", "ignore_attributes")
+"""What one entry of `component_config*` may set."""
+OPTIONS: Final = (
     "include",
     "exclude",
     "tags",
@@ -59,6 +61,7 @@ _OPTIONS: Final = (
     "precision",
     "ignore_states",
 )
+"""Every option ha-ingestor applies (the configuration reference is generated from these)."""
 # homeassistant/core.py: VALID_ENTITY_ID
 _OBJECT_ID: Final = r"(?!_)[\da-z_]+(?<!_)"
 _VALID_ENTITY_ID: Final = re.compile(r"^(?!.+__)" + _OBJECT_ID + r"\." + _OBJECT_ID + r"$")
@@ -291,8 +294,8 @@ class _Parser:
                 f"the rules must be a mapping of HA's influxdb options, got {_describe(data)}"
             )
         for key in data:
-            if key not in _OPTIONS and key not in IGNORED_OPTIONS:
-                self._unknown(str(key), key, _OPTIONS)
+            if key not in OPTIONS and key not in IGNORED_OPTIONS:
+                self._unknown(str(key), key, OPTIONS)
         include = self._filter_part(data, "include")
         exclude = self._filter_part(data, "exclude")
         measurement_attr = self._string(data, "measurement_attr")
@@ -407,8 +410,8 @@ class _Parser:
     def _filter_part(self, data: Mapping[str, Any], key: str) -> dict[str, list[str]]:
         part = self._mapping(data, key)
         for name in part:
-            if name not in _FILTER_KEYS:
-                self._unknown(f"{key}.{name}", name, _FILTER_KEYS)
+            if name not in FILTER_KEYS:
+                self._unknown(f"{key}.{name}", name, FILTER_KEYS)
         return {
             "domains": self._strings(part.get("domains"), f"{key}.domains"),
             "entities": self._entity_ids(part.get("entities"), f"{key}.entities"),
@@ -455,13 +458,13 @@ class _Parser:
                 entry = {}
             if not isinstance(entry, Mapping):
                 self.problems.append(
-                    f"{path}: expected a mapping with {' or '.join(_ENTITY_KEYS)}, "
+                    f"{path}: expected a mapping with {' or '.join(ENTITY_KEYS)}, "
                     f"got {_describe(entry)}"
                 )
                 continue
             for option in entry:
-                if option not in _ENTITY_KEYS:
-                    self._unknown(f"{path}.{option}", option, _ENTITY_KEYS)
+                if option not in ENTITY_KEYS:
+                    self._unknown(f"{path}.{option}", option, ENTITY_KEYS)
             override = entry.get("override_measurement")
             ignore = entry.get("ignore_attributes")
             out[name] = EntityConfig(

@@ -52,10 +52,10 @@ def test_a_setting_without_description_stops_the_generator() -> None:
 
 
 def test_every_yaml_option_has_a_meaning_and_no_stale_ones() -> None:
-    assert set(docs_reference.YAML_MEANINGS) == set(rules._OPTIONS)
+    assert set(docs_reference.YAML_MEANINGS) == set(rules.OPTIONS)
     assert set(docs_reference.HA_CONNECTION_OPTIONS) == set(rules.IGNORED_OPTIONS)
     documented = {row[0].strip("`") for row in docs_reference.yaml_rows()}
-    assert documented == set(rules._OPTIONS)
+    assert documented == set(rules.OPTIONS)
 
 
 def test_ha_connection_options_point_at_real_variables() -> None:

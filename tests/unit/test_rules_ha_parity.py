@@ -419,6 +419,6 @@ def test_every_ha_option_has_a_parity_test_here() -> None:
         "default_measurement", "override_measurement", "measurement_attr", "component_config",
         "component_config_domain", "component_config_glob", "precision", "ignore_states",
     }  # fmt: skip
-    from workers.rules import _OPTIONS
+    from workers.rules import OPTIONS
 
-    assert set(_OPTIONS) == covered
+    assert set(OPTIONS) == covered
