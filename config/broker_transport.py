@@ -98,7 +98,7 @@ class Channel(kombu_redis.Channel):
         self._alive_for: str | None = None  # the list the liveness key was last renewed for
         self._alive_renewed_at = float("-inf")
         self._fallback_said = False
-        self._blmove_supported: bool | None = None
+        self._server_version: tuple[int, ...] | None = None
         self._restore_script: Any = None
 
     # -- taking messages ------------------------------------------------------------------
@@ -162,28 +162,38 @@ class Channel(kombu_redis.Channel):
     def _single_source(self) -> tuple[str, str] | None:
         """The (queue, list) a BLMOVE can take from, or None for kombu's BRPOP."""
         queues = self._queue_cycle.consume(len(self.active_queues))
-        single = len(queues) == 1 and len(self.priority_steps) == 1
-        if single and not self.global_keyprefix and self._server_has_blmove():
+        if not queues:
+            return None  # nothing to take from: kombu sends nothing either
+        why_not = self._why_not_blmove(len(queues))
+        if why_not is None:
             return queues[0], self._q_for_pri(queues[0], self.priority_steps[0])
         if not self._fallback_said:
             self._fallback_said = True
             log.warning(
-                "broker: consuming %d queue(s) with priorities %s%s; taking messages with "
-                "BRPOP, so a worker killed at the wrong moment can lose one. Consume one queue "
-                "per worker, without priorities or global_keyprefix, on Redis 6.2 or newer.",
-                len(queues),
-                self.priority_steps,
-                " and a global_keyprefix" if self.global_keyprefix else "",
+                "broker: taking messages with BRPOP because %s, so a worker killed at the wrong "
+                "moment can lose the message it was taking. Consume one queue per worker, "
+                "without priorities or global_keyprefix, on Redis 6.2 or newer.",
+                why_not,
             )
         return None
 
-    def _server_has_blmove(self) -> bool:
-        if self._blmove_supported is None:
-            with self.conn_or_acquire() as client:
-                version = str(client.info("server").get("redis_version", "0"))
-            parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-            self._blmove_supported = parts >= MIN_REDIS_VERSION
-        return self._blmove_supported
+    def _why_not_blmove(self, queues: int) -> str | None:
+        if queues != 1:
+            return f"this consumer takes from {queues} queues"
+        if len(self.priority_steps) != 1:
+            return f"priority_steps is {self.priority_steps}"
+        if self.global_keyprefix:
+            return "global_keyprefix is set"
+        if self._server_version is None:
+            try:
+                with self.conn_or_acquire() as client:
+                    version = str(client.info("server").get("redis_version", "0"))
+            except self.ResponseError:  # INFO not allowed (ACL): assume a current server
+                version = "{}.{}".format(*MIN_REDIS_VERSION)
+            self._server_version = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if self._server_version < MIN_REDIS_VERSION:
+            return "this Redis is older than 6.2 (no BLMOVE)"
+        return None
 
     # -- liveness and recovery ------------------------------------------------------------
 

@@ -219,7 +219,7 @@ def test_a_channel_consuming_two_queues_falls_back_to_brpop_and_says_so(
         publish(redis_url, 3)
         conn.drain_events(timeout=5)
     assert got == [{"n": 3}]
-    assert "taking messages with BRPOP" in caplog.text
+    assert "taking messages with BRPOP because this consumer takes from 2 queues" in caplog.text
     assert "Consume one queue per worker" in caplog.text
 
 
