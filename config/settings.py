@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # --- broker and state store ------------------------------------------------------------
     celery_broker_url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"),
-        description="Celery broker: redis://… or amqp://… (RabbitMQ).",
+        description="Celery broker: redis://… (Redis 6.2 or newer) or amqp://… (RabbitMQ).",
     )
     redis_url: SecretStr | None = Field(
         default=None,
