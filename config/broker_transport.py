@@ -55,6 +55,13 @@ return moved
 """
 
 
+def takes_reliably(redis_version: str) -> bool:
+    """Whether a Redis of this version (INFO's redis_version) has BLMOVE, which the reliable
+    path needs."""
+    parts = tuple(int(p) for p in redis_version.split(".")[:2] if p.isdigit())
+    return parts >= MIN_REDIS_VERSION
+
+
 class QoS(kombu_redis.QoS):
     """kombu's ack emulation; recording a message also takes it out of the in-flight list."""
 
@@ -98,7 +105,7 @@ class Channel(kombu_redis.Channel):
         self._alive_for: str | None = None  # the list the liveness key was last renewed for
         self._alive_renewed_at = float("-inf")
         self._fallback_said = False
-        self._server_version: tuple[int, ...] | None = None
+        self._server_version: str | None = None
         self._restore_script: Any = None
 
     # -- taking messages ------------------------------------------------------------------
@@ -190,9 +197,9 @@ class Channel(kombu_redis.Channel):
                     version = str(client.info("server").get("redis_version", "0"))
             except self.ResponseError:  # INFO not allowed (ACL): assume a current server
                 version = "{}.{}".format(*MIN_REDIS_VERSION)
-            self._server_version = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-        if self._server_version < MIN_REDIS_VERSION:
-            return "this Redis is older than 6.2 (no BLMOVE)"
+            self._server_version = version
+        if not takes_reliably(self._server_version):
+            return f"Redis {self._server_version} is older than 6.2 (no BLMOVE)"
         return None
 
     # -- liveness and recovery ------------------------------------------------------------

@@ -235,6 +235,8 @@ def _check_redis_url(
 ) -> Outcome:
     import redis
 
+    from config.broker_transport import takes_reliably
+
     shown = redact_url(url)
     client = redis.Redis.from_url(url, socket_timeout=TIMEOUT_S, socket_connect_timeout=5)
     probe = f"{settings.redis_prefix}check:{uuid.uuid4().hex}"
@@ -243,6 +245,7 @@ def _check_redis_url(
         client.set(probe, "1", ex=10)
         client.delete(probe)
         depth = int(client.llen(settings.celery_queue)) if queue else None
+        version = str(client.info("server").get("redis_version", "?"))
     except redis.AuthenticationError as exc:
         if not urlsplit(url).password:
             return Outcome(
@@ -284,8 +287,16 @@ def _check_redis_url(
         return Outcome(name, False, f"{shown}: {type(exc).__name__}: {exc}", f"check {variable}")
     finally:
         client.close()
+    if queue and not takes_reliably(version):
+        return Outcome(
+            name,
+            False,
+            f"{shown} runs Redis {version}: a worker killed while taking a message can lose it "
+            "(the workers need BLMOVE, Redis 6.2 or newer)",
+            "upgrade the broker's Redis to 6.2 or newer (Debian 12 ships 7.0)",
+        )
     waiting = f"; queue {settings.celery_queue}: {depth:,} waiting" if depth is not None else ""
-    return Outcome(name, True, f"{shown} answers and accepts writes{waiting}")
+    return Outcome(name, True, f"{shown} (Redis {version}) answers and accepts writes{waiting}")
 
 
 def check_influxdb(settings: Settings) -> Outcome:

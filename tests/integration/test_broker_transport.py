@@ -24,7 +24,7 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 from kombu.message import Message
 
-from config.broker_transport import Channel
+from config.broker_transport import Channel, takes_reliably
 from config.celery_app import create_app
 from config.local_servers import terminate
 from config.redis_keys import broker_alive, broker_consumers, broker_inflight
@@ -240,3 +240,11 @@ def test_the_app_takes_redis_urls_through_our_transport_and_keeps_their_scheme(
     with app.connection_for_read() as conn:
         assert type(conn.transport).__module__ == transport_module
         assert conn.as_uri() == url.replace(":pw@", ":**@")
+
+
+@pytest.mark.parametrize(
+    ("version", "reliable"),
+    [("7.0.15", True), ("6.2.0", True), ("6.0.16", False), ("5.0.7", False), ("10.0", True)],
+)
+def test_blmove_needs_redis_6_2(version: str, reliable: bool) -> None:
+    assert takes_reliably(version) is reliable

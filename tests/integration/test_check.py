@@ -98,6 +98,7 @@ def test_everything_works(
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "ha-ingestor check"
+    assert "(Redis 7." in done.stdout  # the broker's version: the workers need 6.2 or newer
     assert [line.split()[0] for line in lines[1:7]] == ["OK"] * 6
     assert "logged in to Home Assistant 2024.3.3" in done.stdout
     assert f"accepts writes to database '{influx_db.name}'" in done.stdout
