@@ -17,7 +17,9 @@ duplicate, which InfluxDB absorbs (same series and time), never a loss.
 
 Limits. BLMOVE moves from one list: the reliable path is taken by a channel that consumes one
 queue without priorities, which is what ha-ingestor's workers do (priority_steps is [0]: the
-listener sends no priorities). Any other channel falls back to kombu's BRPOP and says so once.
+listener sends no priorities). Any other channel falls back to kombu's BRPOP and says so once;
+no-ack consumers (replies to `celery inspect`, Flower's) take it silently, having chosen
+at-most-once.
 Needs Redis 6.2 or newer (BLMOVE); older servers fall back the same way.
 """
 
@@ -106,9 +108,21 @@ class Channel(kombu_redis.Channel):
         self._alive_renewed_at = float("-inf")
         self._fallback_said = False
         self._server_version: str | None = None
+        self._no_ack_queues: dict[str, str] = {}  # consumer tag → queue, for no-ack consumers
         self._restore_script: Any = None
 
     # -- taking messages ------------------------------------------------------------------
+
+    def basic_consume(
+        self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, **kwargs: Any
+    ) -> Any:
+        if no_ack:
+            self._no_ack_queues[consumer_tag] = queue
+        return super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
+
+    def basic_cancel(self, consumer_tag: str) -> Any:
+        self._no_ack_queues.pop(consumer_tag, None)
+        return super().basic_cancel(consumer_tag)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         source = self._single_source()
@@ -155,8 +169,8 @@ class Channel(kombu_redis.Channel):
         return taken
 
     def _forget_untracked(self) -> None:
-        """A message delivered without being recorded (a no-ack consumer, or delivery failed
-        before it was recorded) leaves the in-flight list as it would have left the queue."""
+        """A message whose delivery failed before it was recorded leaves the in-flight list, as
+        kombu's would have left the queue."""
         taken = self.take_untracked()
         if taken is None:
             return
@@ -171,6 +185,8 @@ class Channel(kombu_redis.Channel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return None  # nothing to take from: kombu sends nothing either
+        if set(queues) & set(self._no_ack_queues.values()):
+            return None  # a no-ack consumer (e.g. replies to `celery inspect`) accepts losses
         why_not = self._why_not_blmove(len(queues))
         if why_not is None:
             return queues[0], self._q_for_pri(queues[0], self.priority_steps[0])

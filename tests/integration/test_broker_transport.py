@@ -248,3 +248,23 @@ def test_the_app_takes_redis_urls_through_our_transport_and_keeps_their_scheme(
 )
 def test_blmove_needs_redis_6_2(version: str, reliable: bool) -> None:
     assert takes_reliably(version) is reliable
+
+
+def test_a_no_ack_consumer_takes_the_stock_way_and_registers_nothing(
+    redis_url: str, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Replies to `celery inspect` (Flower polls them) are consumed without acknowledgement:
+    at-most-once by choice, so no in-flight list, no liveness key, no warning."""
+    queue = Queue(QUEUE, Exchange(QUEUE, type="direct"), QUEUE)
+    got: list[Any] = []
+    with (
+        caplog.at_level(logging.WARNING, logger="config.broker_transport"),
+        connection(redis_url) as conn,
+        conn.Consumer(queue, callbacks=[lambda body, _: got.append(body)], no_ack=True),
+    ):
+        publish(redis_url, 5)
+        conn.drain_events(timeout=5)
+        assert client.hlen(broker_consumers()) == 0
+    assert got == [{"n": 5}]
+    assert client.hlen("unacked") == 0
+    assert caplog.text == ""
