@@ -283,7 +283,7 @@ class Channel(kombu_redis.Channel):
 
 
 class Transport(kombu_redis.Transport):
-    """kombu's Redis transport with the Channel above (`broker_transport` in celery_app)."""
+    """kombu's Redis transport with the Channel above; install() registers it."""
 
     Channel = Channel
 
