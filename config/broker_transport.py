@@ -102,7 +102,7 @@ class Channel(kombu_redis.Channel):
         self.consumer_id = uuid.uuid4().hex
         self.inflight_key = broker_inflight(self.consumer_id)
         self.alive_key = broker_alive(self.consumer_id)
-        self._moving_from: tuple[str, str] | None = None  # (queue, its list) of a BLMOVE sent
+        self._moving_from: str | None = None  # the queue a BLMOVE was sent for
         self._untracked: bytes | None = None  # taken, not yet recorded as unacknowledged
         self._alive_for: str | None = None  # the list the liveness key was last renewed for
         self._alive_renewed_at = float("-inf")
@@ -135,7 +135,7 @@ class Channel(kombu_redis.Channel):
             timeout = self.brpop_timeout
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]
-        self._moving_from = source
+        self._moving_from = source[0]
         self.client.connection.send_command(
             "BLMOVE", key, self.inflight_key, "RIGHT", "LEFT", timeout or 0
         )
@@ -143,7 +143,7 @@ class Channel(kombu_redis.Channel):
     def _brpop_read(self, **options: Any) -> bool:
         if self._moving_from is None:
             return bool(super()._brpop_read(**options))
-        queue, _ = self._moving_from
+        queue = self._moving_from
         try:
             try:
                 item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
