@@ -11,8 +11,8 @@ from typing import Any
 
 import redis
 
-from workers.rules import Rules
-from workers.transform import Point, event_to_point
+from core.rules import Rules
+from core.transform import Point, event_to_point
 
 SeriesKey = tuple[str, str, int]
 

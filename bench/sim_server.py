@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from listener.simulator.server import HASimulator
+from devtools.simulator.server import HASimulator
 
 
 class _CutCounter(logging.Handler):
@@ -68,8 +68,8 @@ def _say(**fields: object) -> None:
 
 async def _serve(args: argparse.Namespace) -> None:
     cuts = _CutCounter()
-    logging.getLogger("listener.simulator").addHandler(cuts)
-    logging.getLogger("listener.simulator").setLevel(logging.INFO)
+    logging.getLogger("devtools.simulator").addHandler(cuts)
+    logging.getLogger("devtools.simulator").setLevel(logging.INFO)
     sim = HASimulator(
         port=args.port,
         token=os.environ["HA_TOKEN"],

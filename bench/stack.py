@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from bench.influx import Influx
-from config.local_servers import InfluxDBServer, RedisServer, free_port, terminate
+from devtools.local_servers import InfluxDBServer, RedisServer, free_port, terminate
 
 BIN = Path(sys.executable).parent
 TOKEN = "bench-token-0123456789abcdef"

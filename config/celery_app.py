@@ -1,7 +1,7 @@
 """The Celery app (`celery -A config.celery_app worker|beat|flower`).
 
 The listener imports it only to send tasks by name; workers register their tasks on it from
-`workers.tasks` (imported by the worker at start, never by the listener).
+`workers.ingest_task` (imported by the worker at start, never by the listener).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 
-from config import broker_transport
-from config.messages import INGEST_TASK
 from config.settings import Settings, SettingsError, get_settings
+from core.task_message import INGEST_TASK
+from workers import broker_transport
 
 PREFETCH_BATCHES = 2
 """Batches a worker process may hold unacknowledged: one being written, one filling."""
@@ -108,7 +108,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "result_backend": None,
         # A message is acknowledged only once its point is written or dead-lettered; a batch
-        # the worker gives up holding is rejected with requeue (workers/tasks.py). With the
+        # the worker gives up holding is rejected with requeue (workers/ingest_task.py). With the
         # prefork pool a killed child's batch is neither acknowledged nor rejected, so it comes
         # back after the visibility timeout; reject_on_worker_lost covers plain tasks.
         "task_acks_late": True,
@@ -137,9 +137,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings) -> Celery:
     """Build the app for these settings (tests build their own). On Redis, messages are taken
-    through config/broker_transport.py, which loses nothing to a killed worker."""
+    through workers/broker_transport.py, which loses nothing to a killed worker."""
     broker_transport.install()
-    celery = Celery("ha_ingestor", include=["workers.tasks", "workers.beat_tasks"])
+    celery = Celery("ha_ingestor", include=["workers.ingest_task", "workers.beat_tasks"])
     celery.conf.update(celery_config(settings))
     return celery
 

@@ -14,14 +14,17 @@ import sys
 from config.settings import SettingsError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "listener": ("listener.commands", "keep HA's subscription and enqueue every event"),
-    "simulate": ("listener.simulator.cli", "run the built-in Home Assistant simulator"),
-    "dev": ("listener.devstack", "run the whole stack locally (what `make run` does)"),
+    "listener": ("listener.listener_command", "keep HA's subscription and enqueue every event"),
+    "simulate": ("devtools.simulator.cli", "run the built-in Home Assistant simulator"),
+    "dev": ("devtools.dev_stack", "run the whole stack locally (what `make run` does)"),
     "status": ("workers.status_command", "health summary (exit code 0 healthy, 1 degraded, 2 not)"),
-    "check": ("config.check", "verify configuration, HA login, broker, Redis and InfluxDB"),
-    "flower": ("config.flower_command", "run Flower (persistent; refuses to be open without auth)"),
+    "check": ("config.check_command", "verify configuration, HA login, broker, Redis and InfluxDB"),
+    "flower": (
+        "workers.flower_command",
+        "run Flower (refuses to be open without auth)",
+    ),
     "dlq": ("workers.dlq_command", "list, replay or purge dead letters"),
-    "docs-reference": ("config.docs_reference", "generate docs/configuration.md from the code"),
+    "docs-reference": ("devtools.docs_reference", "generate docs/configuration.md from the code"),
 }
 """name → (module with `add_arguments(parser)` and `run(args) -> int`, help text)."""
 

@@ -81,7 +81,7 @@ class RedisKeys:
         return f"{self.prefix}last_write_error"
 
 
-# Keys of the broker transport (config/broker_transport.py). They live in the broker's Redis
+# Keys of the broker transport (workers/broker_transport.py). They live in the broker's Redis
 # beside kombu's own (`unacked`, `_kombu.binding.*`), so they take no configurable prefix.
 
 

@@ -19,9 +19,9 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from config.backoff import BackoffFactory, exponential_backoff
+from core.backoff import BackoffFactory, exponential_backoff
 from listener import protocol
-from listener.stats import ListenerStats
+from listener.listener_stats import ListenerStats
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A small threaded stdlib server: it reads in-memory figures and beat's summary from Redis, so it
 never touches the event loop. Bound to 127.0.0.1 unless HEALTH_HOST says otherwise.
-Status codes and fields of /health: listener/health.py. Every metric is derived from the same
+Status codes and fields of /health: listener/health_view.py. Every metric is derived from the same
 /health document at scrape time, so the two never disagree.
 """
 
@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from config.health_rules import STATUSES
-from listener.stats import ListenerStats
+from core.health_rules import STATUSES
+from listener.listener_stats import ListenerStats
 from listener.status_page import render_status_page
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ high-water mark), messages go to the durable spool instead, and from then on eve
 through the spool until it is drained, so the order of events is kept.
 
 Each message is prepared once, on the event loop, when it is submitted: on a Redis broker it is
-encoded by config.task_wire into the message `send_task` would store (a few tens of µs instead of
+encoded by core.task_wire into the message `send_task` would store (a few tens of µs instead of
 Celery's ~0.2-1 ms), so memory holds compact bytes rather than event dicts, and this thread
 only pushes whole batches with one LPUSH, mostly waiting on the socket with the GIL released.
 Other brokers publish through kombu's pipelined batches (KombuBatches).
@@ -27,11 +27,11 @@ from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config import task_wire
-from config.backoff import BackoffFactory, exponential_backoff
-from config.messages import INGEST_TASK
+from core import task_wire
+from core.backoff import BackoffFactory, exponential_backoff
+from core.task_message import INGEST_TASK
+from listener.listener_stats import ListenerStats
 from listener.spool import Spool, SpoolFull
-from listener.stats import ListenerStats
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def celery_publisher(app: Celery, queue_name: str) -> BrokerBatches:
 
 
 class WireBatches:
-    """Messages built by config.task_wire on the event loop; one LPUSH per batch."""
+    """Messages built by core.task_wire on the event loop; one LPUSH per batch."""
 
     def __init__(self, broker_url: str, queue_name: str) -> None:
         self._client = redis.Redis.from_url(

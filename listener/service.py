@@ -19,21 +19,21 @@ from typing import Any
 
 import redis
 
-from config.backoff import exponential_backoff
 from config.celery_app import create_app
-from config.messages import Source, TaskMessage
 from config.redis_keys import RedisKeys
 from config.settings import Settings
+from core.backoff import exponential_backoff
+from core.task_message import Source, TaskMessage
 from listener import protocol
 from listener.backfill import gap_start, history_request, parse_ha_time, states_from_history
 from listener.ha_client import HAClient, HAConnection
-from listener.health import HealthView
 from listener.health_server import HealthServer
+from listener.health_view import HealthView
+from listener.listener_stats import ListenerStats
 from listener.publisher import Publisher, celery_publisher
 from listener.registries import UPDATE_EVENTS, RegistryStore
 from listener.spool import Spool
 from listener.state_reporter import StateReporter
-from listener.stats import ListenerStats
 
 log = logging.getLogger(__name__)
 

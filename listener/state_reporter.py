@@ -18,7 +18,7 @@ from collections.abc import Callable
 import redis
 
 from config.redis_keys import COUNTER_BUCKET_TTL_S, LISTENER_STATE_TTL_S, RedisKeys
-from listener.stats import ListenerStats
+from listener.listener_stats import ListenerStats
 
 log = logging.getLogger(__name__)
 

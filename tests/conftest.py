@@ -12,7 +12,7 @@ from typing import TypeVar
 import pytest
 import redis
 
-from config.local_servers import (
+from devtools.local_servers import (
     InfluxDBServer,
     LocalServer,
     RedisServer,
@@ -21,7 +21,7 @@ from config.local_servers import (
 )
 from tests.helpers import InfluxDatabase, InfluxQL, Victoria
 
-FIXTURES_DIR = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 _LEAKY_PREFIXES = ("HA_", "INFLUXDB_", "CELERY_")
 _redis_dbs = itertools.cycle(range(1, 16))
 S = TypeVar("S", bound=LocalServer)
@@ -97,11 +97,11 @@ def victoria(victoria_server: VictoriaMetricsServer) -> Victoria:
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    """Event captures from a real Home Assistant (../shared/fixtures)."""
+    """Frames captured from a real Home Assistant (tests/fixtures, with its README)."""
     if not FIXTURES_DIR.is_dir():
         pytest.fail(
-            f"the shared fixtures directory is missing: {FIXTURES_DIR} "
-            "(it sits next to the repository, in ../shared/fixtures)",
+            f"the fixtures directory is missing: {FIXTURES_DIR} "
+            "(it is part of the repository: restore it with `git checkout tests/fixtures`)",
             pytrace=False,
         )
     return FIXTURES_DIR

@@ -9,9 +9,9 @@ from typing import Any
 
 from websockets.sync.client import connect
 
+from core.rules import Rules
+from core.transform import Point, event_to_point
 from tests.helpers import InfluxDatabase
-from workers.rules import Rules
-from workers.transform import Point, event_to_point
 
 SeriesKey = tuple[str, str, int]
 """(domain, object id, time in ns): one point per entity and last_updated."""

@@ -8,7 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from config.local_servers import terminate
+from devtools.local_servers import terminate
 
 BIN = Path(sys.executable).parent
 

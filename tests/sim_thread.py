@@ -7,7 +7,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from listener.simulator.server import HASimulator
+from devtools.simulator.server import HASimulator
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from config.local_servers import free_port
+from devtools.local_servers import free_port
 from tests.expectations import (
     SeriesKey,
     expected_points,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from config.local_servers import free_port
+from devtools.local_servers import free_port
 
 
 class SlowProxy:

@@ -17,9 +17,9 @@ from typing import Any
 import redis
 from kombu.exceptions import OperationalError
 
-from config.messages import INGEST_TASK
 from config.redis_keys import RedisKeys
 from config.settings import Settings, load_settings
+from core.task_message import INGEST_TASK
 from workers.dead_letters import DeadLetter, DeadLetterStore, replay
 
 REPLAY_CHUNK = 500

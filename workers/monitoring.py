@@ -1,7 +1,7 @@
 """The I/O half of beat's health job: read Redis and the broker, store the summary.
 
 A few pipelined round trips per run, whatever the number of entities. The computation itself is
-`workers.health.compute_report` (pure); `ha-ingestor status` runs the same code without storing.
+`core.health_report.compute_report` (pure); `ha-ingestor status` runs the same code without storing.
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config.health_rules import Check as HealthCheck
-from config.health_rules import Thresholds, beat_checks, ordered, overall
 from config.redaction import scrub
 from config.redis_keys import BEAT_STATE_TTL_S, RedisKeys
 from config.settings import Settings
-from workers.health import (
+from core.health_report import (
     BeatMemory,
     QueueReading,
     Readings,
@@ -30,7 +28,9 @@ from workers.health import (
     parse_listener_state,
     received_at_of,
 )
-from workers.rates import window_count
+from core.health_rules import Check as HealthCheck
+from core.health_rules import Thresholds, beat_checks, ordered, overall
+from core.rates import window_count
 
 log = logging.getLogger(__name__)
 

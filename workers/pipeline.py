@@ -30,14 +30,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.backoff import BackoffFactory, exponential_backoff
-from config.messages import InvalidMessage, parse_message
+from core.backoff import BackoffFactory, exponential_backoff
+from core.line_protocol import encode_point
+from core.rules import Rules
+from core.task_message import InvalidMessage, parse_message
+from core.transform import InvalidEvent, Skipped, event_to_point
 from workers.dead_letters import TOO_OLD_DURING_OUTAGE
 from workers.errors import PointsRejected, SinkUnavailable
 from workers.influx_sink import Sink
-from workers.line_protocol import encode_point
-from workers.rules import Rules
-from workers.transform import InvalidEvent, Skipped, event_to_point
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ TagsFor = Callable[[str], Mapping[str, str]]
 """Enrichment tags (area, device) for an entity_id."""
 
 CountSink = Callable[[Mapping[str, int]], object]
-"""Adds to named counters (workers/stats.py CounterStore.add); must not raise."""
+"""Adds to named counters (workers/counter_store.py CounterStore.add); must not raise."""
 
 LIVE_COUNTERS = ("retries", "write_errors")
 """Counted as they happen, so an outage shows while a batch still waits; the rest per batch."""

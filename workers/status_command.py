@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from config.health_rules import format_count, format_duration, format_rate
+from core.health_rules import format_count, format_duration, format_rate
 
 EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 EXIT_UNREADABLE = 3

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from config.local_servers import free_port
+from devtools.local_servers import free_port
 from tests.expectations import (
     expected_points,
     ha_states,

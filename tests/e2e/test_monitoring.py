@@ -23,7 +23,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from config.local_servers import InfluxDBServer, RedisServer, free_port
+from devtools.local_servers import InfluxDBServer, RedisServer, free_port
 from tests.helpers import wait_until
 from tests.processes import BIN, AppProcess, app_env, beat_argv, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread

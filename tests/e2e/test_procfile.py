@@ -24,7 +24,7 @@ import pytest
 import redis
 import yaml
 
-from config.local_servers import free_port
+from devtools.local_servers import free_port
 from tests.expectations import (
     expected_points,
     ha_states,

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from config.local_servers import InfluxDBServer, RedisServer, VictoriaMetricsServer, free_port
+from devtools.local_servers import InfluxDBServer, RedisServer, VictoriaMetricsServer, free_port
 from tests.helpers import wait_until
 from tests.processes import BIN, AppProcess, app_env, beat_argv, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import redis
 
-from config.local_servers import free_port
 from config.redis_keys import RedisKeys
+from core.transform import Point
+from devtools.local_servers import free_port
 from tests.expectations import (
     SeriesKey,
     expected_points,
@@ -31,7 +32,6 @@ from tests.expectations import (
 from tests.helpers import InfluxDatabase, Victoria, wait_until
 from tests.processes import AppProcess, app_env, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
-from workers.transform import Point
 
 pytestmark = pytest.mark.e2e
 
@@ -151,8 +151,8 @@ def test_batches_are_large_under_load_and_a_lone_event_lands_within_a_second(
     tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
 ) -> None:
     from config.celery_app import create_app
-    from config.messages import INGEST_TASK
     from config.settings import load_settings
+    from core.task_message import INGEST_TASK
 
     env = app_env(
         CELERY_BROKER_URL=redis_url, INFLUXDB_URL=influx_db.url, INFLUXDB_DATABASE=influx_db.name

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from config.local_servers import free_port
+from devtools.local_servers import free_port
 from tests.helpers import wait_until
 from tests.processes import AppProcess, app_env, beat_argv, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread

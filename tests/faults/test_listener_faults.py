@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from config.local_servers import RedisServer
 from config.redis_keys import RedisKeys
+from devtools.local_servers import RedisServer
 from tests.expectations import ha_states
 from tests.helpers import InfluxDatabase, wait_until
 from tests.sim_thread import SimulatorThread

@@ -21,8 +21,9 @@ import pytest
 import redis
 from kombu.utils.encoding import bytes_to_str
 
-from config.local_servers import InfluxDBServer, free_port
 from config.redis_keys import RedisKeys, broker_consumers, broker_inflight
+from core.transform import Point
+from devtools.local_servers import InfluxDBServer, free_port
 from tests.expectations import (
     SeriesKey,
     expected_points,
@@ -35,7 +36,6 @@ from tests.helpers import InfluxDatabase, InfluxQL, wait_until
 from tests.processes import AppProcess, app_env, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
 from workers.dead_letters import TOO_OLD_DURING_OUTAGE
-from workers.transform import Point
 
 pytestmark = pytest.mark.faults
 
@@ -291,8 +291,8 @@ def test_a_worker_stopped_during_an_outage_gives_its_batch_back_at_once(
     """SIGTERM while a batch waits for InfluxDB: the worker exits promptly and the broker keeps
     the messages (rejected with requeue), so the next worker writes them."""
     from config.celery_app import create_app
-    from config.messages import INGEST_TASK
     from config.settings import load_settings
+    from core.task_message import INGEST_TASK
 
     server, db = influx
     env = app_env(CELERY_BROKER_URL=redis_url, INFLUXDB_URL=db.url, INFLUXDB_DATABASE=db.name,
@@ -347,9 +347,9 @@ def test_after_a_broker_outage_a_lone_event_still_lands_within_a_second(
     """A broker reconnect restarts Celery's consumer and clears its timer, where the batch
     flush lives: the flush must be armed again, or a partial batch waits forever."""
     from config.celery_app import create_app
-    from config.local_servers import RedisServer
-    from config.messages import INGEST_TASK
     from config.settings import load_settings
+    from core.task_message import INGEST_TASK
+    from devtools.local_servers import RedisServer
 
     broker = RedisServer(tmp_path / "redis", appendonly=True)
     broker.start()

@@ -1,5 +1,5 @@
 """The broker transport against a real redis-server: a message a consumer took is never only in
-that consumer (config/broker_transport.py).
+that consumer (workers/broker_transport.py).
 
 A consumer process blocks on its queue with a long server-side timeout, is paused (SIGSTOP),
 a message is published and taken by the server for it, and the consumer is SIGKILLed before it
@@ -24,16 +24,16 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 from kombu.message import Message
 
-from config.broker_transport import Channel, takes_reliably
 from config.celery_app import create_app
-from config.local_servers import terminate
 from config.redis_keys import broker_alive, broker_consumers, broker_inflight
 from config.settings import load_settings
+from devtools.local_servers import terminate
 from tests.helpers import wait_until
+from workers.broker_transport import Channel, takes_reliably
 
 pytestmark = pytest.mark.integration
 
-OURS = "config.broker_transport:Transport"
+OURS = "workers.broker_transport:Transport"
 STOCK = "kombu.transport.redis:Transport"
 QUEUE = "transport_test"
 TTL_S = 2  # the visibility timeout, hence the liveness key's TTL
@@ -166,7 +166,7 @@ def test_kombus_stock_transport_loses_that_message(
     redis_url: str, client: redis.Redis, tmp_path: Path, consumers: list[ConsumerProcess]
 ) -> None:
     """The baseline that makes the transport necessary. If this fails, kombu fixed it
-    upstream (celery/kombu#305) and config/broker_transport.py can go."""
+    upstream (celery/kombu#305) and workers/broker_transport.py can go."""
     kill_while_taking(redis_url, STOCK, tmp_path, client, consumers)
     assert client.llen(QUEUE) == 0
     assert client.hlen("unacked") == 0
@@ -212,7 +212,7 @@ def test_a_channel_consuming_two_queues_falls_back_to_brpop_and_says_so(
     queue = Queue(QUEUE, Exchange(QUEUE, type="direct"), QUEUE)
     got: list[Any] = []
     with (
-        caplog.at_level(logging.WARNING, logger="config.broker_transport"),
+        caplog.at_level(logging.WARNING, logger="workers.broker_transport"),
         connection(redis_url) as conn,
         conn.Consumer([queue, other], callbacks=[collect(got)]),
     ):
@@ -226,8 +226,8 @@ def test_a_channel_consuming_two_queues_falls_back_to_brpop_and_says_so(
 @pytest.mark.parametrize(
     ("url", "transport_module"),
     [
-        ("redis://:pw@127.0.0.1:6379/3", "config.broker_transport"),
-        ("rediss://:pw@127.0.0.1:6380/3", "config.broker_transport"),
+        ("redis://:pw@127.0.0.1:6379/3", "workers.broker_transport"),
+        ("rediss://:pw@127.0.0.1:6380/3", "workers.broker_transport"),
         ("amqp://guest:pw@127.0.0.1:5672//", "kombu.transport.pyamqp"),
     ],
 )
@@ -258,7 +258,7 @@ def test_a_no_ack_consumer_takes_the_stock_way_and_registers_nothing(
     queue = Queue(QUEUE, Exchange(QUEUE, type="direct"), QUEUE)
     got: list[Any] = []
     with (
-        caplog.at_level(logging.WARNING, logger="config.broker_transport"),
+        caplog.at_level(logging.WARNING, logger="workers.broker_transport"),
         connection(redis_url) as conn,
         conn.Consumer(queue, callbacks=[lambda body, _: got.append(body)], no_ack=True),
     ):

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from config.check import Outcome, run_checks
-from config.local_servers import InfluxDBServer, RedisServer, free_port
+from config.check_command import Outcome, run_checks
 from config.settings import load_settings
+from devtools.local_servers import InfluxDBServer, RedisServer, free_port
 from tests.helpers import InfluxDatabase
 from tests.processes import BIN, app_env
 from tests.sim_thread import SimulatorThread
@@ -197,7 +197,7 @@ def test_home_assistant_unreachable_or_not_ha(
 
 
 def run_checks_only(settings: Any, name: str) -> list[Outcome]:
-    import config.check as check
+    import config.check_command as check
 
     return [getattr(check, f"check_{name}")(settings)]
 

@@ -19,15 +19,15 @@ import pytest
 import redis
 
 from config.celery_app import create_app
-from config.messages import INGEST_TASK
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
+from core.line_protocol import encode_point
+from core.task_message import INGEST_TASK
+from core.transform import Point
 from tests.helpers import InfluxDatabase, wait_until
 from tests.processes import BIN, AppProcess, app_env, worker_argv
 from workers.dead_letters import DeadLetterStore
 from workers.influx_sink import V1Sink
-from workers.line_protocol import encode_point
-from workers.transform import Point
 
 pytestmark = pytest.mark.integration
 
@@ -205,7 +205,7 @@ def test_purge_asks_first(redis_url: str, env: dict[str, str]) -> None:
 
 
 def test_an_unreachable_redis_is_explained(env: dict[str, str]) -> None:
-    from config.local_servers import free_port
+    from devtools.local_servers import free_port
 
     result = cli({**env, "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}, "list")
     assert result.returncode == 1

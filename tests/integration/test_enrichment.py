@@ -13,9 +13,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config.local_servers import RedisServer, free_port
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
+from core.rules import Rules
+from core.transform import Point, event_to_point
+from devtools.local_servers import RedisServer, free_port
 from tests.expectations import ha_states, state_events
 from tests.helpers import InfluxDatabase, wait_until
 from tests.processes import AppProcess, app_env, listener_argv, worker_argv
@@ -30,8 +32,6 @@ from workers.enrichment import (
     enrich,
     friendly_name_tag,
 )
-from workers.rules import Rules
-from workers.transform import Point, event_to_point
 
 pytestmark = pytest.mark.integration
 
@@ -344,7 +344,7 @@ def test_points_carry_area_and_device_tags_from_the_listeners_registries(
 
 
 def test_enrichment_can_be_switched_off(redis_url: str, influx_db: InfluxDatabase) -> None:
-    from workers.tasks import WorkerContext
+    from workers.ingest_task import WorkerContext
 
     client = redis.Redis.from_url(redis_url)
     store(client, "areas", AREAS)

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from config.celery_app import create_app
-from config.flower_command import is_loopback
-from config.local_servers import free_port
-from config.messages import INGEST_TASK, TaskMessage
 from config.settings import load_settings
+from core.task_message import INGEST_TASK, TaskMessage
+from devtools.local_servers import free_port
 from tests.helpers import InfluxDatabase, wait_until
 from tests.processes import BIN, AppProcess, app_env, worker_argv
+from workers.flower_command import is_loopback
 
 pytestmark = pytest.mark.integration
 

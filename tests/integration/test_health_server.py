@@ -15,14 +15,14 @@ from kombu.connection import Connection
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.celery_app import create_app
-from config.local_servers import free_port
-from config.messages import INGEST_TASK, TaskMessage
 from config.redis_keys import RedisKeys
 from config.settings import Settings, load_settings
-from listener.health import HealthView
+from core.task_message import INGEST_TASK, TaskMessage
+from devtools.local_servers import free_port
 from listener.health_server import HealthServer
+from listener.health_view import HealthView
+from listener.listener_stats import ListenerStats
 from listener.state_reporter import StateReporter
-from listener.stats import ListenerStats
 from workers.monitoring import Monitor, RedisQueueProbe, queue_probe
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from config.local_servers import InfluxDBServer, VictoriaMetricsServer
+from devtools.local_servers import InfluxDBServer, VictoriaMetricsServer
 from tests.helpers import InfluxDatabase, InfluxQL, Victoria
 from workers.errors import PointsRejected, SinkError, SinkUnavailable
 from workers.influx_sink import V1Sink, V2Sink, _error_for_status, parse_retry_after

@@ -13,7 +13,7 @@ import pytest
 import redis
 import urllib3
 
-from config.local_servers import (
+from devtools.local_servers import (
     InfluxDBServer,
     LocalServer,
     RedisServer,
@@ -179,7 +179,7 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(tmp_path: Path) ->
 
 def test_servers_left_running_are_stopped_when_python_exits(tmp_path: Path) -> None:
     script = (
-        "import sys; from pathlib import Path; from config.local_servers import RedisServer; "
+        "import sys; from pathlib import Path; from devtools.local_servers import RedisServer; "
         "server = RedisServer(Path(sys.argv[1])); server.start(); print(server.pid)"
     )
     done = subprocess.run(

@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 import redis
 
-from config.local_servers import InfluxDBServer
 from config.redis_keys import RedisKeys
+from core.line_protocol import encode_point
+from core.rules import Rules
+from core.transform import Point, event_to_point
+from devtools.local_servers import InfluxDBServer
 from tests.helpers import InfluxDatabase, wait_until
 from workers.dead_letters import DeadLetterStore
 from workers.influx_sink import V1Sink
-from workers.line_protocol import encode_point
 from workers.pipeline import IngestPipeline
-from workers.rules import Rules
-from workers.transform import Point, event_to_point
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ import pytest
 import redis
 
 from config.celery_app import create_app
-from config.local_servers import RedisServer
 from config.settings import load_settings
+from devtools.local_servers import RedisServer
+from listener.listener_stats import ListenerStats
 from listener.publisher import Publisher, celery_publisher
 from listener.spool import Spool
-from listener.stats import ListenerStats
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration

@@ -26,13 +26,13 @@ import redis
 from kombu.connection import Connection
 
 from config.celery_app import create_app
-from config.local_servers import free_port
-from config.messages import INGEST_TASK
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
+from core.task_message import INGEST_TASK
+from devtools.local_servers import free_port
+from listener.listener_stats import ListenerStats
 from listener.publisher import Publisher, celery_publisher
 from listener.spool import Spool
-from listener.stats import ListenerStats
 from tests.expectations import (
     expected_points,
     ha_states,

@@ -1,6 +1,6 @@
 """The HA simulator against a real websockets client: protocol, events, fault controls, CLI.
 
-Expected shapes come from the captures of a real HA 2024.3.3 in ../shared/fixtures/.
+Expected shapes come from the captures of a real HA 2024.3.3 in tests/fixtures/.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
-from listener.simulator import HA_VERSION, HASimulator, Home
-from listener.simulator.entities import iso_from_us, us_from_datetime
+from devtools.simulator import HA_VERSION, HASimulator, Home
+from devtools.simulator.entities import iso_from_us, us_from_datetime
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "simulator-test-token"
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
 ISO_US = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 T = TypeVar("T")
@@ -775,7 +775,7 @@ async def _start_cli(*args: str, env: dict[str, str]) -> tuple[asyncio.subproces
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "listener.simulator",
+        "devtools.simulator",
         *args,
         cwd=REPO,
         env=env,
@@ -853,7 +853,7 @@ def test_the_cli_needs_a_token() -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "listener.simulator",
+            "devtools.simulator",
             "--port",
             "0",
             cwd=REPO,

@@ -1,4 +1,4 @@
-"""Messages built by config.task_wire are what send_task stores, and a stock worker runs them."""
+"""Messages built by core.task_wire are what send_task stores, and a stock worker runs them."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery_batches import Batches, SimpleRequest
 
-from config import task_wire
-from config.messages import INGEST_TASK
-from config.task_wire import TaskWire
+from core import task_wire
+from core.task_message import INGEST_TASK
+from core.task_wire import TaskWire
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration

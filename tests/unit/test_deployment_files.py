@@ -26,10 +26,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from config.settings import Settings, load_settings
+from core.line_protocol import encode_points
+from core.rules import Rules
+from core.transform import Point, event_to_point
 from tests.helpers import InfluxDatabase
-from workers.line_protocol import encode_points
-from workers.rules import Rules
-from workers.transform import Point, event_to_point
 
 REPO = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("listener", "worker", "beat", "flower")

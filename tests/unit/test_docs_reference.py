@@ -11,11 +11,11 @@ import pytest
 import yaml
 from pydantic import Field
 
-from config import docs_reference
 from config.cli import main as cli_main
+from config.rules_file import load_rules
 from config.settings import Settings
-from workers import rules
-from workers.rules_file import load_rules
+from core import rules
+from devtools import docs_reference
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,7 +92,7 @@ def test_check_and_write_through_the_cli(
 
 def test_module_entry_point_prints_the_reference() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "config.docs_reference"],
+        [sys.executable, "-m", "devtools.docs_reference"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -106,7 +106,7 @@ def test_module_entry_point_prints_the_reference() -> None:
 def _health_codes_in_code() -> set[str]:
     """Every `Check("code", …)` the health rules can produce."""
     codes: set[str] = set()
-    for package in ("config", "listener", "workers"):
+    for package in ("core", "config", "listener", "workers"):
         for path in (REPO / package).rglob("*.py"):
             codes |= set(re.findall(r'Check\(\s*"([a-z_]+)"', path.read_text(encoding="utf-8")))
     return codes
@@ -116,7 +116,7 @@ def test_operations_explains_every_health_code() -> None:
     text = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `([a-z_]+)` \| (?:degraded|unhealthy) \|", text, re.M))
     code = _health_codes_in_code()
-    assert code, "no health codes found: has config/health_rules.py moved?"
+    assert code, "no health codes found: has core/health_rules.py moved?"
     assert documented == code, (
         f"docs/operations.md's health table is out of date: missing {sorted(code - documented)}, "
         f"gone from the code {sorted(documented - code)}"

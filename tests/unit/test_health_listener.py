@@ -1,4 +1,4 @@
-"""The listener's /health document (listener.health) and the status page's embedding of it."""
+"""The listener's /health document (listener.health_view) and the status page's embedding of it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 import re
 from typing import Any
 
-from config.health_rules import Thresholds
-from listener.health import listener_health
-from listener.stats import ListenerStats
+from core.health_rules import Thresholds
+from listener.health_view import listener_health
+from listener.listener_stats import ListenerStats
 from listener.status_page import render_status_page
 
 NOW = 1_800_000_000.0

@@ -1,4 +1,4 @@
-"""Beat's pure health computation (workers.health): pipeline rules, trends, parsing, report."""
+"""Beat's pure health computation (core.health_report): pipeline rules, trends, parsing, report."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from config.health_rules import Thresholds
-from workers.health import (
+from core.health_report import (
     BeatMemory,
     PipelineFigures,
     QueueReading,
@@ -21,6 +20,7 @@ from workers.health import (
     pipeline_checks,
     received_at_of,
 )
+from core.health_rules import Thresholds
 
 T = Thresholds(queue_backlog=10_000, queue_max_age_s=300, window_s=300)
 OK = PipelineFigures(queue_depth=3, in_flight=10, oldest_message_age_s=0.5, stalled_for_s=None)

@@ -1,4 +1,4 @@
-"""The shared health rules (config.health_rules): every rule, both sides of its threshold."""
+"""The shared health rules (core.health_rules): every rule, both sides of its threshold."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from config.health_rules import (
+from config.settings import load_settings
+from core.health_rules import (
     Check,
     SubscriptionFigures,
     Thresholds,
@@ -18,7 +19,6 @@ from config.health_rules import (
     overall,
     subscription_checks,
 )
-from config.settings import load_settings
 
 T = Thresholds(
     event_gap_s=600,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from workers.line_protocol import encode_point, encode_points
-from workers.rules import Rules
-from workers.transform import Point, event_to_point
+from core.line_protocol import encode_point, encode_points
+from core.rules import Rules
+from core.transform import Point, event_to_point
 
-FIXTURES = Path(__file__).parents[3] / "shared" / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 NS = 1_795_731_803_441_045_123
 
 
@@ -172,7 +172,7 @@ def test_encode_points_joins_lines() -> None:
 def test_every_real_event_is_one_line() -> None:
     path = FIXTURES / "sample_events.jsonl"
     if not path.is_file():
-        pytest.fail(f"fixture {path} is missing: the shared HA captures belong in {FIXTURES}")
+        pytest.fail(f"fixture {path} is missing: the HA captures belong in {FIXTURES}")
     rules = Rules()
     points = []
     for line in path.read_text(encoding="utf-8").splitlines():

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from config.messages import InvalidMessage, TaskMessage, parse_message
+from core.task_message import InvalidMessage, TaskMessage, parse_message
 
 
 def test_a_message_round_trips() -> None:

@@ -22,23 +22,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config.celery_app import batch_hold_limit, create_app, restore_interval
-from config.local_servers import InfluxDBServer, free_port
-from config.messages import INGEST_TASK
 from config.redis_keys import RedisKeys
 from config.settings import SettingsError, load_settings
+from core.line_protocol import encode_point
+from core.rules import Rules
+from core.task_message import INGEST_TASK
+from core.transform import Point, Skipped, event_to_point
+from devtools.local_servers import InfluxDBServer, free_port
 from tests.helpers import InfluxDatabase, InfluxQL, wait_until
 from tests.unit.test_transform_properties import ATTRIBUTES, ENTITY_IDS, STATES, VALUES, stored_name
+from workers.counter_store import CounterStore
 from workers.dead_letters import (
     TOO_OLD_DURING_OUTAGE,
     AutoReplay,
     DeadLetterStore,
 )
 from workers.influx_sink import V1Sink
-from workers.line_protocol import encode_point
 from workers.pipeline import IngestPipeline
-from workers.rules import Rules
-from workers.stats import CounterStore
-from workers.transform import Point, Skipped, event_to_point
 
 pytestmark = pytest.mark.integration
 

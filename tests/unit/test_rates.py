@@ -1,4 +1,4 @@
-"""Rates from per-minute buckets (workers.rates): exact figures for hand-made buckets."""
+"""Rates from per-minute buckets (core.rates): exact figures for hand-made buckets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.rates import (
+from core.rates import (
     by_member,
     history,
     ranked_rates,

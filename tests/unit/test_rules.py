@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from workers.rules import (
+from core.rules import (
     DEFAULT_IGNORE_STATES,
     IGNORED_OPTIONS,
     EntityConfig,

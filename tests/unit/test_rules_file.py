@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.rules import RulesError
-from workers.rules_file import load_rules
+from config.rules_file import load_rules
+from core.rules import RulesError
 
 
 def test_a_pasted_influxdb_block_with_secrets_loads(tmp_path: Path) -> None:

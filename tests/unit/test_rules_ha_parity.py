@@ -5,7 +5,7 @@ Every test here mirrors one `test_event_listener_*` (or `test_precision`) of HA'
 expected body (measurement, tags, fields). The configuration goes through the YAML path
 (`Rules.from_mapping`, as the rules file is read) and the state arrives as HA sends it over the
 WebSocket (JSON: a datetime attribute is an ISO string). The only deliberate differences,
-written down in workers/transform.py, are named where a case meets one.
+written down in core/transform.py, are named where a case meets one.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from workers.line_protocol import encode_point
-from workers.rules import Rules
-from workers.transform import Point, Skipped, event_to_point
+from core.line_protocol import encode_point
+from core.rules import Rules
+from core.transform import Point, Skipped, event_to_point
 
 T0 = "2026-11-26T22:23:23.441045+00:00"
 T0_NS = 1_795_731_803_441_045_000
@@ -419,6 +419,6 @@ def test_every_ha_option_has_a_parity_test_here() -> None:
         "default_measurement", "override_measurement", "measurement_attr", "component_config",
         "component_config_domain", "component_config_glob", "precision", "ignore_states",
     }  # fmt: skip
-    from workers.rules import OPTIONS
+    from core.rules import OPTIONS
 
     assert set(OPTIONS) == covered

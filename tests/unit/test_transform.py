@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from workers.rules import Rules
-from workers.transform import (
+from core.rules import Rules
+from core.transform import (
     MAX_ATTRIBUTES,
     MAX_STRING_BYTES,
     InvalidEvent,
@@ -19,7 +19,7 @@ from workers.transform import (
     event_to_point,
 )
 
-FIXTURES = Path(__file__).parents[3] / "shared" / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 T0 = "2026-11-26T22:23:23.441045+00:00"
 T0_NS = 1_795_731_803_441_045_000
 DEFAULT = Rules()
@@ -71,7 +71,7 @@ def rules(**options: Any) -> Rules:
 def load_frames(name: str) -> list[Any]:
     path = FIXTURES / name
     if not path.is_file():
-        pytest.fail(f"fixture {path} is missing: the shared HA captures belong in {FIXTURES}")
+        pytest.fail(f"fixture {path} is missing: the HA captures belong in {FIXTURES}")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workers.line_protocol import encode_point
-from workers.rules import PRECISIONS, Rules
-from workers.transform import InvalidEvent, Point, Skipped, _as_float, event_to_point
+from core.line_protocol import encode_point
+from core.rules import PRECISIONS, Rules
+from core.transform import InvalidEvent, Point, Skipped, _as_float, event_to_point
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -2,7 +2,7 @@
 
 No I/O and no clock: the caller passes the time of every change, so the same seed and the same
 times give the same events. The shapes follow what a real HA 2024.3 sends (see
-`../shared/fixtures/`): states and `state_changed` events, registries, and the compressed
+`tests/fixtures/`): states and `state_changed` events, registries, and the compressed
 format of `history/history_during_period`.
 """
 

@@ -3,7 +3,7 @@
 `compute_report` turns one `Readings` (everything beat read from Redis and the broker in one
 go) and beat's memory of its previous run into the summary stored under the `health` key and
 printed by `ha-ingestor status`. The subscription rules are shared with the listener
-(config.health_rules); the pipeline rules live here.
+(core.health_rules); the pipeline rules live here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.health_rules import (
+from core import rates as r
+from core.health_rules import (
     Check,
     SubscriptionFigures,
     Thresholds,
@@ -25,7 +26,6 @@ from config.health_rules import (
     overall,
     subscription_checks,
 )
-from workers import rates as r
 
 TREND_WINDOW_S = 60.0
 """Queue growth is measured over the last minute of samples."""

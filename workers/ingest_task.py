@@ -21,19 +21,19 @@ from celery.signals import worker_shutting_down
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 
-from config.backoff import exponential_backoff
 from config.celery_app import app, batch_hold_limit
-from config.messages import INGEST_TASK
 from config.redis_keys import RedisKeys
+from config.rules_file import load_rules
 from config.settings import Settings, get_settings
+from core.backoff import exponential_backoff
+from core.rules import Rules
+from core.task_message import INGEST_TASK
+from workers.counter_store import CounterStore
 from workers.dead_letters import AutoReplay, DeadLetterStore
 from workers.enrichment import Enrichment, RegistryCache, default_steps
 from workers.errors import SinkError
 from workers.influx_sink import Sink, V1Sink, V2Sink
 from workers.pipeline import BatchOutcome, IngestPipeline, TagsFor
-from workers.rules import Rules
-from workers.rules_file import load_rules
-from workers.stats import CounterStore
 
 log = logging.getLogger(__name__)
 

@@ -103,8 +103,8 @@ def _print(out: TextIO, outcome: Outcome, secrets: list[str] | None = None) -> N
 
 
 def check_configuration(settings: Settings) -> Outcome:
-    from workers.rules import RulesError
-    from workers.rules_file import load_rules
+    from config.rules_file import load_rules
+    from core.rules import RulesError
 
     try:
         load_rules(settings.ha_ingestor_config)
@@ -235,7 +235,7 @@ def _check_redis_url(
 ) -> Outcome:
     import redis
 
-    from config.broker_transport import takes_reliably
+    from workers.broker_transport import takes_reliably
 
     shown = redact_url(url)
     client = redis.Redis.from_url(url, socket_timeout=TIMEOUT_S, socket_connect_timeout=5)

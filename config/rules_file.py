@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from workers.rules import Rules, RulesError
+from core.rules import Rules, RulesError
 
 
 class _HAConfigLoader(yaml.SafeLoader):

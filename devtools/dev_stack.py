@@ -18,7 +18,7 @@ from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from config.local_servers import InfluxDBServer, RedisServer, free_port
+from devtools.local_servers import InfluxDBServer, RedisServer, free_port
 
 
 def _port_or_free(preferred: int) -> int:

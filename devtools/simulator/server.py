@@ -4,7 +4,7 @@ Tests, benchmarks and `make run` talk to it exactly as they would to HA. Its beh
 HA 2024.3's `components/websocket_api` (`http.py`: the auth phase, invalid JSON closes the
 connection, a per-client queue that coalesces pending messages and cuts clients that cannot
 keep up; `connection.py`: the id/type envelope, `id_reuse`, `unknown_command`; `auth.py`;
-`commands.py`) and the captures in `../shared/fixtures/`.
+`commands.py`) and the captures in `tests/fixtures/`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from listener.simulator.entities import JSON, Home, StateChange, encode_json, us_from_datetime
+from devtools.simulator.entities import JSON, Home, StateChange, encode_json, us_from_datetime
 
 log = logging.getLogger(__name__)
 

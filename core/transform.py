@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from workers.rules import Rules
+from core.rules import Rules
 
 MAX_ATTRIBUTES: Final = 200
 MAX_STRING_BYTES: Final = 64 * 1024

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-from workers.rules import PRECISIONS
-from workers.transform import Point
+from core.rules import PRECISIONS
+from core.transform import Point
 
 _MEASUREMENT: Final = str.maketrans(
     {"\\": "\\\\", ",": "\\,", " ": "\\ ", "\n": "\\n", "\r": "\\r", "\t": "\\t"}

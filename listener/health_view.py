@@ -2,7 +2,7 @@
 
 What the listener knows first-hand (connection, subscription, spool) is read live from its
 counters; rates and the pipeline come from beat's summary in Redis (at most a few seconds old).
-The rules are config.health_rules (subscription, shared with beat) and beat's pipeline checks.
+The rules are core.health_rules (subscription, shared with beat) and beat's pipeline checks.
 
 ``GET /health`` → HTTP **200** when ``status`` is ``healthy`` or ``degraded``, **503** when
 ``unhealthy`` (so a load balancer or orchestrator probe needs no JSON parsing). Body (JSON):
@@ -53,7 +53,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config.health_rules import (
+from config.redaction import scrub
+from config.redis_keys import RedisKeys
+from config.settings import Settings
+from core.health_rules import (
     Check,
     SubscriptionFigures,
     Thresholds,
@@ -62,10 +65,7 @@ from config.health_rules import (
     overall,
     subscription_checks,
 )
-from config.redaction import scrub
-from config.redis_keys import RedisKeys
-from config.settings import Settings
-from listener.stats import ListenerStats
+from listener.listener_stats import ListenerStats
 
 SUMMARY_CACHE_S = 1.0
 """/health, /metrics and the page may be polled often; beat's summary changes every few s."""

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from listener.simulator.server import HASimulator
+from devtools.simulator.server import HASimulator
 
-log = logging.getLogger("listener.simulator")
+log = logging.getLogger("devtools.simulator")
 
 
 def _number(
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `ha-ingestor simulate` (and `python -m listener.simulator`)."""
+    """The options of `ha-ingestor simulate` (and `python -m devtools.simulator`)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument(
         "--port",

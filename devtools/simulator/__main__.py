@@ -1,0 +1,10 @@
+"""`python -m devtools.simulator`: the same as `ha-ingestor simulate`."""
+
+from __future__ import annotations
+
+import sys
+
+from devtools.simulator.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
