@@ -8,8 +8,6 @@ printed by `ha-ingestor status`. The subscription rules are shared with the list
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -109,23 +107,6 @@ def parse_listener_state(raw: Mapping[Any, Any]) -> dict[str, Any] | None:
         except ValueError:
             out[name] = text  # a plain string such as the connection state
     return out
-
-
-def received_at_of(raw: bytes | str | None) -> float | None:
-    """`received_at` of the event in a Celery message as kombu stores it in Redis."""
-    if raw is None:
-        return None
-    try:
-        message = json.loads(raw)
-        if isinstance(message, list):  # an unacked entry: [message, exchange, routing_key]
-            message = message[0]
-        body = message["body"]
-        if message.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args = json.loads(body)[0]
-        return float(args[0]["received_at"])
-    except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
-        return None
 
 
 # --- trends -----------------------------------------------------------------------------------

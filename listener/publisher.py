@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import redis
 from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from core import task_wire
+from core import task_message
 from core.backoff import BackoffFactory, exponential_backoff
 from core.task_message import INGEST_TASK
 from listener.listener_stats import ListenerStats
@@ -37,6 +40,36 @@ log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 PublishBatch = Callable[[list[Message]], None]
+
+REDIS_SCHEMES = frozenset(("redis", "rediss"))
+"""Broker URL schemes whose queue is a plain Redis list WireBatches can push to."""
+
+SUPPORTED_TRANSPORT_OPTIONS = frozenset(
+    (
+        "visibility_timeout",
+        "unacked_restore_interval",
+        "unacked_restore_throttle",
+        "unacked_mutex_expire",
+        "max_connections",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "retry_on_timeout",
+        "health_check_interval",
+        "polling_interval",
+        "queue_order_strategy",
+    )
+)
+"""kombu Redis transport options that only concern consumers or connections, not where or how
+a message is stored (a key prefix, for one, would: then kombu publishes)."""
+
+
+def supports(broker_url: str, transport_options: Mapping[str, Any] | None = None) -> bool:
+    """Whether core.task_message can build this broker's messages (Redis, plain options)."""
+    if urlsplit(broker_url).scheme not in REDIS_SCHEMES:
+        return False
+    return set(transport_options or {}) <= SUPPORTED_TRANSPORT_OPTIONS
+
 
 BROKER_TIMEOUT_S = 5.0
 """How long a publish may wait on the broker before the batch goes to the spool instead."""
@@ -65,9 +98,7 @@ def celery_publisher(app: Celery, queue_name: str) -> BrokerBatches:
     Redis brokers take the fast path (WireBatches); anything else goes through kombu.
     """
     broker_url = str(app.conf.broker_url)
-    if not app.conf.broker_use_ssl and task_wire.supports(
-        broker_url, app.conf.broker_transport_options
-    ):
+    if not app.conf.broker_use_ssl and supports(broker_url, app.conf.broker_transport_options):
         return WireBatches(broker_url, queue_name)
     return KombuBatches(app, queue_name)
 
@@ -86,7 +117,9 @@ class WireBatches:
             retry=Retry(NoBackoff(), 1),
         )
         self._queue = queue_name
-        self._wire = task_wire.TaskWire(INGEST_TASK, queue_name)
+        self._wire = task_message.TaskWire(
+            INGEST_TASK, queue_name, origin=f"gen{os.getpid()}@{socket.gethostname()}"
+        )
         self.prepare = self._wire.encode
 
     def publish(self, items: list[bytes]) -> None:
@@ -94,10 +127,10 @@ class WireBatches:
         self._client.lpush(self._queue, *items)
 
     def spool_body(self, item: bytes) -> str:
-        return task_wire.argument_json(item)
+        return task_message.argument_json(item)
 
     def from_spool(self, body: str) -> bytes:
-        return self._wire.encode_json(body, task_wire.summary(json.loads(body)))
+        return self._wire.encode_json(body, task_message.summary(json.loads(body)))
 
 
 class KombuBatches:

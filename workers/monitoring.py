@@ -26,11 +26,11 @@ from core.health_report import (
     Readings,
     compute_report,
     parse_listener_state,
-    received_at_of,
 )
 from core.health_rules import Check as HealthCheck
 from core.health_rules import Thresholds, beat_checks, ordered, overall
 from core.rates import window_count
+from core.task_message import received_at_of
 
 log = logging.getLogger(__name__)
 

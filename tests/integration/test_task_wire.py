@@ -14,10 +14,12 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery_batches import Batches, SimpleRequest
 
-from core import task_wire
-from core.task_message import INGEST_TASK
-from core.task_wire import TaskWire
+from core import task_message
+from core.task_message import INGEST_TASK, TaskWire
+from listener.publisher import supports
 from tests.helpers import wait_until
+
+ORIGIN = "gen1@test"
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +84,7 @@ def broker(redis_url: str) -> Iterator[redis.Redis]:
 def test_matches_what_send_task_stores(redis_url: str, broker: redis.Redis) -> None:
     app = _app(redis_url)
     app.send_task(INGEST_TASK, args=[_arg(1)], queue="by_celery")
-    broker.lpush("by_wire", TaskWire(INGEST_TASK, "by_wire").encode(_arg(1)))
+    broker.lpush("by_wire", TaskWire(INGEST_TASK, "by_wire", origin=ORIGIN).encode(_arg(1)))
     (celery_msg,) = _stored(broker, "by_celery")
     (wire_msg,) = _stored(broker, "by_wire")
 
@@ -105,7 +107,7 @@ def test_matches_what_send_task_stores(redis_url: str, broker: redis.Redis) -> N
 
 
 def test_ids_are_unique_uuids(redis_url: str) -> None:
-    wire = TaskWire(INGEST_TASK, "q")
+    wire = TaskWire(INGEST_TASK, "q", origin=ORIGIN)
     envelopes = [json.loads(raw) for raw in wire.encode_many([_arg(i) for i in range(1000)])]
     ids = {e["headers"]["id"] for e in envelopes}
     tags = {e["properties"]["delivery_tag"] for e in envelopes}
@@ -117,9 +119,9 @@ def test_ids_are_unique_uuids(redis_url: str) -> None:
 
 
 def test_only_plain_redis_brokers_take_the_fast_path() -> None:
-    assert task_wire.supports("redis://127.0.0.1:6379/0", {"visibility_timeout": 10})
-    assert not task_wire.supports("amqp://guest@127.0.0.1//")
-    assert not task_wire.supports("redis://127.0.0.1/0", {"global_keyprefix": "x:"})
+    assert supports("redis://127.0.0.1:6379/0", {"visibility_timeout": 10})
+    assert not supports("amqp://guest@127.0.0.1//")
+    assert not supports("redis://127.0.0.1/0", {"global_keyprefix": "x:"})
 
 
 def test_a_stock_worker_runs_every_message_in_order(redis_url: str, broker: redis.Redis) -> None:
@@ -133,7 +135,7 @@ def test_a_stock_worker_runs_every_message_in_order(redis_url: str, broker: redi
 
     assert not isinstance(ingest, Batches)
     sent = [_arg(i) for i in range(300)]
-    wire = TaskWire(INGEST_TASK, "wire_plain")
+    wire = TaskWire(INGEST_TASK, "wire_plain", origin=ORIGIN)
     broker.lpush("wire_plain", *wire.encode_many(sent))
     with start_worker(
         app, pool="solo", perform_ping_check=False, queues=["wire_plain"], loglevel="WARNING"
@@ -163,7 +165,9 @@ def test_a_celery_batches_worker_runs_them(redis_url: str, broker: redis.Redis) 
     assert isinstance(ingest, Batches)
 
     sent = [_arg(i) for i in range(300)]  # whole batches: no reliance on the flush timer
-    broker.lpush("wire_batches", *TaskWire(INGEST_TASK, "wire_batches").encode_many(sent))
+    broker.lpush(
+        "wire_batches", *TaskWire(INGEST_TASK, "wire_batches", origin=ORIGIN).encode_many(sent)
+    )
     with start_worker(
         app, pool="solo", perform_ping_check=False, queues=["wire_batches"], loglevel="WARNING"
     ):
@@ -175,10 +179,10 @@ def test_a_celery_batches_worker_runs_them(redis_url: str, broker: redis.Redis) 
 
 def test_a_spooled_argument_comes_back_as_the_same_message() -> None:
     """What the publisher spools (the argument's JSON) rebuilds an equivalent message."""
-    wire = TaskWire(INGEST_TASK, "q")
+    wire = TaskWire(INGEST_TASK, "q", origin=ORIGIN)
     for arg in (_arg(1), {**_arg(2), "big": 2**70, "nan": float("inf")}):
         stored = wire.encode(arg)
-        spooled = task_wire.argument_json(stored)
+        spooled = task_message.argument_json(stored)
         again = json.loads(wire.encode_json(spooled, "(spooled,)"))
         assert _body(again) == _body(json.loads(stored))
         assert json.loads(spooled)["seq"] == arg["seq"]

@@ -18,9 +18,9 @@ from core.health_report import (
     depth_trend,
     parse_listener_state,
     pipeline_checks,
-    received_at_of,
 )
 from core.health_rules import Thresholds
+from core.task_message import received_at_of
 
 T = Thresholds(queue_backlog=10_000, queue_max_age_s=300, window_s=300)
 OK = PipelineFigures(queue_depth=3, in_flight=10, oldest_message_age_s=0.5, stalled_for_s=None)
