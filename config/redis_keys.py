@@ -29,7 +29,10 @@ class RedisKeys:
     prefix: str = "ha_ingestor:"
 
     def listener_state(self) -> str:
-        """Hash written by the listener every few seconds (connection, counters); TTL 30 s."""
+        """String: one JSON object, core.listener_state.ListenerState (its connection, counters,
+        spool, started_at and reported_at, each field with its JSON type), written by the
+        listener every 2 s; TTL 30 s. Read by beat and `status`; a hash there (left by an older
+        listener) reads as no state."""
         return f"{self.prefix}listener:state"
 
     def counter(self, name: str) -> str:
@@ -58,7 +61,8 @@ class RedisKeys:
         return f"{self.prefix}registry:{kind}"
 
     def health(self) -> str:
-        """JSON health summary computed by beat; TTL a few beat periods."""
+        """JSON health report computed by beat (core/health_report.py's shape, as /health), read
+        back by the listener for beat's figures; TTL a few beat periods."""
         return f"{self.prefix}health"
 
     def rates(self) -> str:
@@ -76,8 +80,9 @@ class RedisKeys:
         return f"{self.prefix}beat:state"
 
     def last_write_error(self) -> str:
-        """Text of the last failed InfluxDB write (secrets scrubbed), written by workers when a
-        write fails; TTL = HEALTH_WINDOW."""
+        """String: InfluxDB's error text for the latest failed write (secrets scrubbed, at most
+        1000 characters), set by workers at each failed write (workers/counter_store.py) and
+        quoted by beat's `write_errors` reason; TTL = HEALTH_WINDOW."""
         return f"{self.prefix}last_write_error"
 
 

@@ -1,434 +1,290 @@
-"""Beat's health computation, pure: Redis readings in, rates + status + reasons out.
+"""The health report: one builder, one shape, for /health, the status page, `status` and beat.
 
-`compute_report` turns one `Readings` (everything beat read from Redis and the broker in one
-go) and beat's memory of its previous run into the summary stored under the `health` key and
-printed by `ha-ingestor status`. The subscription rules are shared with the listener
-(core.health_rules); the pipeline rules live here.
+Pure: figures in, a JSON-ready dict out. The listener feeds it its live `ListenerState` and
+the `BeatFigures` read back from the report beat stored in Redis; beat and `ha-ingestor
+status` feed it the `ListenerState` read from Redis and the figures they just computed
+(core/health_beat.py). Every report has every field below, whichever view built it; a figure
+nobody could know is null. Fields (a public API: /health, docs/operations.md, the Prometheus
+metrics of listener/health_server.py and the Grafana dashboard derive from them):
+
+- ``status``: ``healthy`` | ``degraded`` (events safe but something needs a look: spooled,
+  queued, late, refused and waiting) | ``unhealthy`` (events are not being recorded).
+- ``reasons``: one sentence per problem, worst first, each saying what to do; empty when
+  healthy.
+- ``checks``: the same problems for machines: ``{code, severity, area, message}``; the codes
+  are listed in docs/operations.md.
+- ``time``: unix time of this report; ``uptime_s``: seconds since the listener started.
+- ``connection``: ``state`` (starting, connecting, authenticating, authenticated, subscribed,
+  backing_off, auth_invalid, stopped), ``ha_version``, ``attempts`` (connection attempts),
+  ``successful`` (authenticated connections), ``failed`` (attempts that never authenticated),
+  ``reconnects`` (since start), ``reconnects_last_hour`` (from beat), ``last_error`` (text of
+  the last connection error, "" if none).
+- ``subscription``: ``is_subscribed``, ``active_subscriptions`` (count), ``event_types``
+  (the subscribed types), ``total_events_received`` (live events since start),
+  ``events_by_type`` ({event_type: count}), ``event_rate_per_minute`` ({"1m", "5m", "15m"}
+  averages, from beat), ``usual_rate_per_minute`` (the hour before the last event, from beat),
+  ``last_event_time`` (unix time, null before the first), ``last_event_age_s``.
+- ``listener``: ``present`` (false when the listener left no state in Redis: then every other
+  listener, connection and subscription figure is null), ``reported_at`` (unix time of the
+  state these figures come from), ``heartbeat_age_s``, ``events_enqueued``,
+  ``events_spooled``, ``events_drained`` (spool → broker), ``spool_depth``,
+  ``memory_queue_depth``, ``broker_up``, ``publish_errors``, ``malformed_frames``,
+  ``snapshot_states``, ``backfilled_states``, ``history_available`` (HA's history API answered;
+  null until asked).
+- ``pipeline`` (from beat; every figure null when beat has not run): ``queue_depth`` (messages
+  waiting in the broker), ``in_flight`` (taken by workers, not yet acknowledged),
+  ``oldest_message_age_s`` (age of the oldest event not yet written), ``written``,
+  ``retried``, ``write_errors``, ``dead_letters`` (totals), ``depth_trend_per_minute``,
+  ``stalled_for_s``, ``window_s`` (HEALTH_WINDOW) with ``written_in_window``,
+  ``write_errors_in_window``, ``dead_letters_in_window`` and
+  ``dead_letter_reasons_in_window`` ({reason: count}), ``last_write_error``, ``broker_error``
+  (why the queue could not be read), ``write_rate_per_minute`` ({"1m", "5m", "15m"}),
+  ``computed_at`` (unix time these figures were computed) and ``age_s``.
+- ``rates`` (from beat): ``by_domain`` ({domain: {"1m", "5m", "15m"}}), ``top_entities``
+  ([{entity_id, "1m", "5m", "15m"}], busiest first), ``history`` ([[minute start, events]]
+  for the last 60 minutes, the current one last and still filling).
+- ``beat``: ``last_run_at`` (unix time of beat's last stored report, null if none) and
+  ``age_s``.
 """
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from core import rates as r
+from core.health_check import Check, Thresholds, ordered, overall
 from core.health_rules import (
-    Check,
     SubscriptionFigures,
-    Thresholds,
-    format_count,
-    format_duration,
-    ordered,
-    overall,
+    beat_checks,
+    redis_unreadable,
     subscription_checks,
 )
+from core.listener_state import ListenerState
 
-TREND_WINDOW_S = 60.0
-"""Queue growth is measured over the last minute of samples."""
-SAMPLES_KEPT_S = 180.0
-
-
-# --- inputs ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueueReading:
-    """The broker's view of the ingest queue; None where the broker cannot tell."""
-
-    depth: int | None = None
-    in_flight: int | None = None
-    oldest_received_at: float | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Readings:
-    """What beat read in one run (all from Redis and the broker, nothing computed yet)."""
-
-    now: float
-    listener: Mapping[str, Any] | None
-    """The listener's state hash, decoded (`parse_listener_state`); None when absent."""
-    buckets: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
-    """Counter name → {unix minute: count}, for the listener's and the workers' counters."""
-    maps: Mapping[str, Mapping[int, Mapping[str, int]]] = field(default_factory=dict)
-    """events_by_domain / events_by_entity → {unix minute: {member: count}}."""
-    totals: Mapping[str, int] = field(default_factory=dict)
-    dead_letter_reasons: Mapping[str, int] = field(default_factory=dict)
-    """Dead letters per reason within the window."""
-    queue: QueueReading = field(default_factory=QueueReading)
-    last_write_error: str | None = None
+CONNECTION_FIELDS = (
+    "state", "ha_version", "attempts", "successful", "failed", "reconnects",
+    "reconnects_last_hour", "last_error",
+)  # fmt: skip
+SUBSCRIPTION_FIELDS = (
+    "is_subscribed", "active_subscriptions", "event_types", "total_events_received",
+    "events_by_type", "event_rate_per_minute", "usual_rate_per_minute", "last_event_time",
+    "last_event_age_s",
+)  # fmt: skip
+LISTENER_FIELDS = (
+    "present", "reported_at", "heartbeat_age_s", "events_enqueued", "events_spooled",
+    "events_drained", "spool_depth", "memory_queue_depth", "broker_up", "publish_errors",
+    "malformed_frames", "snapshot_states", "backfilled_states", "history_available",
+)  # fmt: skip
+PIPELINE_FIELDS = (
+    "queue_depth", "in_flight", "oldest_message_age_s", "written", "retried", "write_errors",
+    "dead_letters", "depth_trend_per_minute", "stalled_for_s", "window_s", "written_in_window",
+    "write_errors_in_window", "dead_letters_in_window", "dead_letter_reasons_in_window",
+    "last_write_error", "broker_error",
+)  # fmt: skip
+"""Beat's pipeline figures; the report's section adds write_rate_per_minute, computed_at, age_s."""
 
 
 @dataclass(frozen=True)
-class BeatMemory:
-    """What beat remembers between runs, to see trends (JSON under the beat:state key)."""
+class BeatFigures:
+    """What beat computed from Redis and the broker: the pipeline, the event rates, its checks.
 
-    progress_at: float
-    written: int
-    pending: int
-    samples: tuple[tuple[float, int], ...] = ()
+    Beat builds them from its readings (core.health_beat); the listener reads them back from
+    the report beat stored (`from_report`).
+    """
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "progress_at": self.progress_at,
-            "written": self.written,
-            "pending": self.pending,
-            "samples": [list(s) for s in self.samples],
-        }
+    computed_at: float
+    pipeline: Mapping[str, Any]
+    """PIPELINE_FIELDS → JSON-ready values."""
+    rates: Mapping[str, Any]
+    """by_domain, top_entities, history (as in the report's `rates` section)."""
+    events_per_minute: Mapping[str, float] | None = None
+    usual_per_minute: float | None = None
+    written_per_minute: Mapping[str, float] | None = None
+    reconnects_last_hour: int | None = None
+    checks: tuple[Check, ...] = ()
+    """The pipeline rules' verdict."""
 
     @classmethod
-    def from_json(cls, data: Any) -> BeatMemory | None:
-        try:
-            return cls(
-                progress_at=float(data["progress_at"]),
-                written=int(data["written"]),
-                pending=int(data["pending"]),
-                samples=tuple((float(t), int(d)) for t, d in data["samples"]),
-            )
-        except (KeyError, TypeError, ValueError):
+    def from_report(cls, report: Any) -> BeatFigures | None:
+        """Beat's figures in a report of this module's shape; None when it is not one."""
+        if not isinstance(report, Mapping):
             return None
-
-
-# --- parsing (pure) ---------------------------------------------------------------------------
-
-
-def parse_listener_state(raw: Mapping[Any, Any]) -> dict[str, Any] | None:
-    """The listener's hash (strings, dicts as JSON) back into values; None when empty."""
-    if not raw:
-        return None
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = key.decode() if isinstance(key, bytes) else key
-        text = value.decode() if isinstance(value, bytes) else value
-        try:
-            out[name] = json.loads(text)
-        except ValueError:
-            out[name] = text  # a plain string such as the connection state
-    return out
-
-
-# --- trends -----------------------------------------------------------------------------------
-
-
-def advance_memory(
-    previous: BeatMemory | None, now: float, queue: QueueReading, written: int
-) -> BeatMemory:
-    """Beat's memory after this run: progress is a write, a shrinking or an empty queue."""
-    if queue.depth is None:
-        if previous is None:
-            return BeatMemory(progress_at=now, written=written, pending=0)
-        return BeatMemory(previous.progress_at, written, previous.pending, previous.samples)
-    pending = queue.depth + (queue.in_flight or 0)
-    progressed = (
-        previous is None
-        or written != previous.written
-        or pending == 0
-        or pending < previous.pending
-    )
-    samples = (
-        [] if previous is None else [s for s in previous.samples if now - s[0] <= SAMPLES_KEPT_S]
-    )
-    samples.append((now, queue.depth))
-    return BeatMemory(
-        progress_at=now if progressed or previous is None else previous.progress_at,
-        written=written,
-        pending=pending,
-        samples=tuple(samples),
-    )
-
-
-def depth_trend(samples: tuple[tuple[float, int], ...], now: float) -> float | None:
-    """Change of the queue depth per minute over the last minute of samples."""
-    recent = [s for s in samples if now - s[0] <= TREND_WINDOW_S]
-    if len(recent) < 2 or recent[-1][0] - recent[0][0] < 1.0:
-        return None
-    (t0, d0), (t1, d1) = recent[0], recent[-1]
-    return (d1 - d0) / (t1 - t0) * 60.0
-
-
-# --- pipeline rules ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PipelineFigures:
-    """The pipeline as the rules see it."""
-
-    queue_depth: int | None = 0
-    in_flight: int | None = 0
-    oldest_message_age_s: float | None = None
-    depth_trend_per_min: float | None = None
-    stalled_for_s: float | None = None
-    """Seconds since the last progress while events wait; None when nothing waits."""
-    write_errors_window: int = 0
-    dead_letters_window: int = 0
-    dead_letter_reasons: Mapping[str, int] = field(default_factory=dict)
-    last_write_error: str | None = None
-    broker_error: str | None = None
-
-
-def pipeline_checks(p: PipelineFigures, t: Thresholds) -> list[Check]:
-    """Is anything piling up or being refused between the broker and InfluxDB?"""
-    checks: list[Check] = []
-    window = format_duration(t.window_s)
-    if p.broker_error is not None:
-        checks.append(
-            Check(
-                "broker_unreadable",
-                "degraded",
-                "pipeline",
-                f"cannot read the queue ({p.broker_error}) — check CELERY_BROKER_URL and that "
-                "the broker runs",
-            )
+        computed_at = _number(report.get("time"))
+        connection, subscription, pipeline, rates = (
+            _mapping(report.get(name))
+            for name in ("connection", "subscription", "pipeline", "rates")
         )
-    pending = (p.queue_depth or 0) + (p.in_flight or 0)
-    stalled = p.stalled_for_s is not None and p.stalled_for_s >= t.queue_max_age_s
-    if stalled and pending:
-        assert p.stalled_for_s is not None
-        if p.write_errors_window:
-            hint = "InfluxDB refuses the writes"
-        elif not p.in_flight:
-            hint = "no worker takes them: start `celery -A config.celery_app worker`"
-        else:
-            hint = "workers hold them but write nothing: check the worker log and InfluxDB"
-        checks.append(
-            Check(
-                "stalled",
-                "unhealthy",
-                "pipeline",
-                f"nothing written to InfluxDB for {format_duration(p.stalled_for_s)} while "
-                f"{format_count(pending)} events wait — {hint}",
-            )
+        checks = report.get("checks")
+        if computed_at is None or not isinstance(checks, list):
+            return None
+        if connection is None or subscription is None or pipeline is None or rates is None:
+            return None
+        reconnects = connection.get("reconnects_last_hour")
+        read = (Check.from_dict(c) for c in checks)
+        return cls(
+            computed_at=computed_at,
+            pipeline={name: pipeline.get(name) for name in PIPELINE_FIELDS},
+            rates={name: rates.get(name, empty) for name, empty in _no_rates().items()},
+            events_per_minute=subscription.get("event_rate_per_minute"),
+            usual_per_minute=_number(subscription.get("usual_rate_per_minute")),
+            written_per_minute=pipeline.get("write_rate_per_minute"),
+            reconnects_last_hour=reconnects if _is_count(reconnects) else None,
+            checks=tuple(c for c in read if c is not None and c.area == "pipeline"),
         )
-    elif p.oldest_message_age_s is not None and p.oldest_message_age_s >= t.queue_max_age_s:
-        checks.append(
-            Check(
-                "queue_age",
-                "degraded",
-                "pipeline",
-                f"oldest waiting event is {format_duration(p.oldest_message_age_s)} old — "
-                "workers are behind: add workers or check InfluxDB's write latency",
-            )
-        )
-    if p.queue_depth is not None and p.queue_depth >= t.queue_backlog:
-        checks.append(
-            Check(
-                "backlog",
-                "degraded",
-                "pipeline",
-                f"queue backlog {format_count(p.queue_depth)}{_trend_text(p)}",
-            )
-        )
-    if p.write_errors_window:
-        detail = f": {p.last_write_error}" if p.last_write_error else ""
-        checks.append(
-            Check(
-                "write_errors",
-                "degraded",
-                "pipeline",
-                f"InfluxDB refused {format_count(p.write_errors_window)} "
-                f"{'batch' if p.write_errors_window == 1 else 'batches'} in {window}{detail} — "
-                "the events wait in the broker and are written once InfluxDB accepts them",
-            )
-        )
-    if p.dead_letters_window:
-        reasons = ", ".join(
-            f"{reason} {format_count(n)}" for reason, n in sorted(p.dead_letter_reasons.items())
-        )
-        checks.append(
-            Check(
-                "dead_letters",
-                "degraded",
-                "pipeline",
-                f"{format_count(p.dead_letters_window)} events dead-lettered in {window}"
-                f"{f' ({reasons})' if reasons else ''} — inspect them with `ha-ingestor dlq list`",
-            )
-        )
-    return checks
 
 
-def _trend_text(p: PipelineFigures) -> str:
-    trend = p.depth_trend_per_min
-    if trend is None:
-        return ""
-    if trend > 0:
-        return f" and growing (+{format_count(trend)}/min)"
-    if trend < 0 and p.queue_depth:
-        minutes = p.queue_depth / -trend
-        return (
-            f" and shrinking ({format_count(trend)}/min, about "
-            f"{format_duration(minutes * 60)} to drain)"
-        )
-    return " and steady"
+def build_report(
+    now: float,
+    listener: ListenerState | None,
+    beat: BeatFigures | None,
+    t: Thresholds,
+    *,
+    beat_ran_at: float | None,
+    beat_error: str | None = None,
+) -> dict[str, Any]:
+    """The report (fields in the module docstring) as of `now`.
 
-
-# --- the report -------------------------------------------------------------------------------
-
-
-def subscription_figures(
-    listener: Mapping[str, Any] | None, readings: Readings, t: Thresholds
-) -> SubscriptionFigures:
-    """The subscription rules' figures from the listener's reported state."""
-    now = readings.now
-    if listener is None:
-        return SubscriptionFigures(connection_state="unknown", heartbeat_age_s=None)
-    reported_at = _float(listener.get("reported_at"))
-    last_event_at = _float(listener.get("last_event_at"))
-    uptime = _float(listener.get("uptime_s")) or 0.0
-    since = reported_at - uptime if reported_at is not None else None
-    events = readings.buckets.get("events_received", {})
-    subscriptions = listener.get("subscriptions")
-    return SubscriptionFigures(
-        connection_state=str(listener.get("connection_state", "unknown")),
-        heartbeat_age_s=None if reported_at is None else max(0.0, now - reported_at),
-        attempts=_int(listener.get("connect_attempts")),
-        failed=_int(listener.get("connects_failed")),
-        last_error=str(listener.get("last_error") or ""),
-        subscribed_types=tuple(subscriptions) if isinstance(subscriptions, dict) else (),
-        uptime_s=uptime + (now - reported_at if reported_at is not None else 0.0),
-        last_event_age_s=None if last_event_at is None else max(0.0, now - last_event_at),
-        usual_rate_per_min=(
-            None if last_event_at is None else r.usual_rate(events, last_event_at, since)
-        ),
-        reconnects_last_hour=r.window_count(readings.buckets.get("reconnects", {}), now, 3600 - 60),
-        broker_up=listener.get("broker_up") not in (False, "False"),
-        spool_depth=_int(listener.get("spool_depth")),
-        history_available=_optional_bool(listener.get("history_available")),
-    )
-
-
-def compute_report(
-    readings: Readings, memory: BeatMemory | None, t: Thresholds
-) -> tuple[dict[str, Any], BeatMemory]:
-    """The health summary (JSON-ready) and beat's memory for the next run."""
-    now = readings.now
-    listener = readings.listener
-    totals = readings.totals
-    written_total = int(totals.get("written", 0))
-    new_memory = advance_memory(memory, now, readings.queue, written_total)
-    queue = readings.queue
-    pending = None if queue.depth is None else queue.depth + (queue.in_flight or 0)
-    stalled_for = now - new_memory.progress_at if pending else None
-    window_counts = {
-        name: r.window_count(readings.buckets.get(name, {}), now, t.window_s)
-        for name in ("written", "retries", "write_errors", "dead_lettered")
-    }
-    # Failed write attempts: `write_errors` where workers count them, else their retries.
-    refused = window_counts["write_errors"] or window_counts["retries"]
-    pipeline = PipelineFigures(
-        queue_depth=queue.depth,
-        in_flight=queue.in_flight,
-        oldest_message_age_s=(
-            None if queue.oldest_received_at is None else max(0.0, now - queue.oldest_received_at)
-        ),
-        depth_trend_per_min=depth_trend(new_memory.samples, now),
-        stalled_for_s=stalled_for,
-        write_errors_window=refused,
-        dead_letters_window=window_counts["dead_lettered"],
-        dead_letter_reasons=readings.dead_letter_reasons,
-        last_write_error=readings.last_write_error if refused else None,
-        broker_error=queue.error,
-    )
-    sub = subscription_figures(listener, readings, t)
-    checks = ordered(subscription_checks(sub, t) + pipeline_checks(pipeline, t))
-    since = None if sub.heartbeat_age_s is None else now - sub.uptime_s
-    # The listener's counts reach Redis with its reports: rate them as of its last report,
-    # unless it stopped reporting (then what it no longer counts is a rate of zero).
-    live = sub.heartbeat_age_s is not None and sub.heartbeat_age_s <= t.listener_stale_s
-    as_of = now - (sub.heartbeat_age_s or 0.0) if live else now
-    events = readings.buckets.get("events_received", {})
-    report: dict[str, Any] = {
-        "computed_at": now,
+    `listener`: its state (None when it left none); `beat`: beat's figures (None when there are
+    none); `beat_ran_at`: when beat last stored a report, to tell whether beat runs;
+    `beat_error`: why beat's report could not be read at all.
+    """
+    checks = subscription_checks(subscription_figures(listener, now, beat), t)
+    if beat is not None:
+        checks.extend(beat.checks)
+    beat_age = None if beat_ran_at is None else max(0.0, now - beat_ran_at)
+    if beat_error is not None:
+        checks.append(redis_unreadable(beat_error))
+    else:
+        checks.extend(beat_checks(beat_age, t))
+    checks = ordered(checks)
+    return {
         "status": overall(checks),
         "reasons": [c.message for c in checks],
         "checks": [c.as_dict() for c in checks],
-        "listener": _listener_section(listener, sub, now),
-        "rates": {
-            "events_per_minute": r.rates(events, as_of, since),
-            "usual_per_minute": sub.usual_rate_per_min,
-            "by_domain": dict(
-                r.ranked_rates(readings.maps.get("events_by_domain", {}), as_of, since)
-            ),
-            "top_entities": [
-                {"entity_id": entity, **figures}
-                for entity, figures in r.ranked_rates(
-                    readings.maps.get("events_by_entity", {}), as_of, since, r.TOP_ENTITIES
-                )
-            ],
-            "history": [[t0, n] for t0, n in r.history(events, now)],
-            "written_per_minute": r.rates(readings.buckets.get("written", {}), now),
-        },
-        "pipeline": {
-            "queue_depth": queue.depth,
-            "in_flight": queue.in_flight,
-            "oldest_message_age_s": _round(pipeline.oldest_message_age_s),
-            "depth_trend_per_minute": _round(pipeline.depth_trend_per_min),
-            "stalled_for_s": _round(stalled_for),
-            "written": written_total,
-            "retried": int(totals.get("retries", 0)),
-            "write_errors": int(totals.get("write_errors", 0)),
-            "dead_letters": int(totals.get("dead_lettered", 0)),
-            "window_s": t.window_s,
-            "written_in_window": window_counts["written"],
-            "write_errors_in_window": refused,
-            "dead_letters_in_window": window_counts["dead_lettered"],
-            "dead_letter_reasons_in_window": dict(readings.dead_letter_reasons),
-            "last_write_error": pipeline.last_write_error,
-            "broker_error": queue.error,
-        },
+        "time": round(now, 3),
+        "uptime_s": None if listener is None else _round(now - listener.started_at),
+        "connection": _connection(listener, beat),
+        "subscription": _subscription(listener, beat, now),
+        "listener": _listener(listener, now),
+        "pipeline": _pipeline(beat, now),
+        "rates": _no_rates() if beat is None else dict(beat.rates),
+        "beat": {"last_run_at": beat_ran_at, "age_s": _round(beat_age)},
     }
-    return report, new_memory
 
 
-def _listener_section(
-    listener: Mapping[str, Any] | None, sub: SubscriptionFigures, now: float
-) -> dict[str, Any]:
+def subscription_figures(
+    listener: ListenerState | None, now: float, beat: BeatFigures | None
+) -> SubscriptionFigures:
+    """The subscription rules' figures: the listener's state as of `now`, with beat's history."""
     if listener is None:
-        return {"present": False}
-    subscriptions = listener.get("subscriptions")
+        return SubscriptionFigures(connection_state="unknown", heartbeat_age_s=None)
+    last_event_at = listener.last_event_at
+    return SubscriptionFigures(
+        connection_state=listener.connection_state,
+        heartbeat_age_s=max(0.0, now - listener.reported_at),
+        attempts=listener.connect_attempts,
+        failed=listener.connects_failed,
+        last_error=listener.last_error,
+        subscribed_types=tuple(listener.subscriptions),
+        uptime_s=now - listener.started_at,
+        last_event_age_s=None if last_event_at is None else max(0.0, now - last_event_at),
+        usual_rate_per_min=None if beat is None else beat.usual_per_minute,
+        reconnects_last_hour=None if beat is None else beat.reconnects_last_hour,
+        broker_up=listener.broker_up,
+        spool_depth=listener.spool_depth,
+        history_available=listener.history_available,
+    )
+
+
+def _connection(li: ListenerState | None, beat: BeatFigures | None) -> dict[str, Any]:
+    section: dict[str, Any] = dict.fromkeys(CONNECTION_FIELDS)
+    if li is not None:
+        section.update(
+            state=li.connection_state,
+            ha_version=li.ha_version,
+            attempts=li.connect_attempts,
+            successful=li.connects_ok,
+            failed=li.connects_failed,
+            reconnects=li.reconnects,
+            last_error=li.last_error,
+        )
+    if beat is not None:
+        section["reconnects_last_hour"] = beat.reconnects_last_hour
+    return section
+
+
+def _subscription(li: ListenerState | None, beat: BeatFigures | None, now: float) -> dict[str, Any]:
+    section: dict[str, Any] = dict.fromkeys(SUBSCRIPTION_FIELDS)
+    if li is not None:
+        last_event_at = li.last_event_at
+        age = None if last_event_at is None else max(0.0, now - last_event_at)
+        section.update(
+            is_subscribed=li.connection_state == "subscribed",
+            active_subscriptions=len(li.subscriptions),
+            event_types=sorted(li.subscriptions),
+            total_events_received=li.events_received,
+            events_by_type=dict(li.events_by_type),
+            last_event_time=last_event_at,
+            last_event_age_s=_round(age),
+        )
+    if beat is not None:
+        section["event_rate_per_minute"] = beat.events_per_minute
+        section["usual_rate_per_minute"] = beat.usual_per_minute
+    return section
+
+
+def _listener(li: ListenerState | None, now: float) -> dict[str, Any]:
+    section: dict[str, Any] = dict.fromkeys(LISTENER_FIELDS)
+    section["present"] = li is not None
+    if li is not None:
+        section.update(
+            reported_at=li.reported_at,
+            heartbeat_age_s=_round(max(0.0, now - li.reported_at)),
+            events_enqueued=li.events_enqueued,
+            events_spooled=li.events_spooled,
+            events_drained=li.events_drained,
+            spool_depth=li.spool_depth,
+            memory_queue_depth=li.memory_queue_depth,
+            broker_up=li.broker_up,
+            publish_errors=li.publish_errors,
+            malformed_frames=li.malformed_frames,
+            snapshot_states=li.snapshot_states,
+            backfilled_states=li.backfilled_states,
+            history_available=li.history_available,
+        )
+    return section
+
+
+def _pipeline(beat: BeatFigures | None, now: float) -> dict[str, Any]:
+    if beat is None:
+        return dict.fromkeys((*PIPELINE_FIELDS, "write_rate_per_minute", "computed_at", "age_s"))
     return {
-        "present": True,
-        "heartbeat_age_s": _round(sub.heartbeat_age_s),
-        "uptime_s": _round(sub.uptime_s),
-        "connection_state": sub.connection_state,
-        "ha_version": str(listener.get("ha_version") or ""),
-        "attempts": sub.attempts,
-        "successful": _int(listener.get("connects_ok")),
-        "failed": sub.failed,
-        "reconnects": _int(listener.get("reconnects")),
-        "reconnects_last_hour": sub.reconnects_last_hour,
-        "last_error": sub.last_error,
-        "is_subscribed": sub.connection_state == "subscribed",
-        "active_subscriptions": len(subscriptions) if isinstance(subscriptions, dict) else 0,
-        "total_events_received": _int(listener.get("events_received")),
-        "events_by_type": listener.get("events_by_type") or {},
-        "last_event_time": _float(listener.get("last_event_at")),
-        "last_event_age_s": _round(sub.last_event_age_s),
-        "spool_depth": sub.spool_depth,
-        "broker_up": sub.broker_up,
-        "memory_queue_depth": _int(listener.get("memory_queue_depth")),
+        **{name: beat.pipeline.get(name) for name in PIPELINE_FIELDS},
+        "write_rate_per_minute": beat.written_per_minute,
+        "computed_at": beat.computed_at,
+        "age_s": _round(max(0.0, now - beat.computed_at)),
     }
 
 
-def _float(value: Any) -> float | None:
-    try:
-        return None if value is None or value == "None" else float(value)
-    except (TypeError, ValueError):
+def _no_rates() -> dict[str, Any]:
+    return {"by_domain": {}, "top_entities": [], "history": []}
+
+
+def _number(value: Any) -> float | None:
+    """A finite JSON number, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
+    return float(value)
 
 
-def _int(value: Any) -> int:
-    number = _float(value)
-    return 0 if number is None else int(number)
+def _mapping(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
 
 
-def _optional_bool(value: Any) -> bool | None:
-    if value in (True, "True", "true"):
-        return True
-    if value in (False, "False", "false"):
-        return False
-    return None
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _round(value: float | None) -> float | None:

@@ -1,94 +1,26 @@
-"""Health rules shared by the listener (/health, from live figures) and beat (`status`, Redis).
+"""Every health rule: figures in, checks out — no clock, no I/O.
 
-Pure: figures in, checks out — no clock, no I/O, so one table of tests covers every rule and
-both views word a problem the same way. Three statuses:
-
-- ``healthy``: nothing to report;
-- ``degraded``: events are safe (spooled, queued, late) or something needs a look soon;
-- ``unhealthy``: events are not being recorded, or will not be without a person acting.
-
-Each check names what is wrong and what to do about it.
+Shared by the listener (/health, its live figures) and beat (`status`, figures from Redis), so
+one table of tests covers every rule and every view words a problem the same way. The rules
+by area: the listener and its HA subscription (`subscription_checks`), beat's freshness
+(`beat_checks`, `redis_unreadable`), the pipeline between the broker and InfluxDB
+(`pipeline_checks`). Each check names what is wrong and what to do about it; the codes are
+listed in docs/operations.md (a test keeps the two in step).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from config.settings import Settings
+from core.health_check import Check, Thresholds
+from core.text_format import format_count, format_duration, format_rate
 
-Severity = Literal["degraded", "unhealthy"]
-Area = Literal["subscription", "listener", "pipeline", "beat"]
-Status = Literal["healthy", "degraded", "unhealthy"]
-
-STATUSES: tuple[Status, ...] = ("healthy", "degraded", "unhealthy")
 EXPECTED_EVENTS_BEFORE_ALARM = 3.0
 """A silence is alarming only when HA usually sends at least this many events in that time."""
 
 
-@dataclass(frozen=True)
-class Check:
-    """One problem: a stable code for machines, a sentence for people."""
-
-    code: str
-    severity: Severity
-    area: Area
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "code": self.code,
-            "severity": self.severity,
-            "area": self.area,
-            "message": self.message,
-        }
-
-
-def overall(checks: Iterable[Check]) -> Status:
-    """The worst severity among the checks; healthy when there are none."""
-    worst = 0
-    for check in checks:
-        worst = max(worst, STATUSES.index(check.severity))
-    return STATUSES[worst]
-
-
-def ordered(checks: Iterable[Check]) -> list[Check]:
-    """Unhealthy first, then in the order the rules produced them."""
-    return sorted(checks, key=lambda c: -STATUSES.index(c.severity))
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When a figure becomes a problem; built from the settings (HEALTH_*, BEAT_INTERVAL)."""
-
-    event_gap_s: float = 600.0
-    listener_stale_s: float = 15.0
-    reconnects_per_hour: int = 5
-    queue_backlog: int = 10_000
-    queue_max_age_s: float = 300.0
-    window_s: float = 300.0
-    beat_interval_s: float = 5.0
-    event_types: tuple[str, ...] = ("state_changed",)
-
-    @property
-    def beat_stale_s(self) -> float:
-        """Beat's figures older than this mean beat is not running."""
-        return 3 * self.beat_interval_s + 2.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Thresholds:
-        return cls(
-            event_gap_s=settings.health_event_gap,
-            listener_stale_s=settings.health_listener_stale,
-            reconnects_per_hour=settings.health_reconnects_per_hour,
-            queue_backlog=settings.health_queue_backlog,
-            queue_max_age_s=settings.health_queue_max_age,
-            window_s=settings.health_window,
-            beat_interval_s=settings.beat_interval,
-            event_types=tuple(settings.ha_event_types),
-        )
+# --- the listener and its subscription ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -246,6 +178,9 @@ def _listener_checks(f: SubscriptionFigures) -> list[Check]:
     return checks
 
 
+# --- beat ---------------------------------------------------------------------------------------
+
+
 def beat_checks(summary_age_s: float | None, t: Thresholds) -> list[Check]:
     """Are beat's figures (rates, queue, writes) fresh?"""
     if summary_age_s is None:
@@ -270,32 +205,127 @@ def beat_checks(summary_age_s: float | None, t: Thresholds) -> list[Check]:
     return []
 
 
-def format_duration(seconds: float) -> str:
-    """12 min, 45 s, 2 h 5 min, 3 d 4 h: what a person reads at a glance."""
-    s = max(0, round(seconds))
-    if s < 120:
-        return f"{s} s"
-    minutes = s // 60
-    if minutes < 120:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
+def redis_unreadable(error: str) -> Check:
+    """The listener could not read beat's figures from Redis (the error text is scrubbed)."""
+    return Check(
+        "redis_unreadable",
+        "degraded",
+        "beat",
+        f"cannot read beat's figures from Redis ({error}) — check REDIS_URL "
+        "(or CELERY_BROKER_URL) and that Redis runs",
+    )
 
 
-def format_count(n: float) -> str:
-    """48,000 rather than 48000."""
-    return f"{round(n):,}"
+# --- the pipeline ---------------------------------------------------------------------------
 
 
-def format_rate(per_minute: float) -> str:
-    """35/min, 0.5/min: whole numbers once they are large enough to read that way."""
-    if per_minute >= 10:
-        return f"{round(per_minute):,}/min"
-    return f"{per_minute:.1f}/min"
+@dataclass(frozen=True)
+class PipelineFigures:
+    """The pipeline as the rules see it."""
+
+    queue_depth: int | None = 0
+    in_flight: int | None = 0
+    oldest_message_age_s: float | None = None
+    depth_trend_per_min: float | None = None
+    stalled_for_s: float | None = None
+    """Seconds since the last progress while events wait; None when nothing waits."""
+    write_errors_window: int = 0
+    dead_letters_window: int = 0
+    dead_letter_reasons: Mapping[str, int] = field(default_factory=dict)
+    last_write_error: str | None = None
+    broker_error: str | None = None
 
 
-def messages(checks: Sequence[Check]) -> list[str]:
-    return [c.message for c in checks]
+def pipeline_checks(p: PipelineFigures, t: Thresholds) -> list[Check]:
+    """Is anything piling up or being refused between the broker and InfluxDB?"""
+    checks: list[Check] = []
+    window = format_duration(t.window_s)
+    if p.broker_error is not None:
+        checks.append(
+            Check(
+                "broker_unreadable",
+                "degraded",
+                "pipeline",
+                f"cannot read the queue ({p.broker_error}) — check CELERY_BROKER_URL and that "
+                "the broker runs",
+            )
+        )
+    pending = (p.queue_depth or 0) + (p.in_flight or 0)
+    stalled = p.stalled_for_s is not None and p.stalled_for_s >= t.queue_max_age_s
+    if stalled and pending:
+        assert p.stalled_for_s is not None
+        if p.write_errors_window:
+            hint = "InfluxDB refuses the writes"
+        elif not p.in_flight:
+            hint = "no worker takes them: start `celery -A config.celery_app worker`"
+        else:
+            hint = "workers hold them but write nothing: check the worker log and InfluxDB"
+        checks.append(
+            Check(
+                "stalled",
+                "unhealthy",
+                "pipeline",
+                f"nothing written to InfluxDB for {format_duration(p.stalled_for_s)} while "
+                f"{format_count(pending)} events wait — {hint}",
+            )
+        )
+    elif p.oldest_message_age_s is not None and p.oldest_message_age_s >= t.queue_max_age_s:
+        checks.append(
+            Check(
+                "queue_age",
+                "degraded",
+                "pipeline",
+                f"oldest waiting event is {format_duration(p.oldest_message_age_s)} old — "
+                "workers are behind: add workers or check InfluxDB's write latency",
+            )
+        )
+    if p.queue_depth is not None and p.queue_depth >= t.queue_backlog:
+        checks.append(
+            Check(
+                "backlog",
+                "degraded",
+                "pipeline",
+                f"queue backlog {format_count(p.queue_depth)}{_trend_text(p)}",
+            )
+        )
+    if p.write_errors_window:
+        detail = f": {p.last_write_error}" if p.last_write_error else ""
+        checks.append(
+            Check(
+                "write_errors",
+                "degraded",
+                "pipeline",
+                f"InfluxDB refused {format_count(p.write_errors_window)} "
+                f"{'batch' if p.write_errors_window == 1 else 'batches'} in {window}{detail} — "
+                "the events wait in the broker and are written once InfluxDB accepts them",
+            )
+        )
+    if p.dead_letters_window:
+        reasons = ", ".join(
+            f"{reason} {format_count(n)}" for reason, n in sorted(p.dead_letter_reasons.items())
+        )
+        checks.append(
+            Check(
+                "dead_letters",
+                "degraded",
+                "pipeline",
+                f"{format_count(p.dead_letters_window)} events dead-lettered in {window}"
+                f"{f' ({reasons})' if reasons else ''} — inspect them with `ha-ingestor dlq list`",
+            )
+        )
+    return checks
+
+
+def _trend_text(p: PipelineFigures) -> str:
+    trend = p.depth_trend_per_min
+    if trend is None:
+        return ""
+    if trend > 0:
+        return f" and growing (+{format_count(trend)}/min)"
+    if trend < 0 and p.queue_depth:
+        minutes = p.queue_depth / -trend
+        return (
+            f" and shrinking ({format_count(trend)}/min, about "
+            f"{format_duration(minutes * 60)} to drain)"
+        )
+    return " and steady"

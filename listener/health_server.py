@@ -2,8 +2,8 @@
 
 A small threaded stdlib server: it reads in-memory figures and beat's summary from Redis, so it
 never touches the event loop. Bound to 127.0.0.1 unless HEALTH_HOST says otherwise.
-Status codes and fields of /health: listener/health_view.py. Every metric is derived from the same
-/health document at scrape time, so the two never disagree.
+Status codes of /health: listener/health_view.py; its fields: core/health_report.py. Every metric
+is derived from the same /health document at scrape time, so the two never disagree.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from core.health_rules import STATUSES
-from listener.listener_stats import ListenerStats
+from core.health_check import STATUSES
 from listener.status_page import render_status_page
 
 log = logging.getLogger(__name__)
@@ -149,9 +148,7 @@ class HealthCollector(Collector):
 class HealthServer:
     """Serves the health endpoints from a daemon thread."""
 
-    def __init__(
-        self, host: str, port: int, stats: ListenerStats | None, health: HealthProvider
-    ) -> None:
+    def __init__(self, host: str, port: int, health: HealthProvider) -> None:
         registry = CollectorRegistry()
         registry.register(HealthCollector(health))
         handler = _make_handler(health, registry)

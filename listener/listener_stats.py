@@ -1,6 +1,7 @@
 """What the listener knows about itself, for /health, /metrics, the Redis state and the logs.
 
-Each counter is written by one thread only (reader or publisher), so no locks are needed.
+Each counter is written by one thread only (reader or publisher), so no locks are needed;
+`snapshot` turns them into the typed `ListenerState` that /health and Redis get.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from core.ha_event import entity_id_of
+from core.listener_state import ListenerState
 
 
 @dataclass
@@ -44,34 +48,33 @@ class ListenerStats:
 
     def count_entity(self, event: dict[str, Any]) -> None:
         """Count a live event under its entity: one dict increment on the event loop."""
-        data = event.get("data")
-        entity_id = data.get("entity_id") if isinstance(data, dict) else None
-        self.events_by_entity[entity_id if isinstance(entity_id, str) else ""] += 1
+        self.events_by_entity[entity_id_of(event) or ""] += 1
 
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy (no secrets are ever stored here)."""
-        return {
-            "uptime_s": round(time.time() - self.started_at, 3),
-            "connection_state": self.connection_state,
-            "ha_version": self.ha_version,
-            "connect_attempts": self.connect_attempts,
-            "connects_ok": self.connects_ok,
-            "connects_failed": self.connects_failed,
-            "reconnects": self.reconnects,
-            "last_error": self.last_error,
-            "subscriptions": dict(self.subscriptions),
-            "events_received": self.events_received,
-            "events_by_type": dict(self.events_by_type),
-            "last_event_at": self.last_event_at,
-            "malformed_frames": self.malformed_frames,
-            "events_enqueued": self.events_enqueued,
-            "events_spooled": self.events_spooled,
-            "events_drained": self.events_drained,
-            "publish_errors": self.publish_errors,
-            "broker_up": self.broker_up,
-            "spool_depth": self.spool_depth,
-            "memory_queue_depth": self.memory_queue_depth,
-            "snapshot_states": self.snapshot_states,
-            "backfilled_states": self.backfilled_states,
-            "history_available": self.history_available,
-        }
+    def snapshot(self, now: float) -> ListenerState:
+        """The state as of `now`, for /health and the Redis state (no secrets are ever here)."""
+        return ListenerState(
+            started_at=self.started_at,
+            reported_at=now,
+            connection_state=self.connection_state,
+            ha_version=self.ha_version,
+            connect_attempts=self.connect_attempts,
+            connects_ok=self.connects_ok,
+            connects_failed=self.connects_failed,
+            reconnects=self.reconnects,
+            last_error=self.last_error,
+            subscriptions=dict(self.subscriptions),
+            events_received=self.events_received,
+            events_by_type=dict(self.events_by_type),
+            last_event_at=self.last_event_at,
+            malformed_frames=self.malformed_frames,
+            events_enqueued=self.events_enqueued,
+            events_spooled=self.events_spooled,
+            events_drained=self.events_drained,
+            publish_errors=self.publish_errors,
+            broker_up=self.broker_up,
+            spool_depth=self.spool_depth,
+            memory_queue_depth=self.memory_queue_depth,
+            snapshot_states=self.snapshot_states,
+            backfilled_states=self.backfilled_states,
+            history_available=self.history_available,
+        )

@@ -1,14 +1,14 @@
 """Writes the listener's state to Redis every few seconds and logs a periodic summary.
 
-A thread, because Redis calls block and the event loop must not. The state key has a TTL, so a
-dead listener shows up as a missing key (DESIGN.md §3.4). Each report also adds what arrived
-since the previous one to per-minute buckets — events overall, by domain, by entity, and
-reconnects — from which beat computes rates; the event loop only increments dicts.
+A thread, because Redis calls block and the event loop must not. The state is one JSON document
+(core/listener_state.py) under a key with a TTL, so a dead listener shows up as a missing key
+(DESIGN.md §3.4). Each report also adds what arrived since the previous one to per-minute
+buckets — events overall, by domain, by entity, and reconnects — from which beat computes
+rates; the event loop only increments dicts.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -18,6 +18,7 @@ from collections.abc import Callable
 import redis
 
 from config.redis_keys import COUNTER_BUCKET_TTL_S, LISTENER_STATE_TTL_S, RedisKeys
+from core.ha_event import domain_of
 from listener.listener_stats import ListenerStats
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class StateReporter:
                 next_summary += self._summary_every
 
     def report(self) -> None:
-        """Write the state hash (with its TTL), add to the rate buckets, read `written` back."""
+        """Write the state (JSON, with its TTL), add to the rate buckets, read `written` back."""
         stats = self._stats
         now = self._clock()
         # Read once: the event loop keeps counting while this thread works. Copying a dict
@@ -76,13 +77,7 @@ class StateReporter:
         events = stats.events_received
         reconnects = stats.reconnects
         entities = dict(stats.events_by_entity)
-        key = self._keys.listener_state()
-        state = stats.as_dict()
-        mapping: dict[str | bytes, str | bytes | int | float] = {
-            name: json.dumps(value) if isinstance(value, dict | list) else str(value)
-            for name, value in state.items()
-        }
-        mapping["reported_at"] = repr(now)
+        state = stats.snapshot(now).to_json()
         entity_deltas = {
             entity: n - self._counted_entities.get(entity, 0)
             for entity, n in entities.items()
@@ -90,13 +85,11 @@ class StateReporter:
         }
         domain_deltas: Counter[str] = Counter()
         for entity, n in entity_deltas.items():
-            domain_deltas[entity.partition(".")[0]] += n
+            domain_deltas[domain_of(entity)] += n
         minute = int(now // 60)
         try:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.delete(key)
-            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
-            pipe.expire(key, LISTENER_STATE_TTL_S)
+            pipe.set(self._keys.listener_state(), state, ex=LISTENER_STATE_TTL_S)
             self._add(pipe, "events_received", events - self._counted_events, minute)
             self._add(pipe, "reconnects", reconnects - self._counted_reconnects, minute)
             self._add_map(pipe, "events_by_entity", entity_deltas, minute)

@@ -1,7 +1,8 @@
-"""The I/O half of beat's health job: read Redis and the broker, store the summary.
+"""The I/O half of beat's health job: read Redis and the broker, store the report.
 
 A few pipelined round trips per run, whatever the number of entities. The computation itself is
-`core.health_report.compute_report` (pure); `ha-ingestor status` runs the same code without storing.
+pure (core/health_beat.py, then the one report builder, core/health_report.py); `ha-ingestor
+status` runs the same code without storing.
 """
 
 from __future__ import annotations
@@ -20,15 +21,11 @@ from redis.retry import Retry
 from config.redaction import scrub
 from config.redis_keys import BEAT_STATE_TTL_S, RedisKeys
 from config.settings import Settings
-from core.health_report import (
-    BeatMemory,
-    QueueReading,
-    Readings,
-    compute_report,
-    parse_listener_state,
-)
-from core.health_rules import Check as HealthCheck
-from core.health_rules import Thresholds, beat_checks, ordered, overall
+from core.health_beat import Readings, beat_figures
+from core.health_check import Thresholds
+from core.health_report import BeatFigures, build_report
+from core.listener_state import ListenerState
+from core.queue_trend import BeatMemory, QueueReading
 from core.rates import window_count
 from core.task_message import received_at_of
 
@@ -138,38 +135,39 @@ class Monitor:
         return cls(settings, quick_client(settings.state_redis_url(), 5.0), queue_probe(settings))
 
     def run(self) -> dict[str, Any]:
-        """Beat's job: compute and store the summary, the rates and beat's memory."""
-        report, memory = self.compute()
+        """Beat's job: compute and store the report, the rates and beat's memory."""
+        readings, figures, memory = self._figures()
+        report = self._report(readings, figures, beat_ran_at=readings.now)
         ttl = int(10 * self.thresholds.beat_interval_s + 60)
-        rates = {"computed_at": report["computed_at"], **report["rates"]}
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(self._keys.health(), json.dumps(report), ex=ttl)
-        pipe.set(self._keys.rates(), json.dumps(rates), ex=ttl)
+        pipe.set(self._keys.rates(), json.dumps(_rates(figures)), ex=ttl)
         pipe.set(self._keys.beat_state(), json.dumps(memory.as_json()), ex=BEAT_STATE_TTL_S)
         pipe.execute()
         return report
 
     def compute(self) -> tuple[dict[str, Any], BeatMemory]:
-        """The summary as of now, without storing it (what `status` shows)."""
-        readings, memory = self.read()
-        return compute_report(readings, memory, self.thresholds)
+        """Beat's report as of now and its next memory, storing neither."""
+        readings, figures, memory = self._figures()
+        return self._report(readings, figures, beat_ran_at=readings.now), memory
 
     def status(self) -> dict[str, Any]:
-        """`compute()` plus whether beat itself is running (for `ha-ingestor status`)."""
-        raw = self._redis.get(self._keys.health())
-        report, _ = self.compute()
-        last_run = _computed_at(raw)
-        report["beat"] = {
-            "last_run_at": last_run,
-            "age_s": None if last_run is None else round(report["computed_at"] - last_run, 3),
-        }
-        extra = beat_checks(report["beat"]["age_s"], self.thresholds)
-        if extra:
-            checks = ordered([_check(c) for c in report["checks"]] + extra)
-            report["checks"] = [c.as_dict() for c in checks]
-            report["reasons"] = [c.message for c in checks]
-            report["status"] = overall(checks)
-        return report
+        """The report afresh, judging beat by the report it last stored (`ha-ingestor status`)."""
+        stored = BeatFigures.from_report(_json(self._redis.get(self._keys.health())))
+        readings, figures, _ = self._figures()
+        return self._report(readings, figures, beat_ran_at=stored.computed_at if stored else None)
+
+    def _figures(self) -> tuple[Readings, BeatFigures, BeatMemory]:
+        readings, memory = self.read()
+        figures, memory = beat_figures(readings, memory, self.thresholds)
+        return readings, figures, memory
+
+    def _report(
+        self, readings: Readings, figures: BeatFigures, *, beat_ran_at: float | None
+    ) -> dict[str, Any]:
+        return build_report(
+            readings.now, readings.listener, figures, self.thresholds, beat_ran_at=beat_ran_at
+        )
 
     def read(self) -> tuple[Readings, BeatMemory | None]:
         """Everything the computation needs, in three pipelined round trips."""
@@ -181,7 +179,7 @@ class Monitor:
         map_minutes = minutes[-MAP_MINUTES:]
         names = (*BUCKET_COUNTERS, DEAD_LETTERED)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hgetall(keys.listener_state())
+        pipe.get(keys.listener_state())
         pipe.mget([keys.counter_bucket(n, m) for n in names for m in minutes])
         pipe.mget([keys.counter(n) for n in TOTALS])
         for name in MAPS:
@@ -189,7 +187,7 @@ class Monitor:
                 pipe.hgetall(keys.counter_map_bucket(name, m))
         pipe.get(keys.last_write_error())
         pipe.get(keys.beat_state())
-        state, bucket_values, total_values, *rest = pipe.execute()
+        state, bucket_values, total_values, *rest = _results(pipe.execute(raise_on_error=False))
         map_values, (last_error, memory_raw) = rest[:-2], rest[-2:]
         buckets: dict[str, dict[int, int]] = {}
         values = iter(bucket_values)
@@ -205,7 +203,7 @@ class Monitor:
                     maps[name][m] = counts
         readings = Readings(
             now=now,
-            listener=parse_listener_state(state),
+            listener=ListenerState.from_json(state),
             buckets=buckets,
             maps=maps,
             totals={n: int(v or 0) for n, v in zip(TOTALS, total_values, strict=True)},
@@ -241,14 +239,34 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _computed_at(raw: bytes | str | None) -> float | None:
-    if not raw:
-        return None
+def _results(results: list[Any]) -> list[Any]:
+    """The pipeline's replies, the listener's state first. A listener older than its JSON state
+    leaves a hash there (WRONGTYPE): that reads as no state until it is upgraded; any other
+    error is raised."""
+    state, *rest = results
+    for reply in rest:
+        if isinstance(reply, Exception):
+            raise reply
+    if isinstance(state, redis.ResponseError):
+        state = None
+    elif isinstance(state, Exception):
+        raise state
+    return [state, *rest]
+
+
+def _json(raw: bytes | str | None) -> Any:
     try:
-        return float(json.loads(raw)["computed_at"])
-    except (ValueError, KeyError, TypeError):
+        return json.loads(raw) if raw else None
+    except ValueError:
         return None
 
 
-def _check(data: dict[str, Any]) -> HealthCheck:
-    return HealthCheck(data["code"], data["severity"], data["area"], data["message"])
+def _rates(figures: BeatFigures) -> dict[str, Any]:
+    """The `rates` key: beat's event rates on their own (as they always were)."""
+    return {
+        "computed_at": figures.computed_at,
+        "events_per_minute": figures.events_per_minute,
+        "usual_per_minute": figures.usual_per_minute,
+        **figures.rates,
+        "written_per_minute": figures.written_per_minute,
+    }

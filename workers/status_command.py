@@ -1,7 +1,8 @@
 """`ha-ingestor status`: the health summary as a table (or JSON), exit code = status.
 
-It computes the summary afresh from Redis and the broker — the same code beat runs — so it
-answers even when beat or the listener's HTTP port is down, and says so.
+It computes the report afresh from Redis and the broker — the same code beat runs, the same
+shape as /health — so it answers even when beat or the listener's HTTP port is down, and says
+so.
 
 Exit codes: 0 healthy, 1 degraded, 2 unhealthy (or a configuration error), 3 Redis could not
 be read.
@@ -14,7 +15,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from core.health_rules import format_count, format_duration, format_rate
+from core.text_format import format_count, format_duration, format_rate
 
 EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 EXIT_UNREADABLE = 3
@@ -61,41 +62,40 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
 
 
 def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
-    li = report["listener"]
-    rates = report["rates"]
-    p = report["pipeline"]
-    beat = report.get("beat") or {}
+    """(label, value) lines from a report of core/health_report.py's shape."""
+    c, s, li = report["connection"], report["subscription"], report["listener"]
+    rates, p, beat = report["rates"], report["pipeline"], report["beat"]
     out: list[tuple[str, str]] = []
-    if li.get("present"):
-        version = f" (HA {li['ha_version']})" if li["ha_version"] else ""
+    if li["present"]:
+        version = f" (HA {c['ha_version']})" if c["ha_version"] else ""
         out += [
-            ("Home Assistant", f"{li['connection_state']}{version}"),
+            ("Home Assistant", f"{c['state']}{version}"),
             (
                 "Subscriptions",
-                f"{li['active_subscriptions']} active; {li['attempts']} connection attempts, "
-                f"{li['failed']} failed; {li['reconnects_last_hour']} reconnects in the last hour",
+                f"{s['active_subscriptions']} active; {c['attempts']} connection attempts, "
+                f"{c['failed']} failed; {c['reconnects_last_hour']} reconnects in the last hour",
             ),
-            ("Last error", li["last_error"] or "none"),
+            ("Last error", c["last_error"] or "none"),
             (
                 "Listener",
                 f"reported {format_duration(li['heartbeat_age_s'])} ago, up "
-                f"{format_duration(li['uptime_s'])}, spool {format_count(li['spool_depth'])}"
+                f"{format_duration(report['uptime_s'])}, spool {format_count(li['spool_depth'])}"
                 f"{'' if li['broker_up'] else ' (broker unreachable)'}",
             ),
             (
                 "Events received",
-                f"{format_count(li['total_events_received'])}; last "
+                f"{format_count(s['total_events_received'])}; last "
                 + (
                     "never"
-                    if li["last_event_age_s"] is None
-                    else f"{format_duration(li['last_event_age_s'])} ago"
+                    if s["last_event_age_s"] is None
+                    else f"{format_duration(s['last_event_age_s'])} ago"
                 ),
             ),
         ]
     else:
         out.append(("Listener", "no state in Redis"))
-    per_min = rates["events_per_minute"]
-    usual = rates["usual_per_minute"]
+    per_min = s["event_rate_per_minute"]
+    usual = s["usual_rate_per_minute"]
     out.append(
         (
             "Events 1/5/15 min",
@@ -129,14 +129,14 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "InfluxDB writes",
             f"{format_count(p['written'])} written "
-            f"({format_rate(rates['written_per_minute']['5m'])} over 5 min), "
+            f"({format_rate(p['write_rate_per_minute']['5m'])} over 5 min), "
             f"{format_count(p['retried'])} retried, {format_count(p['write_errors'])} refused",
         ),
         ("Dead letters", format_count(p["dead_letters"])),
         (
             "Beat",
             "has not run"
-            if beat.get("age_s") is None
+            if beat["age_s"] is None
             else f"last run {format_duration(beat['age_s'])} ago",
         ),
     ]

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from config.celery_app import create_app
 from config.redis_keys import RedisKeys
 from config.settings import Settings, load_settings
+from core.listener_state import ListenerState
 from core.task_message import INGEST_TASK, TaskMessage
 from devtools.local_servers import free_port
 from listener.health_server import HealthServer
@@ -74,8 +75,11 @@ def test_the_state_reporter_counts_only_what_is_new(redis_url: str) -> None:
         b"switch": b"1",
     }
     assert 0 < client.ttl(KEYS.counter_map_bucket("events_by_domain", minute)) <= 7200
-    state = client.hgetall(KEYS.listener_state())
-    assert float(state[b"reported_at"]) == now
+    state = ListenerState.from_json(client.get(KEYS.listener_state()))
+    assert state is not None
+    assert state.reported_at == now
+    assert state.events_received == 6
+    assert state.reconnects == 2
     assert 0 < client.ttl(KEYS.listener_state()) <= 30
 
 
@@ -145,7 +149,7 @@ def test_the_endpoints_serve_beat_s_summary_and_the_live_figures(redis_url: str)
     assert [c["code"] for c in beat_report["checks"]] == ["backlog"]
 
     view = HealthView(settings, stats, client)
-    server = HealthServer("127.0.0.1", 0, stats, view.report)
+    server = HealthServer("127.0.0.1", 0, view.report)
     server.start()
     base = f"http://127.0.0.1:{server.port}"
     try:
@@ -160,6 +164,11 @@ def test_the_endpoints_serve_beat_s_summary_and_the_live_figures(redis_url: str)
         assert health["pipeline"]["oldest_message_age_s"] < 30
         assert [e["entity_id"] for e in health["rates"]["top_entities"]] == ["sensor.a", "light.b"]
         assert set(health["rates"]["by_domain"]) == {"sensor", "light"}
+        # One shape: /health and the report beat stored have the same fields, section by section.
+        assert {k: sorted(v) for k, v in health.items() if isinstance(v, dict)} == {
+            k: sorted(v) for k, v in beat_report.items() if isinstance(v, dict)
+        }
+        assert set(health) == set(beat_report)
 
         code, headers, body = get(f"{base}/metrics")
         assert code == 200
@@ -193,3 +202,20 @@ def test_the_endpoints_serve_beat_s_summary_and_the_live_figures(redis_url: str)
         assert get(f"{base}/nope")[0] == 404
     finally:
         server.stop()
+
+
+def test_a_hash_left_by_an_older_listener_reads_as_no_state_until_replaced(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.hset(KEYS.listener_state(), mapping={"connection_state": "subscribed", "x": "True"})
+    monitor = Monitor.from_settings(settings_for(redis_url))
+    report, _ = monitor.compute()
+    assert report["checks"][0]["code"] == "listener_down"
+    stats = ListenerStats()
+    stats.connection_state = "subscribed"
+    StateReporter(client, KEYS, stats).report()
+    assert client.type(KEYS.listener_state()) == b"string"
+    report, _ = monitor.compute()
+    assert report["listener"]["present"] is True
+    assert report["connection"]["state"] == "subscribed"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
-from core.health_rules import Thresholds
+from core.health_check import Check, Thresholds
+from core.health_report import BeatFigures, build_report
 from listener.health_view import listener_health
 from listener.listener_stats import ListenerStats
 from listener.status_page import render_status_page
@@ -40,39 +42,42 @@ def subscribed_stats() -> ListenerStats:
     return stats
 
 
-def summary(**pipeline: Any) -> dict[str, Any]:
-    return {
-        "computed_at": NOW - 0.5,
-        "checks": [
-            {"code": "backlog", "severity": "degraded", "area": "pipeline", "message": "big"},
-            # Beat's older view of the subscription: the listener's live one replaces it.
-            {"code": "not_subscribed", "severity": "unhealthy", "area": "subscription",
-             "message": "stale"},
-        ],
-        "listener": {"reconnects_last_hour": 2},
-        "rates": {
-            "events_per_minute": {"1m": 35.0, "5m": 34.0, "15m": 33.0},
-            "usual_per_minute": 34.5,
-            "written_per_minute": {"1m": 35.0, "5m": 34.0, "15m": 33.0},
+def beat(**pipeline: Any) -> BeatFigures:
+    """Beat's figures as the listener reads them: from the report beat stored, as JSON."""
+    figures = BeatFigures(
+        computed_at=NOW - 0.5,
+        pipeline={"queue_depth": 12_000, "in_flight": 5, "oldest_message_age_s": 2.5,
+                  "written": 900, "retried": 1, "write_errors": 0, "dead_letters": 3,
+                  **pipeline},
+        rates={
             "by_domain": {"sensor": {"1m": 30.0, "5m": 30.0, "15m": 30.0}},
             "top_entities": [{"entity_id": "sensor.a", "1m": 1.0, "5m": 1.0, "15m": 1.0}],
             "history": [[NOW - 60, 35], [NOW, 10]],
         },
-        "pipeline": {"queue_depth": 12_000, "in_flight": 5, "oldest_message_age_s": 2.5,
-                     "written": 900, "retried": 1, "write_errors": 0, "dead_letters": 3,
-                     **pipeline},
-    }  # fmt: skip
+        events_per_minute={"1m": 35.0, "5m": 34.0, "15m": 33.0},
+        usual_per_minute=34.5,
+        written_per_minute={"1m": 35.0, "5m": 34.0, "15m": 33.0},
+        reconnects_last_hour=2,
+        checks=(Check("backlog", "degraded", "pipeline", "big"),),
+    )  # fmt: skip
+    # Beat's older view of the listener (not subscribed yet): the listener's live one replaces it.
+    old = replace(subscribed_stats().snapshot(NOW - 3), connection_state="connecting")
+    stored = build_report(NOW - 0.5, old, figures, T, beat_ran_at=NOW - 0.5)
+    assert "not_subscribed" in [c["code"] for c in stored["checks"]]
+    read = BeatFigures.from_report(json.loads(json.dumps(stored)))
+    assert read is not None
+    return read
 
 
 def test_the_document_has_every_field_the_issue_names() -> None:
-    health = listener_health(subscribed_stats(), NOW, summary=summary(), thresholds=T)
+    health = listener_health(subscribed_stats(), NOW, beat=beat(), thresholds=T)
     for section, fields in ISSUE_FIELDS.items():
         assert fields <= set(health[section] if section else health), section
     json.dumps(health)  # JSON-ready
 
 
 def test_live_subscription_figures_and_beat_pipeline_checks_are_merged() -> None:
-    health = listener_health(subscribed_stats(), NOW, summary=summary(), thresholds=T)
+    health = listener_health(subscribed_stats(), NOW, beat=beat(), thresholds=T)
     assert health["status"] == "degraded"
     assert [c["code"] for c in health["checks"]] == ["backlog"]
     assert health["reasons"] == ["big"]
@@ -87,7 +92,7 @@ def test_a_live_disconnection_shows_at_once() -> None:
     stats = subscribed_stats()
     stats.connection_state = "backing_off"
     stats.last_error = "connection refused: is Home Assistant running and HA_URL right?"
-    health = listener_health(stats, NOW, summary=summary(), thresholds=T)
+    health = listener_health(stats, NOW, beat=beat(), thresholds=T)
     assert health["status"] == "unhealthy"
     assert health["checks"][0]["code"] == "not_subscribed"
     assert "connection refused" in health["reasons"][0]
@@ -96,7 +101,7 @@ def test_a_live_disconnection_shows_at_once() -> None:
 def test_silence_uses_beat_s_usual_rate() -> None:
     stats = subscribed_stats()
     stats.last_event_at = NOW - 120
-    health = listener_health(stats, NOW, summary=summary(), thresholds=T)
+    health = listener_health(stats, NOW, beat=beat(), thresholds=T)
     assert "no events for 2 min while subscribed — HA usually sends 34/min" in health["reasons"][0]
 
 
@@ -106,14 +111,14 @@ def test_without_beat_the_pipeline_is_unknown_and_said_so() -> None:
     assert [c["code"] for c in health["checks"]] == ["beat_missing"]
     assert health["pipeline"]["queue_depth"] is None
     assert health["subscription"]["event_rate_per_minute"] is None
-    old = summary() | {"computed_at": NOW - 30}
-    stale = listener_health(subscribed_stats(), NOW, summary=old, thresholds=T)
+    old = replace(beat(), computed_at=NOW - 30)
+    stale = listener_health(subscribed_stats(), NOW, beat=old, thresholds=T)
     assert "beat_stale" in [c["code"] for c in stale["checks"]]
 
 
 def test_unreadable_redis_is_a_reason() -> None:
     health = listener_health(
-        subscribed_stats(), NOW, summary_error="ConnectionError: refused", thresholds=T
+        subscribed_stats(), NOW, beat_error="ConnectionError: refused", thresholds=T
     )
     assert [c["code"] for c in health["checks"]] == ["redis_unreadable"]
     assert "ConnectionError: refused" in health["reasons"][0]
@@ -123,7 +128,7 @@ def test_the_page_embeds_the_document_so_no_text_can_end_the_script() -> None:
     stats = subscribed_stats()
     stats.last_error = "</script><script>alert(1)</script>"
     stats.connection_state = "backing_off"
-    page = render_status_page(listener_health(stats, NOW, summary=summary(), thresholds=T))
+    page = render_status_page(listener_health(stats, NOW, beat=beat(), thresholds=T))
     assert page.count("</script>") == 2  # the data block's and the code's own
     data = re.search(r'<script id="health-data" type="application/json">(.*?)</script>', page)
     assert data is not None

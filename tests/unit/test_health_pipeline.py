@@ -1,25 +1,21 @@
-"""Beat's pure health computation (core.health_report): pipeline rules, trends, parsing, report."""
+"""Beat's pure health computation: pipeline rules (core.health_rules), trends
+(core.queue_trend), its figures (core.health_beat) and the report they make (core.health_report)."""
 
 from __future__ import annotations
 
 import base64
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
-from core.health_report import (
-    BeatMemory,
-    PipelineFigures,
-    QueueReading,
-    Readings,
-    advance_memory,
-    compute_report,
-    depth_trend,
-    parse_listener_state,
-    pipeline_checks,
-)
-from core.health_rules import Thresholds
+from core.health_beat import Readings, beat_figures
+from core.health_check import Thresholds
+from core.health_report import build_report
+from core.health_rules import PipelineFigures, pipeline_checks
+from core.listener_state import ListenerState
+from core.queue_trend import BeatMemory, QueueReading, advance_memory, depth_trend
 from core.task_message import received_at_of
 
 T = Thresholds(queue_backlog=10_000, queue_max_age_s=300, window_s=300)
@@ -198,47 +194,46 @@ def test_received_at_of_anything_else_is_none(raw: str | None) -> None:
     assert received_at_of(raw) is None
 
 
-def test_listener_state_is_decoded() -> None:
-    raw = {
-        b"connection_state": b"subscribed",
-        b"events_by_type": b'{"state_changed": 3}',
-        b"last_event_at": b"None",
-        b"broker_up": b"True",
-        b"reported_at": b"1700000000.25",
-        b"ha_version": b"2024.3.3",
-    }
-    state = parse_listener_state(raw)
-    assert state is not None
-    assert state["connection_state"] == "subscribed"
-    assert state["events_by_type"] == {"state_changed": 3}
-    assert state["reported_at"] == 1700000000.25
-    assert state["ha_version"] == "2024.3.3"
-    assert parse_listener_state({}) is None
-
-
 # --- the whole report --------------------------------------------------------------------------
 
 
-def listener_state(**changes: object) -> dict[str, object]:
-    state: dict[str, object] = {
-        "connection_state": "subscribed",
-        "reported_at": NOW - 1,
-        "uptime_s": 7199.0,
-        "subscriptions": {"state_changed": 2},
-        "last_event_at": NOW - 12 * 60,
-        "events_received": 4200,
-        "events_by_type": {"state_changed": 4200},
-        "connect_attempts": 1,
-        "connects_ok": 1,
-        "connects_failed": 0,
-        "reconnects": 0,
-        "last_error": "",
-        "broker_up": "True",
-        "spool_depth": 0,
-        "ha_version": "2024.3.3",
-    }
-    state.update(changes)
-    return state
+def listener_state(**changes: Any) -> ListenerState:
+    state = ListenerState(
+        started_at=NOW - 7200,
+        reported_at=NOW - 1,
+        connection_state="subscribed",
+        ha_version="2024.3.3",
+        connect_attempts=1,
+        connects_ok=1,
+        connects_failed=0,
+        reconnects=0,
+        last_error="",
+        subscriptions={"state_changed": 2},
+        events_received=4200,
+        events_by_type={"state_changed": 4200},
+        last_event_at=NOW - 12 * 60,
+        malformed_frames=0,
+        events_enqueued=4200,
+        events_spooled=0,
+        events_drained=0,
+        publish_errors=0,
+        broker_up=True,
+        spool_depth=0,
+        memory_queue_depth=0,
+        snapshot_states=0,
+        backfilled_states=0,
+        history_available=True,
+    )
+    return replace(state, **changes)
+
+
+def compute_report(
+    readings: Readings, memory: BeatMemory | None, t: Thresholds
+) -> tuple[dict[str, Any], BeatMemory]:
+    """What beat stores: its figures and the listener's state through the one builder."""
+    figures, new_memory = beat_figures(readings, memory, t)
+    report = build_report(readings.now, readings.listener, figures, t, beat_ran_at=readings.now)
+    return report, new_memory
 
 
 def test_the_report_of_a_silent_subscription() -> None:
@@ -259,13 +254,14 @@ def test_the_report_of_a_silent_subscription() -> None:
         "no events for 12 min while subscribed — HA usually sends 35/min"
     )
     # As of the listener's report a second ago: 15 min reach 1 s into a minute of 35 events.
-    assert report["rates"]["events_per_minute"] == {"1m": 0.0, "5m": 0.0, "15m": 7.039}
-    assert report["rates"]["usual_per_minute"] == 35.0
+    assert report["subscription"]["event_rate_per_minute"] == {"1m": 0.0, "5m": 0.0, "15m": 7.039}
+    assert report["subscription"]["usual_rate_per_minute"] == 35.0
     assert list(report["rates"]["by_domain"]) == ["sensor", "light"]
     assert len(report["rates"]["history"]) == 60
     assert report["pipeline"]["written"] == 2100
-    assert report["listener"]["is_subscribed"] is True
+    assert report["subscription"]["is_subscribed"] is True
     assert report["listener"]["heartbeat_age_s"] == 1.0
+    assert report["connection"]["ha_version"] == "2024.3.3"
     assert memory.written == 2100
 
 
@@ -296,4 +292,7 @@ def test_the_report_without_a_listener() -> None:
     report, _ = compute_report(Readings(now=NOW, listener=None), None, T)
     assert report["status"] == "unhealthy"
     assert report["checks"][0]["code"] == "listener_down"
-    assert report["listener"] == {"present": False}
+    assert report["listener"]["present"] is False
+    assert report["connection"]["state"] is None
+    assert report["uptime_s"] is None
+    assert report["pipeline"]["queue_depth"] is None  # the broker could not be read either

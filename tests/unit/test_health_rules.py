@@ -1,4 +1,5 @@
-"""The shared health rules (core.health_rules): every rule, both sides of its threshold."""
+"""The shared health rules (core.health_rules, core.health_check): every subscription and beat
+rule, both sides of its threshold (the pipeline rules: test_health_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,11 @@ from dataclasses import replace
 import pytest
 
 from config.settings import load_settings
+from core.health_check import Check, Thresholds, ordered, overall
 from core.health_rules import (
-    Check,
     SubscriptionFigures,
-    Thresholds,
     beat_checks,
-    format_count,
-    format_duration,
-    format_rate,
-    ordered,
-    overall,
+    redis_unreadable,
     subscription_checks,
 )
 
@@ -163,29 +159,24 @@ def test_beat_freshness(age: float | None, expected: list[str]) -> None:
     assert all(c.severity == "degraded" for c in beat_checks(age, T))
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [
-        (0.4, "0 s"),
-        (45, "45 s"),
-        (119.6, "2 min"),
-        (12 * 60 + 59, "12 min"),
-        (7199, "119 min"),
-        (7200, "2 h"),
-        (2 * 3600 + 5 * 60, "2 h 5 min"),
-        (3 * 86400 + 4 * 3600, "3 d 4 h"),
-        (-3, "0 s"),
-    ],
-)
-def test_format_duration(seconds: float, text: str) -> None:
-    assert format_duration(seconds) == text
+def test_unreadable_redis_is_a_beat_problem_with_its_error() -> None:
+    check = redis_unreadable("ConnectionError: refused")
+    assert (check.code, check.severity, check.area) == ("redis_unreadable", "degraded", "beat")
+    assert "(ConnectionError: refused) — check REDIS_URL" in check.message
 
 
-def test_format_numbers() -> None:
-    assert format_count(48000) == "48,000"
-    assert format_rate(35.4) == "35/min"
-    assert format_rate(1196.2) == "1,196/min"
-    assert format_rate(0.25) == "0.2/min"
+def test_a_check_round_trips_through_its_dict_and_garbage_is_none() -> None:
+    check = Check("backlog", "degraded", "pipeline", "queue backlog 4")
+    assert Check.from_dict(check.as_dict()) == check
+    for garbage in (
+        None,
+        "backlog",
+        {},
+        check.as_dict() | {"severity": "fatal"},
+        check.as_dict() | {"area": "moon"},
+        check.as_dict() | {"message": 3},
+    ):
+        assert Check.from_dict(garbage) is None, garbage
 
 
 def test_thresholds_come_from_the_settings() -> None:
