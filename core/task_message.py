@@ -13,7 +13,8 @@ of the task argument and a string template. It is Celery's task protocol 2 insid
 envelope (base64 body, delivery_mode 2, priority 0, the default exchange routing to `queue`),
 with the same headers and properties and the body the same JSON value written compactly in UTF-8;
 tests/integration/test_task_wire.py proves stock Celery workers (a plain task and a
-celery-batches one) consume it. Only Redis brokers take this path (listener/publisher.py decides).
+celery-batches one) consume it. Only Redis brokers take this path (listener/publisher.py decides),
+and a message is encoded once: the listener's spool keeps these bytes as they are.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import binascii
 import itertools
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -129,16 +130,9 @@ class TaskWire:
         delivery_tag = f"{tag[:8]}-{tag[8:12]}-4{tag[13:16]}-{tag[16:20]}-{suffix}"
         return task_id, delivery_tag
 
-    def encode(self, arg: Any, argsrepr: str | None = None) -> bytes:
+    def encode(self, arg: Any) -> bytes:
         """The stored message for a task called with the single positional argument `arg`."""
-        return self._encode(dump_json(arg), summary(arg) if argsrepr is None else argsrepr)
-
-    def encode_json(self, arg_json: str, argsrepr: str) -> bytes:
-        """The same from the argument already serialised as JSON (a spooled message)."""
-        return self._encode(arg_json.encode(), argsrepr)
-
-    def _encode(self, arg_json: bytes, argsrepr: str) -> bytes:
-        body = b"[[" + arg_json + _BODY_TAIL
+        body = b"[[" + dump_json(arg) + _BODY_TAIL
         task_id, delivery_tag = self._next_ids()
         p = self._parts
         return "".join(
@@ -150,7 +144,7 @@ class TaskWire:
                 p[2],
                 task_id,
                 p[3],
-                _json_str(argsrepr[:_ARGSREPR_MAX]),
+                _json_str(summary(arg)[:_ARGSREPR_MAX]),
                 p[4],
                 task_id,
                 p[5],
@@ -158,10 +152,6 @@ class TaskWire:
                 p[6],
             )
         ).encode("ascii")
-
-    def encode_many(self, args: Iterable[Any]) -> list[bytes]:
-        encode = self.encode
-        return [encode(arg) for arg in args]
 
 
 def dump_json(arg: Any) -> bytes:
@@ -176,15 +166,6 @@ def dump_json(arg: Any) -> bytes:
         return orjson.dumps(arg)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         return _dump_args(arg).encode("ascii")
-
-
-def argument_json(stored: bytes) -> str:
-    """The task argument's JSON inside a message built by TaskWire (to spool it as such)."""
-    start = stored.index(b'"body":"') + 8
-    body = base64.b64decode(stored[start : stored.index(b'"', start)])
-    if not (body.startswith(b"[[") and body.endswith(_BODY_TAIL)):
-        raise ValueError("not a message built by TaskWire")
-    return body[2 : -len(_BODY_TAIL)].decode()
 
 
 def summary(arg: Any) -> str:

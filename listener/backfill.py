@@ -36,19 +36,6 @@ def gap_start(last_seen: datetime, overlap_s: float = OVERLAP_S) -> datetime:
     return last_seen - timedelta(seconds=overlap_s)
 
 
-def parse_ha_time(value: Any) -> datetime | None:
-    """HA's ISO time (`time_fired`, `last_updated`) or epoch seconds → aware datetime."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
-
-
 def states_from_history(result: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """HA's compressed history rows (`s`, `a`, `lu`, `lc`) → full state objects.
 

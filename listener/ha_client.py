@@ -272,21 +272,20 @@ class HAClient:
                 continue
             routes = self._routes
             control = self._control_events
-            for message in messages:
-                if message.get("type") == "event":
-                    event = message.get("event")
-                    handler = routes.get(message.get("id", -1))
-                    if handler is not None and isinstance(event, dict):
-                        await handler(event)
-                        extra = control.get(event.get("event_type", ""))
-                        if extra is not None and extra is not handler:
-                            await extra(event)
-                    elif not isinstance(event, dict):
-                        stats.malformed_frames += 1
-                        log.warning("skipped an event message without an event object")
-                    continue
-                if not connection.resolve(message):
-                    log.debug("ignored a message for no pending command: %s", message.get("type"))
+            for subscription, event, message in protocol.classify(messages):
+                if subscription is None:
+                    if not connection.resolve(message):
+                        log.debug(
+                            "ignored a message for no pending command: %s", message.get("type")
+                        )
+                elif event is None:
+                    stats.malformed_frames += 1
+                    log.warning("skipped an event message without an event object")
+                elif (handler := routes.get(subscription)) is not None:
+                    await handler(event)
+                    extra = control.get(event.get("event_type", ""))
+                    if extra is not None and extra is not handler:
+                        await extra(event)
 
     async def _heartbeat(self, connection: HAConnection) -> None:
         """Ping HA; a missing pong means a dead connection even when TCP looks alive.

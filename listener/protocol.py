@@ -88,10 +88,23 @@ def result_of(message: dict[str, Any], command: str) -> Any:
     raise CommandFailed(command, str(error.get("code", "?")), str(error.get("message", "")))
 
 
-def events_in(messages: list[dict[str, Any]], subscriptions: set[int]) -> Iterator[dict[str, Any]]:
-    """The HA event objects carried by messages for our subscriptions."""
+def classify(
+    messages: list[dict[str, Any]],
+) -> Iterator[tuple[int | None, dict[str, Any] | None, dict[str, Any]]]:
+    """Each message of a frame, in order, as `(subscription id, event, message)`.
+
+    An event message names its subscription by the id of the `subscribe_events` command that
+    made it (-1 when it names none); its event is None when it carries no event object. Any
+    other message is the reply to a command: its subscription id is None.
+    """
     for message in messages:
-        if message.get("type") == "event" and message.get("id") in subscriptions:
-            event = message.get("event")
-            if isinstance(event, dict):
-                yield event
+        if message.get("type") != "event":
+            yield None, None, message
+            continue
+        subscription = message.get("id")
+        event = message.get("event")
+        yield (
+            subscription if isinstance(subscription, int) else -1,
+            event if isinstance(event, dict) else None,
+            message,
+        )

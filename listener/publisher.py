@@ -6,10 +6,12 @@ high-water mark), messages go to the durable spool instead, and from then on eve
 through the spool until it is drained, so the order of events is kept.
 
 Each message is prepared once, on the event loop, when it is submitted: on a Redis broker it is
-encoded by core.task_wire into the message `send_task` would store (a few tens of µs instead of
-Celery's ~0.2-1 ms), so memory holds compact bytes rather than event dicts, and this thread
+encoded by core.task_message into the message `send_task` would store (a few tens of µs instead
+of Celery's ~0.2-1 ms), so memory holds compact bytes rather than event dicts, and this thread
 only pushes whole batches with one LPUSH, mostly waiting on the socket with the GIL released.
-Other brokers publish through kombu's pipelined batches (KombuBatches).
+The spool keeps those very bytes and its drain pushes them unchanged (WireBatches). Other
+brokers (RabbitMQ) publish through kombu's pipelined batches, and their spool rows are the §3.1
+message as JSON, what kombu's `send_task` takes (KombuBatches).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from config.celery_app import broker_transport_options, create_app
+from config.settings import Settings
 from core import task_message
 from core.backoff import BackoffFactory, exponential_backoff
 from core.task_message import INGEST_TASK
@@ -85,26 +89,35 @@ class BrokerBatches(Protocol):
     def publish(self, items: list[Any]) -> None:
         """Called on the publisher thread: put prepared items on the broker, in order."""
 
-    def spool_body(self, item: Any) -> str:
-        """The §3.1 message of a prepared item as JSON text, for the spool."""
+    def spool_body(self, item: Any) -> bytes:
+        """What the spool keeps of a prepared item."""
 
-    def from_spool(self, body: str) -> Any:
-        """A prepared item from a spooled body."""
+    def from_spool(self, body: bytes) -> Any:
+        """The prepared item a spooled body holds."""
+
+    def from_legacy(self, message_json: str) -> bytes:
+        """The spool body for a row of an older spool: the §3.1 message as JSON text."""
 
 
-def celery_publisher(app: Celery, queue_name: str) -> BrokerBatches:
-    """Publish ordinary Celery task messages, one broker round trip per batch.
+def celery_publisher(settings: Settings) -> BrokerBatches:
+    """Publish ordinary Celery task messages to CELERY_QUEUE, one broker round trip per batch.
 
-    Redis brokers take the fast path (WireBatches); anything else goes through kombu.
+    Redis brokers take the fast path (WireBatches), which needs no Celery app; anything else
+    goes through kombu, with an app built for it.
     """
-    broker_url = str(app.conf.broker_url)
-    if not app.conf.broker_use_ssl and supports(broker_url, app.conf.broker_transport_options):
-        return WireBatches(broker_url, queue_name)
-    return KombuBatches(app, queue_name)
+    broker_url = settings.celery_broker_url.get_secret_value()
+    if supports(broker_url, broker_transport_options(settings)):
+        return WireBatches(broker_url, settings.celery_queue)
+    return KombuBatches(create_app(settings), settings.celery_queue)
 
 
 class WireBatches:
-    """Messages built by core.task_wire on the event loop; one LPUSH per batch."""
+    """Messages built by core.task_message on the event loop; one LPUSH per batch.
+
+    The spool holds the built messages themselves. A batch pushed again after an LPUSH whose
+    reply was lost repeats task ids: a duplicate, which delivery at-least-once allows and
+    idempotent points absorb.
+    """
 
     def __init__(self, broker_url: str, queue_name: str) -> None:
         self._client = redis.Redis.from_url(
@@ -126,15 +139,21 @@ class WireBatches:
         # LPUSH q a b c is LPUSH a; LPUSH b; LPUSH c: workers BRPOP the oldest first.
         self._client.lpush(self._queue, *items)
 
-    def spool_body(self, item: bytes) -> str:
-        return task_message.argument_json(item)
+    def spool_body(self, item: bytes) -> bytes:
+        return item
 
-    def from_spool(self, body: str) -> bytes:
-        return self._wire.encode_json(body, task_message.summary(json.loads(body)))
+    def from_spool(self, body: bytes) -> bytes:
+        return body
+
+    def from_legacy(self, message_json: str) -> bytes:
+        return self._wire.encode(json.loads(message_json))
 
 
 class KombuBatches:
-    """Celery's send_task into kombu's Producer.batch (pipelined on Redis, any broker)."""
+    """Celery's send_task into kombu's Producer.batch (pipelined on Redis, any broker).
+
+    The spool holds the §3.1 message as JSON, the argument send_task takes.
+    """
 
     def __init__(self, app: Celery, queue_name: str) -> None:
         self._app = app
@@ -151,12 +170,15 @@ class KombuBatches:
                     INGEST_TASK, args=[message], queue=self._queue, producer=producer, retry=False
                 )
 
-    def spool_body(self, item: Message) -> str:
-        return json.dumps(item)
+    def spool_body(self, item: Message) -> bytes:
+        return json.dumps(item).encode("ascii")
 
-    def from_spool(self, body: str) -> Message:
+    def from_spool(self, body: bytes) -> Message:
         loaded: Message = json.loads(body)
         return loaded
+
+    def from_legacy(self, message_json: str) -> bytes:
+        return message_json.encode()
 
 
 class CallableBatches(KombuBatches):
@@ -184,6 +206,11 @@ class Publisher:
     ) -> None:
         self._batches = publish if isinstance(publish, BrokerBatches) else CallableBatches(publish)
         self._prepare = self._batches.prepare
+        if spool.needs_upgrade:
+            converted = spool.upgrade(self._batches.from_legacy)
+            log.info(
+                "spool %s: converted %d events left by an older version", spool.path, converted
+            )
         self._spool = spool
         self._stats = stats
         # A deque, not a queue.Queue: appends and pops are atomic under the GIL and cost a

@@ -19,13 +19,13 @@ from typing import Any
 
 import redis
 
-from config.celery_app import create_app
 from config.redis_keys import RedisKeys
 from config.settings import Settings
 from core.backoff import exponential_backoff
+from core.ha_event import parse_ha_time
 from core.task_message import Source, TaskMessage
 from listener import protocol
-from listener.backfill import gap_start, history_request, parse_ha_time, states_from_history
+from listener.backfill import gap_start, history_request, states_from_history
 from listener.ha_client import HAClient, HAConnection
 from listener.health_server import HealthServer
 from listener.health_view import HealthView
@@ -90,13 +90,12 @@ class Listener:
         self._redis = redis.Redis.from_url(settings.state_redis_url(), socket_timeout=5)
         self._health_view = HealthView(settings, self.stats)
         self.registries = RegistryStore(self._redis, keys)
-        app = create_app(settings)
         self.spool = Spool(
             settings.data_dir / "spool" / "events.sqlite3",
             max_bytes=settings.spool_max_mb * 1024 * 1024,
         )
         self.publisher = Publisher(
-            celery_publisher(app, settings.celery_queue),
+            celery_publisher(settings),
             self.spool,
             self.stats,
             capacity=settings.publish_queue_size,
@@ -234,7 +233,7 @@ class Listener:
         settings = self.settings
         keys = RedisKeys(settings.redis_prefix)
         reporter = StateReporter(self._redis, keys, self.stats)
-        health = HealthServer(settings.health_host, settings.health_port, self.stats, self.health)
+        health = HealthServer(settings.health_host, settings.health_port, self.health)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.client.stop()))

@@ -2,45 +2,57 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import sqlite3
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import redis
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
 
-from config.celery_app import create_app
-from config.settings import load_settings
-from devtools.local_servers import RedisServer
+from config.settings import Settings, load_settings
+from core.task_message import INGEST_TASK
+from devtools.local_servers import RedisServer, free_port
 from listener.listener_stats import ListenerStats
-from listener.publisher import Publisher, celery_publisher
+from listener.publisher import KombuBatches, Publisher, WireBatches, celery_publisher
 from listener.spool import Spool
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def _message(seq: int) -> dict[str, object]:
+def _message(seq: int) -> dict[str, Any]:
     return {"event": {"event_type": "state_changed", "n": seq}, "received_at": 1.0,
             "source": "live", "seq": seq}  # fmt: skip
 
 
+def _settings(broker_url: str, queue: str = "ha_events") -> Settings:
+    return load_settings(celery_broker_url=broker_url, celery_queue=queue)
+
+
+def _queued(client: redis.Redis, queue: str) -> list[bytes]:
+    """Every message waiting in the queue as stored, oldest first (kombu LPUSHes, workers
+    BRPOP: the tail is the oldest)."""
+    return list(reversed(cast("list[bytes]", client.lrange(queue, 0, -1))))
+
+
 def _queued_seqs(client: redis.Redis, queue: str) -> list[int]:
     """The seq of every task message waiting in the queue, oldest first."""
-    bodies = client.lrange(queue, 0, -1)
     seqs = []
-    for raw in reversed(bodies):  # kombu LPUSHes, workers BRPOP: the tail is the oldest
-        envelope = json.loads(raw)
-        import base64
-
-        args, _, _ = json.loads(base64.b64decode(envelope["body"]))
+    for raw in _queued(client, queue):
+        args, _, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
         seqs.append(args[0]["seq"])
     return seqs
 
 
 def test_every_message_becomes_one_celery_task_in_order(redis_url: str, tmp_path: Path) -> None:
-    app = create_app(load_settings(celery_broker_url=redis_url))
+    batches = celery_publisher(_settings(redis_url))
+    assert isinstance(batches, WireBatches), "a plain Redis broker takes the fast path"
     stats = ListenerStats()
-    publisher = Publisher(celery_publisher(app, "ha_events"), Spool(tmp_path / "s"), stats)
+    publisher = Publisher(batches, Spool(tmp_path / "s"), stats)
     publisher.start()
     for seq in range(1, 2001):
         assert publisher.submit(_message(seq))
@@ -55,11 +67,10 @@ def test_broker_down_spools_then_drains_in_order(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "redis", appendonly=True)
     server.start()
     try:
-        app = create_app(load_settings(celery_broker_url=server.url))
         stats = ListenerStats()
         spool = Spool(tmp_path / "spool.sqlite3")
         publisher = Publisher(
-            celery_publisher(app, "ha_events"),
+            celery_publisher(_settings(server.url)),
             spool,
             stats,
             backoff=lambda: iter([0.05] * 1_000_000),
@@ -84,16 +95,120 @@ def test_broker_down_spools_then_drains_in_order(tmp_path: Path) -> None:
         server.stop()
 
 
+def _spool_while_the_broker_is_down(spool_path: Path, messages: list[Any]) -> list[bytes]:
+    """Submit to a broker nobody listens on; returns the spooled rows."""
+    stats = ListenerStats()
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    publisher = Publisher(
+        celery_publisher(_settings(down, "spooled")),
+        Spool(spool_path),
+        stats,
+        backoff=lambda: iter([0.05] * 1_000_000),
+    )
+    publisher.start()
+    for message in messages:
+        assert publisher.submit(message)
+    wait_until(lambda: stats.events_spooled == len(messages), 10, message="everything spooled")
+    publisher.stop()
+    spool = Spool(spool_path)
+    rows = [body for _, body in spool.peek(len(messages) + 1)]
+    spool.close()
+    return rows
+
+
+def _stock_app(redis_url: str) -> Celery:
+    app = Celery("spool_test", broker=redis_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        worker_prefetch_multiplier=0,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def test_spooled_bytes_reach_a_stock_worker_unchanged(redis_url: str, tmp_path: Path) -> None:
+    spool_path = tmp_path / "spool.sqlite3"
+    sent = [_message(seq) for seq in range(1, 201)]
+    spooled = _spool_while_the_broker_is_down(spool_path, sent)
+    assert len(spooled) == len(sent)
+
+    stats = ListenerStats()
+    publisher = Publisher(
+        celery_publisher(_settings(redis_url, "spooled")), Spool(spool_path), stats
+    )
+    publisher.start()
+    wait_until(lambda: stats.events_drained == len(sent), 10, message="the spool drained")
+    publisher.stop()
+    client = redis.Redis.from_url(redis_url)
+    assert _queued(client, "spooled") == spooled, "the broker got the spooled bytes as they are"
+
+    app = _stock_app(redis_url)
+    seen: list[Any] = []
+
+    @app.task(name=INGEST_TASK, acks_late=True, shared=False)  # type: ignore[untyped-decorator]
+    def ingest(message: Any) -> None:
+        seen.append(message)
+
+    with start_worker(
+        app, pool="solo", perform_ping_check=False, queues=["spooled"], loglevel="WARNING"
+    ):
+        wait_until(lambda: len(seen) >= len(sent), 30, message="the worker ran every task")
+    assert seen == sent
+
+
 def test_a_spool_left_by_a_killed_listener_is_drained_first(redis_url: str, tmp_path: Path) -> None:
     spool_path = tmp_path / "spool.sqlite3"
-    leftover = Spool(spool_path)
-    leftover.append([json.dumps(_message(seq)) for seq in range(1, 51)])
-    leftover.close()
-    app = create_app(load_settings(celery_broker_url=redis_url))
+    _spool_while_the_broker_is_down(spool_path, [_message(seq) for seq in range(1, 51)])
     stats = ListenerStats()
-    publisher = Publisher(celery_publisher(app, "ha_events"), Spool(spool_path), stats)
+    publisher = Publisher(
+        celery_publisher(_settings(redis_url, "spooled")), Spool(spool_path), stats
+    )
     publisher.start()
     for seq in range(51, 101):
         publisher.submit(_message(seq))
     publisher.stop()
-    assert _queued_seqs(redis.Redis.from_url(redis_url), "ha_events") == list(range(1, 101))
+    assert _queued_seqs(redis.Redis.from_url(redis_url), "spooled") == list(range(1, 101))
+
+
+def test_a_spool_written_by_the_previous_version_drains(redis_url: str, tmp_path: Path) -> None:
+    """Before schema version 1 the spool held each task argument as JSON TEXT."""
+    spool_path = tmp_path / "spool.sqlite3"
+    db = sqlite3.connect(spool_path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE spool (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT)")
+    db.executemany(
+        "INSERT INTO spool (body) VALUES (?)", ((json.dumps(_message(s)),) for s in range(1, 51))
+    )
+    db.commit()
+    db.close()
+    stats = ListenerStats()
+    spool = Spool(spool_path)
+    assert spool.needs_upgrade
+    publisher = Publisher(celery_publisher(_settings(redis_url)), spool, stats)
+    assert not spool.needs_upgrade, "converted once, before anything is published"
+    publisher.start()
+    for seq in range(51, 101):
+        publisher.submit(_message(seq))
+    publisher.stop()
+    client = redis.Redis.from_url(redis_url)
+    assert _queued_seqs(client, "ha_events") == list(range(1, 101))
+    oldest = json.loads(_queued(client, "ha_events")[0])
+    assert "'seq': 1," in oldest["headers"]["argsrepr"], "rebuilt with its summary for Flower"
+    assert stats.events_drained >= 50
+
+
+def test_other_brokers_spool_the_message_json() -> None:
+    """RabbitMQ's path keeps the §3.1 message (send_task's argument); older rows are the same."""
+    settings = load_settings(
+        celery_broker_url="amqp://guest:guest@127.0.0.1:1//", redis_url="redis://127.0.0.1:1/0"
+    )
+    batches = celery_publisher(settings)
+    assert isinstance(batches, KombuBatches)
+    message = _message(7)
+    assert json.loads(batches.spool_body(message)) == message
+    assert batches.from_spool(batches.spool_body(message)) == message
+    assert batches.from_spool(batches.from_legacy(json.dumps(message))) == message

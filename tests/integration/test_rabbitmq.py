@@ -123,7 +123,10 @@ def test_publisher_sends_each_message_at_once_as_a_stock_task(
     with app.producer_or_acquire() as producer:
         assert not producer.supports_batch_publish  # kombu falls back to immediate publishes
     stats = ListenerStats()
-    publisher = Publisher(celery_publisher(app, queue), Spool(tmp_path / "spool"), stats)
+    batches = celery_publisher(
+        load_settings(celery_broker_url=amqp_url, redis_url=redis_url, celery_queue=queue)
+    )
+    publisher = Publisher(batches, Spool(tmp_path / "spool"), stats)
     publisher.start()
     for seq in range(1, 1001):
         assert publisher.submit(_message(seq))
@@ -139,11 +142,10 @@ def test_broker_outage_spools_then_drains_in_order(redis_url: str, tmp_path: Pat
     """Deleting the vhost cuts every connection to it, as a broker outage does."""
     name, url = _new_vhost()
     try:
-        app = create_app(load_settings(celery_broker_url=url, redis_url=redis_url))
         stats = ListenerStats()
         spool = Spool(tmp_path / "spool.sqlite3")
         publisher = Publisher(
-            celery_publisher(app, "ha_events"),
+            celery_publisher(load_settings(celery_broker_url=url, redis_url=redis_url)),
             spool,
             stats,
             backoff=lambda: iter([0.1] * 1_000_000),

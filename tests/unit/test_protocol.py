@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -69,10 +70,22 @@ def test_results_and_errors_as_ha_sends_them(fixtures_dir) -> None:
         protocol.result_of(by_note["id reuse"]["recv"], "ping")
 
 
-def test_events_are_taken_only_from_our_subscriptions() -> None:
-    messages = [
-        {"id": 5, "type": "event", "event": {"event_type": "state_changed"}},
-        {"id": 9, "type": "event", "event": {"event_type": "other"}},
+def test_a_frame_splits_into_events_by_subscription_and_replies_in_order() -> None:
+    event = {"event_type": "state_changed"}
+    messages: list[dict[str, Any]] = [
+        {"id": 5, "type": "event", "event": event},
         {"id": 5, "type": "result", "success": True},
+        {"id": 9, "type": "event", "event": "not an object"},
+        {"type": "event", "event": event},
+        {"id": "7", "type": "event", "event": event},
+        {"id": 6, "type": "pong"},
     ]
-    assert list(protocol.events_in(messages, {5})) == [{"event_type": "state_changed"}]
+    assert [(s, e) for s, e, _ in protocol.classify(messages)] == [
+        (5, event),
+        (None, None),
+        (9, None),
+        (-1, event),
+        (-1, event),
+        (None, None),
+    ]
+    assert [m for _, _, m in protocol.classify(messages)] == messages
