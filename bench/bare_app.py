@@ -19,6 +19,7 @@ from celery import Celery
 from config.celery_app import celery_config
 from config.settings import get_settings
 from core.task_message import INGEST_TASK
+from workers import broker_transport
 
 LATENCY_KEY = "bench:bare_latency"
 
@@ -28,6 +29,10 @@ for _key in ("beat_scheduler", "beat_schedule"):
     _config.pop(_key, None)
 if os.environ.get("BENCH_STOCK_TRANSPORT") == "1":
     _config["broker_transport"] = "kombu.transport.redis:Transport"
+else:
+    # What a real worker's start-up step does (workers/worker_start.py), so the baseline pays
+    # the same transport as the worker it prices.
+    broker_transport.install()
 
 app = Celery("bench_bare", set_as_current=True)
 app.conf.update(_config)

@@ -1,11 +1,18 @@
-"""The Celery app (`celery -A config.celery_app worker|beat|flower`).
+"""The Celery app (`celery -A config.celery_app worker|beat|flower`), built without side effects.
 
-The listener imports it only to send tasks by name; workers register their tasks on it from
-`workers.ingest_task` (imported by the worker at start, never by the listener).
+Importing this module builds nothing: `create_app(settings)` builds an app (the listener, the
+`dlq` command and the tests build their own), and the module's `app` attribute, which Celery's
+`-A config.celery_app` looks up, is built from the environment on first access.
+
+The app names worker code only by dotted name, so the listener loads none of it: the task
+modules (`include`, imported by a worker or beat when it starts) and the worker's start-up
+bootstep (workers/worker_start.py), which installs the workers' broker transport and builds
+settings, rules and sinks before the worker takes its first message.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from celery import Celery
@@ -13,10 +20,14 @@ from celery.signals import after_setup_logger, after_setup_task_logger
 
 from config.settings import Settings, SettingsError, get_settings
 from core.task_message import INGEST_TASK
-from workers import broker_transport
 
 PREFETCH_BATCHES = 2
 """Batches a worker process may hold unacknowledged: one being written, one filling."""
+
+TASK_MODULES = ("workers.ingest_task", "workers.beat_tasks")
+"""Where the tasks are; a worker or beat imports them at start (their tasks are shared_task)."""
+WORKER_START = "workers.worker_start:WorkerStart"
+"""The worker bootstep that builds what a worker needs (workers/worker_start.py)."""
 
 
 class DeliveryTimingError(SettingsError):
@@ -115,6 +126,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "task_default_queue": queue,
         "task_routes": {INGEST_TASK: {"queue": queue}},
+        # celery-batches reads these off the task when the consumer starts: a batch is written
+        # when BATCH_SIZE messages are in, or BATCH_INTERVAL after the first one.
+        "task_annotations": {
+            INGEST_TASK: {
+                "flush_every": settings.batch_size,
+                "flush_interval": settings.batch_interval,
+            }
+        },
         # celery-batches needs a prefetch window of at least one batch, or it stalls; two let
         # the next batch fill while one is written (and bound a worker's memory in an outage).
         "worker_prefetch_multiplier": PREFETCH_BATCHES * settings.batch_size,
@@ -135,22 +154,55 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+class IngestorApp(Celery):  # type: ignore[misc]
+    """Celery's app, knowing the settings it was built for (the worker starts from them)."""
+
+    settings: Settings | None = None
+
+    def mask_secrets(self, **_: Any) -> None:
+        """Celery set up its logging (after_setup_logger): mask our secrets in every record."""
+        from config.logging_setup import install_secret_filter
+
+        if self.settings is not None:
+            install_secret_filter(self.settings.secrets())
+
+
 def create_app(settings: Settings) -> Celery:
-    """Build the app for these settings (tests build their own). On Redis, messages are taken
-    through workers/broker_transport.py, which loses nothing to a killed worker."""
-    broker_transport.install()
-    celery = Celery("ha_ingestor", include=["workers.ingest_task", "workers.beat_tasks"])
-    celery.conf.update(celery_config(settings))
-    return celery
+    """Build the app for these settings; nothing else happens (no import of worker code, no
+    transport installed). A worker started on it runs WORKER_START first: that bootstep takes
+    messages from Redis through workers/broker_transport.py, which loses none to a kill."""
+    app = IngestorApp("ha_ingestor", include=list(TASK_MODULES))
+    app.settings = settings
+    app.conf.update(celery_config(settings))
+    app.steps["worker"].add(WORKER_START)
+    # Weak receivers (Celery's default): they go with the app.
+    after_setup_logger.connect(app.mask_secrets)
+    after_setup_task_logger.connect(app.mask_secrets)
+    return app
 
 
-def _mask_secrets(**_: Any) -> None:
-    from config.logging_setup import install_secret_filter
+def app_settings(app: Celery) -> Settings:
+    """The settings `app` was built for (create_app), else this process's."""
+    settings = getattr(app, "settings", None)
+    return settings if isinstance(settings, Settings) else get_settings()
 
-    install_secret_filter(get_settings().secrets())
+
+@functools.cache
+def default_app() -> Celery:
+    """The app of `celery -A config.celery_app …`: from the environment, once per process.
+
+    Invalid settings end the process with their one message (SystemExit, which Celery's
+    command line lets through) rather than a traceback about loading the app.
+    """
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None
+    return create_app(settings)
 
 
-after_setup_logger.connect(_mask_secrets, weak=False)
-after_setup_task_logger.connect(_mask_secrets, weak=False)
-
-app = create_app(get_settings())
+def __getattr__(name: str) -> Any:
+    """`config.celery_app.app`, built on first access (PEP 562), never at import."""
+    if name == "app":
+        return default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ field's description); YAML options from `core.rules` (the option names, their de
 valid values), with their meanings written here next to the HA option each one mirrors. A unit
 test fails when docs/configuration.md differs from `render()` or when an option has no meaning.
 
-Like `config/cli.py`, this is a composition root: it names `core.rules`, imported only when
+Like `config/main_command.py`, this is a composition root: it names `core.rules`, imported only when
 the reference is rendered (the listener never imports this module).
 
     ha-ingestor docs-reference            print the reference

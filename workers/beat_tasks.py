@@ -11,9 +11,9 @@ import functools
 import logging
 from typing import Any
 
+from celery import shared_task
 from celery.beat import PersistentScheduler, ScheduleEntry
 
-from config.celery_app import app
 from config.settings import get_settings
 from workers.monitoring import Monitor
 
@@ -31,7 +31,7 @@ def monitor() -> Monitor:
 _last_reasons: list[list[str]] = [[]]
 
 
-@app.task(name=COMPUTE_HEALTH, ignore_result=True, run_in_beat=True)
+@shared_task(name=COMPUTE_HEALTH, ignore_result=True, run_in_beat=True)
 def compute_health() -> None:
     """Event rates (overall, per domain, top entities), subscription and pipeline health, and
     the overall status with its reasons, into the `health` and `rates` keys."""

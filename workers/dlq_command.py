@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +18,7 @@ from kombu.exceptions import OperationalError
 
 from config.redis_keys import RedisKeys
 from config.settings import Settings, load_settings
-from core.task_message import INGEST_TASK
+from core.ha_event import entity_id_of
 from workers.dead_letters import DeadLetter, DeadLetterStore, replay
 
 REPLAY_CHUNK = 500
@@ -92,14 +91,9 @@ def _list(store: DeadLetterStore, args: argparse.Namespace, max_len: int) -> int
 
 def _replay(store: DeadLetterStore, settings: Settings, args: argparse.Namespace) -> int:
     from config.celery_app import create_app  # only here: listing needs no Celery
+    from workers.task_sender import TaskSender
 
-    app = create_app(settings)
-
-    def send_many(messages: Sequence[Any]) -> None:
-        with app.producer_or_acquire() as producer:
-            for message in messages:
-                app.send_task(INGEST_TASK, args=[message], producer=producer)
-
+    send_many = TaskSender(create_app(settings))
     if args.all:
         until = store.last_id()  # letters arriving meanwhile wait for the next replay
         replayed = 0
@@ -154,11 +148,8 @@ def _when(at: float) -> str:
 
 
 def _entity(message: Any) -> str:
-    try:
-        entity_id = message["event"]["data"]["entity_id"]
-    except (KeyError, TypeError):
-        return "-"
-    return entity_id if isinstance(entity_id, str) else "-"
+    event = message.get("event") if isinstance(message, dict) else None
+    return entity_id_of(event) or "-"
 
 
 def _one_line(text: str) -> str:

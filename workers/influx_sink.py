@@ -2,18 +2,16 @@
 through influxdb-client (InfluxDB 2.x/3.x, 1.8+, VictoriaMetrics).
 
 Neither sink retries: every failure is translated once, here, into SinkUnavailable or
-PointsRejected (workers/errors.py) and the pipeline decides what to do (STYLE rule 4).
+PointsRejected (workers/errors.py) and the pipeline decides what to do (STYLE rule 4). What an
+HTTP status means for a person (a refused token, a missing database, and the fix) is said here
+once too (`Refusal`): in the worker's errors, and by `ha-ingestor check` through `probe()`.
 """
 
 from __future__ import annotations
 
-import email.utils
-import json
-import math
-import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlencode, urlsplit
 
 import urllib3
 from influxdb_client.client.exceptions import InfluxDBError
@@ -23,9 +21,21 @@ from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
 from config.redaction import redact_url, scrub
-from workers.errors import PointsRejected, SinkError, SinkUnavailable
+from workers.errors import SinkError, SinkUnavailable
+from workers.influx_http import (
+    Refusal,
+    clip,
+    error_for_status,
+    json_object,
+    parse_retry_after,
+    probe_verdict,
+    split_credentials,
+)
 
-__all__ = ["PRECISIONS", "Sink", "V1Sink", "V2Sink", "parse_retry_after"]
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+__all__ = ["PRECISIONS", "Refusal", "Sink", "V1Sink", "V2Sink", "make_sink", "split_credentials"]
 
 PRECISIONS: Mapping[str, str] = {"ns": "ns", "n": "ns", "us": "us", "u": "us", "ms": "ms", "s": "s"}
 """Accepted precision names → the canonical one (the v2 API's spelling)."""
@@ -38,7 +48,6 @@ _V2_PRECISION: dict[str, Any] = {
     "ms": WritePrecision.MS,
     "s": WritePrecision.S,
 }
-_MAX_ERROR_TEXT = 2000
 
 
 class Sink(Protocol):
@@ -47,28 +56,43 @@ class Sink(Protocol):
     precision: str
     """The precision of the timestamps in the lines: ns, us, ms or s."""
 
+    @property
+    def target(self) -> str:
+        """Where the points go, as a person names it: database 'ha', bucket 'ha' of org 'home'."""
+
     def write(self, lines: Sequence[str]) -> None:
         """Write lines of line protocol (one point each) in one request."""
+
+    def probe(self) -> Refusal | None:
+        """An empty write, which InfluxDB authorises like any and stores nothing for: None when
+        writes are accepted, else why not; raises SinkUnavailable when there is no answer."""
 
     def close(self) -> None:
         """Release connections."""
 
 
-def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), None if absent."""
-    if not value or not value.strip():
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - now()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+def make_sink(settings: Settings, precision: str) -> Sink:
+    """The InfluxDB sink the settings ask for."""
+    if settings.influxdb_api_version == 2:
+        assert settings.influxdb_token is not None  # checked by the settings
+        return V2Sink(
+            settings.influxdb_url,
+            token=settings.influxdb_token.get_secret_value(),
+            org=settings.influxdb_org or "",
+            bucket=settings.influxdb_bucket,
+            precision=precision,
+            timeout=settings.influxdb_timeout,
+        )
+    password = settings.influxdb_password
+    return V1Sink(
+        settings.influxdb_url,
+        settings.influxdb_database,
+        username=settings.influxdb_username,
+        password=password.get_secret_value() if password else None,
+        retention_policy=settings.influxdb_retention_policy,
+        precision=precision,
+        timeout=settings.influxdb_timeout,
+    )
 
 
 def _canonical_precision(precision: str) -> str:
@@ -78,52 +102,6 @@ def _canonical_precision(precision: str) -> str:
         raise ValueError(
             f"unknown timestamp precision {precision!r}: use one of ns, us, ms or s"
         ) from None
-
-
-def _split_credentials(url: str) -> tuple[str, str | None, str | None]:
-    """The URL without user:password@, and the user and password it carried."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url.rstrip("/"), None, None
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    bare = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return bare.rstrip("/"), parts.username, parts.password
-
-
-def _error_for_status(
-    status: int, text: str, *, server: str, retry_after: float | None = None
-) -> SinkError:
-    """HTTP status → our error; only a 4xx about the data itself means PointsRejected."""
-    if status == 429 or status >= 500:
-        return SinkUnavailable(
-            f"{server} is unavailable ({status}): {text}", retry_after=retry_after, status=status
-        )
-    if status in (401, 403):
-        # Not the points' fault: dead-lettering every event over a wrong token would turn a
-        # configuration slip into data a person must replay. Wait for the fix instead.
-        return SinkUnavailable(
-            f"{server} refused the credentials ({status}): {text}; "
-            "check the InfluxDB username and password or token and their permissions",
-            status=status,
-        )
-    if status == 404:
-        return SinkUnavailable(
-            f"{server} answered 404 ({text}): check the InfluxDB URL and that the "
-            "database/bucket and organisation exist",
-            status=status,
-        )
-    if 400 <= status < 500:
-        return PointsRejected(status, text)
-    return SinkUnavailable(
-        f"{server} answered an unexpected {status} ({text}): check the InfluxDB URL", status=status
-    )
-
-
-def _clip(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "…"
 
 
 class V1Sink:
@@ -143,9 +121,10 @@ class V1Sink:
         self.precision = _canonical_precision(precision)
         self.database = database
         self.retention_policy = retention_policy or None
-        self._url, url_user, url_password = _split_credentials(url)
+        self._url, url_user, url_password = split_credentials(url)
         if username is None:
             username, password = url_user, password or url_password
+        self._username = username
         self._secrets = tuple(s for s in (password, url_password) if s)
         self._server = f"InfluxDB at {redact_url(self._url)}"
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
@@ -161,18 +140,31 @@ class V1Sink:
     def __repr__(self) -> str:
         return f"<V1Sink {redact_url(self._url)} db={self.database!r} precision={self.precision}>"
 
+    @property
+    def target(self) -> str:
+        return f"database {self.database!r}"
+
     def write(self, lines: Sequence[str]) -> None:
         """One POST for all lines; InfluxDB answers 204 when every point was stored."""
         if not lines:
             return
-        params = {"db": self.database, "precision": _V1_PRECISION[self.precision]}
-        if self.retention_policy:
-            params["rp"] = self.retention_policy
         body = "\n".join(lines).encode("utf-8")
-        response = self._post("/write", params, body, self._headers)
+        response = self._post("/write", self._write_params(), body, self._headers)
         if 200 <= response.status < 300:
             return
         raise self._error(response.status, self._error_text(response), response)
+
+    def probe(self) -> Refusal | None:
+        response = self._post("/write", self._write_params(), b"", self._headers)
+        text = self._error_text(response) if response.status >= 300 else ""
+        refusal = self._refusal(response.status, text)
+        return probe_verdict(response.status, text, server=self._server, refusal=refusal)
+
+    def _write_params(self) -> dict[str, str]:
+        params = {"db": self.database, "precision": _V1_PRECISION[self.precision]}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        return params
 
     def ensure_database(self) -> None:
         """CREATE DATABASE (a no-op when it exists); run once at worker start."""
@@ -182,7 +174,7 @@ class V1Sink:
         response = self._post("/query", {}, body, headers)
         if not 200 <= response.status < 300:
             raise self._error(response.status, self._error_text(response), response)
-        results = _json(response.data).get("results")
+        results = json_object(response.data).get("results")
         errors = [
             result["error"]
             for result in (results if isinstance(results, list) else [])
@@ -214,31 +206,54 @@ class V1Sink:
 
     def _error_text(self, response: urllib3.BaseHTTPResponse) -> str:
         text = (
-            _json(response.data).get("error")
+            json_object(response.data).get("error")
             or response.headers.get("X-Influxdb-Error")
             or response.data.decode("utf-8", "replace").strip()
             or response.reason
             or f"HTTP {response.status}"
         )
-        return self._scrub(_clip(str(text)))
+        return self._scrub(clip(str(text)))
 
     def _error(self, status: int, text: str, response: urllib3.BaseHTTPResponse) -> SinkError:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        refusal = self._refusal(status, text)
+        return error_for_status(
+            status, text, server=self._server, refusal=refusal, retry_after=retry_after
+        )
+
+    def _refusal(self, status: int, text: str) -> Refusal | None:
+        """What a person must fix when InfluxDB 1.x refuses writes whatever the points."""
+        name = self.database.replace("\\", "\\\\").replace('"', '\\"')
+        if status == 401:
+            return Refusal(
+                f"{self._server} refused the credentials (HTTP 401: {text})",
+                "correct INFLUXDB_USERNAME and INFLUXDB_PASSWORD",
+            )
+        if status == 403:
+            return Refusal(
+                f"{self._server}: not allowed to write to {self.target} ({text})",
+                f'grant it: GRANT WRITE ON "{name}" TO "{self._username}"'
+                if self._username
+                else "set INFLUXDB_USERNAME and INFLUXDB_PASSWORD to a user that may write to it",
+            )
         if status == 404 and "database not found" in text:
-            name = self.database.replace('"', '\\"')
-            return SinkUnavailable(
-                f"InfluxDB database {self.database!r} does not exist on {self._server} ({text}): "
-                f'create it with CREATE DATABASE "{name}" (the worker does so at start when '
-                "its user may) or fix the database name",
-                status=status,
+            return Refusal(
+                f"{self._server}: {self.target} not found ({text})",
+                f'create it: CREATE DATABASE "{name}" (a worker does so at start when its user '
+                "may), or correct INFLUXDB_DATABASE",
             )
         if "retention policy not found" in text:
-            return SinkUnavailable(
-                f"{self._server}: the retention policy {self.retention_policy!r} of database "
-                f"{self.database!r} does not exist ({text}): create it or leave it unset",
-                status=status,
+            return Refusal(
+                f"{self._server}: the retention policy {self.retention_policy!r} of "
+                f"{self.target} does not exist ({text})",
+                "create it, or correct or unset INFLUXDB_RETENTION_POLICY",
             )
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return _error_for_status(status, text, server=self._server, retry_after=retry_after)
+        if status == 404:
+            return Refusal(
+                f"{self._server} answered 404 ({text})",
+                "check the InfluxDB URL (INFLUXDB_URL): it must point at InfluxDB itself",
+            )
+        return None
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets)
@@ -263,6 +278,8 @@ class V2Sink:
         self._secrets = tuple(s for s in (token, urlsplit(url).password) if s)
         self._server = f"InfluxDB at {redact_url(url)}"
         self._url = url
+        self._token = token
+        self._timeout = timeout
         # retries=False: no urllib3 retry below us; SYNCHRONOUS: no batching thread and none of
         # the WriteOptions retry machinery (that only exists for batching writes).
         self._client = InfluxDBClient(
@@ -277,6 +294,10 @@ class V2Sink:
 
     def __repr__(self) -> str:
         return f"<V2Sink {redact_url(self._url)} bucket={self.bucket!r} precision={self.precision}>"
+
+    @property
+    def target(self) -> str:
+        return f"bucket {self.bucket!r} of org {self.org!r}"
 
     def write(self, lines: Sequence[str]) -> None:
         """One POST /api/v2/write for all lines."""
@@ -294,9 +315,29 @@ class V2Sink:
         except InfluxDBError as exc:
             raise SinkUnavailable(self._scrub(f"{self._server} failed: {exc.message}")) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise SinkUnavailable(
-                self._scrub(f"cannot reach {self._server}: {type(exc).__name__}: {exc}")
-            ) from exc
+            raise self._unreachable(exc) from exc
+
+    def probe(self) -> Refusal | None:
+        """The empty write through urllib3: influxdb-client sends nothing for no points."""
+        query = urlencode({"org": self.org, "bucket": self.bucket})
+        pool = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=self._timeout, read=self._timeout), retries=False
+        )
+        try:
+            response = pool.request(
+                "POST",
+                f"{split_credentials(self._url)[0]}/api/v2/write?{query}",
+                body=b"",
+                headers={"Authorization": f"Token {self._token}"},
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._unreachable(exc) from exc
+        finally:
+            pool.clear()
+        status = response.status
+        text = self._text(response.data.decode("utf-8", "replace"), response.reason, status)
+        refusal = self._refusal(status, text)
+        return probe_verdict(status, text, server=self._server, refusal=refusal)
 
     def close(self) -> None:
         self._write_api.close()  # type: ignore[no-untyped-call]
@@ -305,24 +346,47 @@ class V2Sink:
     def _error(self, exc: ApiException) -> SinkError:
         status = int(exc.status or 0)
         body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
-        text = _json(body).get("message") or (body or "").strip() or exc.reason or f"HTTP {status}"
-        text = self._scrub(_clip(str(text)))
+        text = self._text(body, exc.reason, status)
         if status == 0:  # raised by the client itself, e.g. a TLS failure
             return SinkUnavailable(f"cannot reach {self._server}: {text}")
         headers: Mapping[str, str] = exc.headers or {}
         retry_after = parse_retry_after(headers.get("Retry-After"))
-        return _error_for_status(status, text, server=self._server, retry_after=retry_after)
+        refusal = self._refusal(status, text)
+        return error_for_status(
+            status, text, server=self._server, refusal=refusal, retry_after=retry_after
+        )
+
+    def _unreachable(self, exc: Exception) -> SinkUnavailable:
+        return SinkUnavailable(
+            self._scrub(f"cannot reach {self._server}: {type(exc).__name__}: {exc}")
+        )
+
+    def _text(self, body: str | None, reason: str | None, status: int) -> str:
+        """The server's own words: the JSON `message` of InfluxDB 2, else the body as it is."""
+        text = (
+            json_object(body).get("message") or (body or "").strip() or reason or f"HTTP {status}"
+        )
+        return self._scrub(clip(str(text)))
+
+    def _refusal(self, status: int, text: str) -> Refusal | None:
+        """What a person must fix when the v2 API refuses writes whatever the points."""
+        if status == 401:
+            return Refusal(
+                f"{self._server} refused the credentials (HTTP 401: {text})",
+                "correct INFLUXDB_TOKEN",
+            )
+        if status == 403:
+            return Refusal(
+                f"{self._server}: not allowed to write to {self.target} ({text})",
+                "give the token write permission on the bucket (InfluxDB UI → API Tokens)",
+            )
+        if status == 404:
+            return Refusal(
+                f"{self._server}: {self.target} not found ({text})",
+                "create the bucket, or correct INFLUXDB_ORG / INFLUXDB_BUCKET; check the "
+                "InfluxDB URL (INFLUXDB_URL), and with InfluxDB 1.x set INFLUXDB_API_VERSION=1",
+            )
+        return None
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets)
-
-
-def _json(data: bytes | str | None) -> dict[str, object]:
-    """The JSON object in an HTTP body, or {} when the body is something else."""
-    if not data:
-        return {}
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.backoff import BackoffFactory, exponential_backoff
+from core.ha_event import entity_id_of
 from core.line_protocol import encode_point
 from core.rules import Rules
 from core.task_message import InvalidMessage, parse_message
@@ -49,6 +50,10 @@ TagsFor = Callable[[str], Mapping[str, str]]
 
 CountSink = Callable[[Mapping[str, int]], object]
 """Adds to named counters (workers/counter_store.py CounterStore.add); must not raise."""
+
+WriteErrorNote = Callable[[str], object]
+"""Keeps InfluxDB's text for the latest failed write, which the health report quotes
+(workers/counter_store.py CounterStore.note_write_error); must not raise."""
 
 LIVE_COUNTERS = ("retries", "write_errors")
 """Counted as they happen, so an outage shows while a batch still waits; the rest per batch."""
@@ -110,6 +115,10 @@ def _no_count(_: Mapping[str, int]) -> None:
     return None
 
 
+def _no_note(_: str) -> None:
+    return None
+
+
 class IngestPipeline:
     """Validates, transforms and writes batches; owns retry and poison isolation."""
 
@@ -121,6 +130,7 @@ class IngestPipeline:
         dead_letters: DeadLetterSink,
         tags_for: TagsFor | None = None,
         count: CountSink = _no_count,
+        note_write_error: WriteErrorNote = _no_note,
         backoff: BackoffFactory = lambda: exponential_backoff(initial=0.5, cap=30.0),
         stopping: threading.Event | None = None,
         max_event_age: float = math.inf,
@@ -133,6 +143,7 @@ class IngestPipeline:
         self._dead_letters = dead_letters
         self._tags_for = tags_for or _no_tags
         self._count = count
+        self._note_write_error = note_write_error
         self._backoff = backoff
         self._stopping = stopping or threading.Event()
         self._max_event_age = max_event_age
@@ -185,7 +196,7 @@ class IngestPipeline:
         for index, raw in enumerate(messages):
             try:
                 message = parse_message(raw)
-                entity_id = _entity_id(message.event)
+                entity_id = entity_id_of(message.event) or ""
                 result = event_to_point(message.event, self._rules, self._tags_for(entity_id))
                 if isinstance(result, Skipped):
                     outcome.skipped[result.rule] += 1
@@ -237,11 +248,13 @@ class IngestPipeline:
             except PointsRejected as exc:
                 outcome.write_errors += 1
                 self._count({"write_errors": 1})
+                self._note_write_error(str(exc))
                 return exc
             except SinkUnavailable as exc:
                 outcome.retries += 1
                 outcome.write_errors += 1
                 self._count({"retries": 1, "write_errors": 1})
+                self._note_write_error(str(exc))
                 self._drop_too_old(chunk, outcome, exc)
                 if not chunk:
                     return None
@@ -306,12 +319,3 @@ class IngestPipeline:
             if outcome is not None:
                 outcome.dead_lettered[reason] += n
             log.warning("%d dead letter(s) (%s): %s", n, reason, first_error[reason][:300])
-
-
-def _entity_id(event: Mapping[str, Any]) -> str:
-    data = event.get("data")
-    if isinstance(data, Mapping):
-        entity_id = data.get("entity_id")
-        if isinstance(entity_id, str):
-            return entity_id
-    return ""

@@ -203,7 +203,7 @@ def test_no_secret_appears_anywhere(tmp_path: Path, victoria_server: VictoriaMet
             [str(BIN / "ha-ingestor"), "check"], wrong_env
         )
         assert b"rejected the token" in outputs["check (wrong token and password)"]
-        assert b"rejected the credentials" in outputs["check (wrong token and password)"]
+        assert b"refused the credentials" in outputs["check (wrong token and password)"]
 
         outputs["/health"] = http(f"{health_url}/health")
         outputs["/metrics"] = http(f"{health_url}/metrics")

@@ -29,7 +29,7 @@ from config.redis_keys import broker_alive, broker_consumers, broker_inflight
 from config.settings import load_settings
 from devtools.local_servers import terminate
 from tests.helpers import wait_until
-from workers.broker_transport import Channel, takes_reliably
+from workers.broker_transport import Channel, install, takes_reliably
 
 pytestmark = pytest.mark.integration
 
@@ -231,15 +231,44 @@ def test_a_channel_consuming_two_queues_falls_back_to_brpop_and_says_so(
         ("amqp://guest:pw@127.0.0.1:5672//", "kombu.transport.pyamqp"),
     ],
 )
-def test_the_app_takes_redis_urls_through_our_transport_and_keeps_their_scheme(
+def test_a_started_worker_takes_redis_urls_through_our_transport_and_keeps_their_scheme(
     url: str, transport_module: str
 ) -> None:
-    """Registered under kombu's scheme names, so the URL reads the same in the worker's banner
-    and in Flower (which picks its queue-length API by scheme)."""
+    """Installed at worker start (workers/worker_start.py) under kombu's scheme names, so the
+    URL reads the same in the worker's banner and in Flower (which picks its queue-length API
+    by scheme)."""
     app = create_app(load_settings(celery_broker_url=url, redis_url="redis://127.0.0.1:6379/0"))
+    install()  # what the worker's start-up does first
     with app.connection_for_read() as conn:
         assert type(conn.transport).__module__ == transport_module
         assert conn.as_uri() == url.replace(":pw@", ":**@")
+
+
+def test_building_the_app_loads_no_worker_code_and_leaves_kombus_transport() -> None:
+    """The listener builds the same app: it must not load the workers' transport (or any
+    worker module) through it. In a fresh interpreter, since install() is process-wide."""
+    probe = textwrap.dedent(
+        """
+        import sys
+        import kombu.transport
+        from config.celery_app import create_app
+        from config.settings import load_settings
+
+        app = create_app(load_settings(celery_broker_url="redis://127.0.0.1:6379/0"))
+        with app.connection_for_write() as conn:
+            print(type(conn.transport).__module__)
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "workers"))
+        print(kombu.transport.TRANSPORT_ALIASES["redis"])
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == [
+        "kombu.transport.redis",
+        "[]",
+        "kombu.transport.redis:Transport",
+    ]
 
 
 @pytest.mark.parametrize(

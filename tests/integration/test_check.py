@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from config.check_command import Outcome, run_checks
+from config.check_command import Outcome, checks, run_checks
 from config.settings import load_settings
 from devtools.local_servers import InfluxDBServer, RedisServer, free_port
 from tests.helpers import InfluxDatabase
@@ -136,7 +136,7 @@ def test_every_failure_says_what_is_wrong_and_how_to_fix_it(
     assert "FAIL  Redis           redis://:********@127.0.0.1:" in out
     assert "fix: put the right password in REDIS_URL" in out
     assert "FAIL  InfluxDB" in out
-    assert "rejected the credentials (authorization failed)" in out
+    assert "refused the credentials (HTTP 401: authorization failed)" in out
     assert "fix: correct INFLUXDB_USERNAME and INFLUXDB_PASSWORD" in out
     assert "OK    data directory" in out
     assert out.rstrip().endswith("4 problems found: fix them and run `ha-ingestor check` again.")
@@ -197,9 +197,9 @@ def test_home_assistant_unreachable_or_not_ha(
 
 
 def run_checks_only(settings: Any, name: str) -> list[Outcome]:
-    import config.check_command as check
-
-    return [getattr(check, f"check_{name}")(settings)]
+    """One check, found where `ha-ingestor check` finds it."""
+    [check] = [c for c in checks() if c.__name__ == f"check_{name}"]
+    return [check(settings)]
 
 
 def test_invalid_settings_exit_2() -> None:

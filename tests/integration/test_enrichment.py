@@ -15,6 +15,14 @@ from redis.retry import Retry
 
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
+from core.enrichment import (
+    Registries,
+    area_tag,
+    default_steps,
+    device_tag,
+    enrich,
+    friendly_name_tag,
+)
 from core.rules import Rules
 from core.transform import Point, event_to_point
 from devtools.local_servers import RedisServer, free_port
@@ -22,16 +30,7 @@ from tests.expectations import ha_states, state_events
 from tests.helpers import InfluxDatabase, wait_until
 from tests.processes import AppProcess, app_env, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
-from workers.enrichment import (
-    Enrichment,
-    Registries,
-    RegistryCache,
-    area_tag,
-    default_steps,
-    device_tag,
-    enrich,
-    friendly_name_tag,
-)
+from workers.registry_cache import Enrichment, RegistryCache
 
 pytestmark = pytest.mark.integration
 
@@ -344,7 +343,9 @@ def test_points_carry_area_and_device_tags_from_the_listeners_registries(
 
 
 def test_enrichment_can_be_switched_off(redis_url: str, influx_db: InfluxDatabase) -> None:
-    from workers.ingest_task import WorkerContext
+    from config.celery_app import create_app
+    from workers.task_sender import TaskSender
+    from workers.worker_context import WorkerContext
 
     client = redis.Redis.from_url(redis_url)
     store(client, "areas", AREAS)
@@ -368,8 +369,11 @@ def test_enrichment_can_be_switched_off(redis_url: str, influx_db: InfluxDatabas
             influxdb_database=database,
             enrichment_enabled=enabled,
         )
-        context = WorkerContext(settings)  # creates the second database, as a worker does
+        send_many = TaskSender(create_app(settings))
+        # Creates the second database, as a worker does at start.
+        context = WorkerContext(settings, Rules(), send_many=send_many)
         assert context.ingest([message]).written == 1
+        context.close()
     on = influx_db.query("SELECT * FROM /.*/ GROUP BY *")
     off = influx_db.client.query("SELECT * FROM /.*/ GROUP BY *", influx_db.name + "_off")
     influx_db.client.results(f'DROP DATABASE "{influx_db.name}_off"')

@@ -18,7 +18,8 @@ import pytest
 from devtools.local_servers import InfluxDBServer, VictoriaMetricsServer
 from tests.helpers import InfluxDatabase, InfluxQL, Victoria
 from workers.errors import PointsRejected, SinkError, SinkUnavailable
-from workers.influx_sink import V1Sink, V2Sink, _error_for_status, parse_retry_after
+from workers.influx_http import error_for_status, parse_retry_after
+from workers.influx_sink import V1Sink, V2Sink
 
 pytestmark = pytest.mark.integration
 
@@ -353,7 +354,46 @@ def test_v2_empty_batch_sends_nothing() -> None:
     sink.close()
 
 
-# -- pure parts: the status table and Retry-After ------------------------------------------------
+# -- probe(): the empty write of `ha-ingestor check`, with what to fix ----------------------------
+
+
+def test_v1_probe_accepts_and_stores_nothing(v1: V1Sink, influx_db: InfluxDatabase) -> None:
+    assert v1.probe() is None
+    assert influx_db.query("SHOW MEASUREMENTS") == []
+
+
+def test_v1_probe_of_a_missing_database_says_how_to_create_it(
+    influxdb_server: InfluxDBServer,
+) -> None:
+    sink = V1Sink(influxdb_server.url, "no_such_db")
+    refusal = sink.probe()
+    sink.close()
+    assert refusal is not None
+    assert "database 'no_such_db' not found" in refusal.problem
+    assert refusal.fix.startswith('create it: CREATE DATABASE "no_such_db"')
+
+
+def test_v1_probe_of_a_stopped_server_raises_unavailable(tmp_path: Path) -> None:
+    with InfluxDBServer(tmp_path) as server:
+        url = server.url
+    with pytest.raises(SinkUnavailable, match="cannot reach InfluxDB"):
+        V1Sink(url, "db").probe()
+
+
+def test_v2_probe_accepts_then_names_the_token_when_refused(v2: V2Sink, tmp_path: Path) -> None:
+    assert v2.probe() is None
+    auth = ["-httpAuth.username=vm", "-httpAuth.password=vm-pa55word"]
+    with VictoriaMetricsServer(tmp_path, extra_args=auth) as server:
+        sink = V2Sink(server.url, token=TOKEN, org="home", bucket="ha")
+        refusal = sink.probe()
+        sink.close()
+    assert refusal is not None
+    assert "refused the credentials (HTTP 401" in refusal.problem
+    assert refusal.fix == "correct INFLUXDB_TOKEN"
+    assert TOKEN not in str(refusal)
+
+
+# -- pure parts: the status table (with v1's refusals) and Retry-After ----------------------------
 
 
 @pytest.mark.parametrize(
@@ -372,7 +412,10 @@ def test_v2_empty_batch_sends_nothing() -> None:
     ],
 )
 def test_status_table(status: int, expected: type[SinkError], retry_after: float | None) -> None:
-    error = _error_for_status(status, "text", server="InfluxDB", retry_after=retry_after)
+    refusal = V1Sink("http://127.0.0.1:1", "db")._refusal(status, "text")
+    error = error_for_status(
+        status, "text", server="InfluxDB", refusal=refusal, retry_after=retry_after
+    )
     assert type(error) is expected
     if isinstance(error, SinkUnavailable):
         assert (error.status, error.retry_after) == (status, retry_after)

@@ -39,6 +39,7 @@ from workers.dead_letters import (
 )
 from workers.influx_sink import V1Sink
 from workers.pipeline import IngestPipeline
+from workers.task_sender import TaskSender
 
 pytestmark = pytest.mark.integration
 
@@ -303,12 +304,7 @@ def test_outage_dead_letters_are_replayed_once_with_source_replay(
 ) -> None:
     queue = f"test_{uuid.uuid4().hex[:8]}"
     app = create_app(load_settings(celery_broker_url=redis_url, celery_queue=queue))
-
-    def send_many(messages: Any) -> None:
-        with app.producer_or_acquire() as producer:
-            for m in messages:
-                app.send_task(INGEST_TASK, args=[m], producer=producer)
-
+    send_many = TaskSender(app)
     store.add_many([(message(state_event(), i), TOO_OLD_DURING_OUTAGE, "old") for i in range(5)])
     store.add_many([(message(state_event(), 99), "rejected_by_influxdb", "conflict")])
     replayer = AutoReplay(store, client, RedisKeys(), send_many, chunk=3)

@@ -1,0 +1,98 @@
+"""Enrichment's Redis half: HA's registries as the listener stored them, and tags per entity.
+
+The listener stores each registry in Redis as the JSON list HA's `config/*_registry/list`
+returns. A worker reads them at most once per TTL (`RegistryCache`) and turns an entity id into
+tags with the pure steps of core/enrichment.py (`Enrichment`), caching the tags per entity until
+the registries are read again. Redis failing only means the last registries are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final
+
+import redis
+
+from config.redis_keys import RedisKeys
+from core.enrichment import REGISTRY_KINDS, Enricher, Registries, enrich
+
+log = logging.getLogger(__name__)
+
+_MAX_CACHED_ENTITIES: Final = 16_384
+
+
+class RegistryCache:
+    """The registries from Redis, read again at most once per `ttl` seconds.
+
+    When Redis cannot be read the previous registries are kept: stale tags beat none.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        *,
+        ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = client
+        self._names = [keys.registry(kind) for kind in REGISTRY_KINDS]
+        self._ttl = ttl
+        self._clock = clock
+        self._registries = Registries()
+        self._expires = float("-inf")
+        self.version = 0
+        """Incremented on every reload, so users of the registries can drop derived caches."""
+
+    def get(self) -> Registries:
+        now = self._clock()
+        if now >= self._expires:
+            self._expires = now + self._ttl
+            self._reload()
+        return self._registries
+
+    def _reload(self) -> None:
+        try:
+            raw = self._redis.mget(self._names)
+        except redis.RedisError as exc:
+            log.warning("cannot read HA's registries from Redis (%s); keeping the last ones", exc)
+            return
+        lists = [_parse(value, kind) for value, kind in zip(raw, REGISTRY_KINDS, strict=True)]
+        self._registries = Registries.from_lists(*lists)
+        self.version += 1
+
+
+class Enrichment:
+    """entity_id → enrichment tags, cached per entity until the registries are read again."""
+
+    def __init__(self, cache: RegistryCache, steps: Sequence[Enricher]) -> None:
+        self._cache = cache
+        self._steps = tuple(steps)
+        self._tags: dict[str, Mapping[str, str]] = {}
+        self._version = -1
+
+    def tags_for(self, entity_id: str) -> Mapping[str, str]:
+        registries = self._cache.get()
+        if self._version != self._cache.version or len(self._tags) >= _MAX_CACHED_ENTITIES:
+            self._tags.clear()
+            self._version = self._cache.version
+        tags = self._tags.get(entity_id)
+        if tags is None:
+            tags = self._tags[entity_id] = MappingProxyType(
+                enrich(entity_id, registries, self._steps)
+            )
+        return tags
+
+
+def _parse(value: Any, kind: str) -> object:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        log.warning("HA's %s registry in Redis is not JSON; enrichment skips it", kind)
+        return None

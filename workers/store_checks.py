@@ -1,0 +1,133 @@
+"""`ha-ingestor check`'s checks of the stores the workers use: the broker, Redis and InfluxDB.
+
+Each goes through the workers' own adapters where they have one (the InfluxDB sinks' empty
+write, the broker transport's Redis version rule), so a pass here means the workers will work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import redis
+from kombu.connection import Connection
+
+from config.check_outcome import CHECK_TIMEOUT_S, Outcome
+from config.redaction import redact_url
+from workers.broker_transport import takes_reliably
+from workers.errors import SinkUnavailable
+from workers.influx_sink import make_sink
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+
+def check_broker(settings: Settings) -> Outcome:
+    url = settings.celery_broker_url.get_secret_value()
+    if urlsplit(url).scheme in ("redis", "rediss", "unix"):
+        return _check_redis_url("broker", url, "CELERY_BROKER_URL", settings, queue=True)
+    try:
+        with Connection(url, connect_timeout=CHECK_TIMEOUT_S) as connection:  # type: ignore[no-untyped-call]
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; all mean "unreachable"
+        return Outcome(
+            "broker",
+            False,
+            f"cannot connect to {redact_url(url)}: {type(exc).__name__}: {exc}",
+            "check the host, port, user, password and vhost in CELERY_BROKER_URL and that the "
+            "broker runs",
+        )
+    return Outcome("broker", True, f"{redact_url(url)} accepts connections")
+
+
+def check_redis(settings: Settings) -> Outcome:
+    variable = "REDIS_URL" if settings.redis_url is not None else "CELERY_BROKER_URL"
+    return _check_redis_url("Redis", settings.state_redis_url(), variable, settings)
+
+
+def _check_redis_url(
+    name: str, url: str, variable: str, settings: Settings, *, queue: bool = False
+) -> Outcome:
+    shown = redact_url(url)
+    client = redis.Redis.from_url(url, socket_timeout=CHECK_TIMEOUT_S, socket_connect_timeout=5)
+    probe = f"{settings.redis_prefix}check:{uuid.uuid4().hex}"
+    try:
+        client.ping()
+        client.set(probe, "1", ex=10)
+        client.delete(probe)
+        depth = int(client.llen(settings.celery_queue)) if queue else None
+        version = str(client.info("server").get("redis_version", "?"))
+    except redis.AuthenticationError as exc:
+        if not urlsplit(url).password:
+            return Outcome(
+                name,
+                False,
+                f"{shown} requires a password",
+                f"add it to {variable}: redis://:PASSWORD@host:6379/0",
+            )
+        return Outcome(
+            name,
+            False,
+            f"{shown} refused the credentials ({exc})",
+            f"put the right password in {variable} (redis://:PASSWORD@host:6379/0)",
+        )
+    except redis.ResponseError as exc:
+        if "NOAUTH" in str(exc):
+            return Outcome(
+                name,
+                False,
+                f"{shown} requires a password",
+                f"add it to {variable}: redis://:PASSWORD@host:6379/0",
+            )
+        if "READONLY" in str(exc):
+            return Outcome(
+                name,
+                False,
+                f"{shown} is a read-only replica",
+                f"point {variable} at the primary",
+            )
+        return Outcome(name, False, f"{shown}: {exc}", f"check {variable}")
+    except redis.ConnectionError as exc:
+        return Outcome(
+            name,
+            False,
+            f"cannot connect to {shown} ({exc})",
+            f"start Redis or correct the host and port in {variable}",
+        )
+    except redis.RedisError as exc:
+        return Outcome(name, False, f"{shown}: {type(exc).__name__}: {exc}", f"check {variable}")
+    finally:
+        client.close()
+    if queue and not takes_reliably(version):
+        return Outcome(
+            name,
+            False,
+            f"{shown} runs Redis {version}: a worker killed while taking a message can lose it "
+            "(the workers need BLMOVE, Redis 6.2 or newer)",
+            "upgrade the broker's Redis to 6.2 or newer (Debian 12 ships 7.0)",
+        )
+    waiting = f"; queue {settings.celery_queue}: {depth:,} waiting" if depth is not None else ""
+    return Outcome(name, True, f"{shown} (Redis {version}) answers and accepts writes{waiting}")
+
+
+def check_influxdb(settings: Settings) -> Outcome:
+    """Reachable, credentials accepted, and allowed to write: the sink's empty write, whose
+    refusals say what to fix exactly as the workers' errors do."""
+    sink = make_sink(settings, "ns")
+    try:
+        refusal = sink.probe()
+    except SinkUnavailable as exc:
+        return Outcome(
+            "InfluxDB",
+            False,
+            str(exc),
+            "start InfluxDB or correct INFLUXDB_URL (scheme, host and port)",
+        )
+    finally:
+        sink.close()
+    if refusal is not None:
+        return Outcome("InfluxDB", False, refusal.problem, refusal.fix)
+    return Outcome(
+        "InfluxDB", True, f"{redact_url(settings.influxdb_url)} accepts writes to {sink.target}"
+    )

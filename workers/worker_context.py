@@ -1,0 +1,147 @@
+"""What a worker process writes with: the sink, the Redis stores and the pipeline, built once.
+
+Built at worker start by workers/worker_start.py (after the settings and the rules were
+checked), never at import. A pool child forked from that worker builds its own on first use,
+since sockets must not be shared across a fork (the Procfile's `--pool solo` never forks).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from config.redaction import scrub
+from config.redis_keys import RedisKeys
+from config.settings import Settings
+from core.backoff import exponential_backoff
+from core.enrichment import default_steps
+from core.rules import Rules
+from workers.counter_store import CounterStore
+from workers.dead_letters import AutoReplay, DeadLetterStore, SendMany
+from workers.errors import SinkError
+from workers.influx_sink import V1Sink, make_sink
+from workers.pipeline import BatchOutcome, IngestPipeline, TagsFor
+from workers.registry_cache import Enrichment, RegistryCache
+
+log = logging.getLogger(__name__)
+
+
+class WorkerContext:
+    """The sink, the Redis stores and the pipeline of one worker process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rules: Rules,
+        *,
+        send_many: SendMany,
+        hold_limit: float = math.inf,
+    ) -> None:
+        keys = RedisKeys(settings.redis_prefix)
+        self.stopping = threading.Event()
+        """Set when the worker stops: a batch waiting for InfluxDB hands its messages back."""
+        self.redis = redis.Redis.from_url(settings.state_redis_url())
+        self.sink = make_sink(settings, rules.precision)
+        if isinstance(self.sink, V1Sink):
+            _ensure_database(self.sink)
+        self.dead_letters = DeadLetterStore(self.redis, keys, max_len=settings.dead_letters_max)
+        self.counters = CounterStore(self.redis, keys, write_error_ttl=settings.health_window)
+        self.auto_replay = AutoReplay(self.dead_letters, self.redis, keys, send_many)
+        self._secrets = settings.secrets()
+        tags_for: TagsFor | None = None
+        if settings.enrichment_enabled:
+            cache = RegistryCache(self.redis, keys, ttl=settings.enrichment_cache_ttl)
+            tags_for = Enrichment(cache, default_steps(rules.tags_attributes)).tags_for
+        cap = settings.write_retry_max_delay
+        self.pipeline = IngestPipeline(
+            rules=rules,
+            sink=self.sink,
+            dead_letters=self.dead_letters.add_many,
+            count=self.counters.add,
+            note_write_error=self._note_write_error,
+            backoff=lambda: exponential_backoff(initial=0.5, cap=cap),
+            stopping=self.stopping,
+            max_event_age=settings.max_event_age,
+            hold_limit=hold_limit,
+            tags_for=tags_for,
+        )
+
+    def ingest(self, messages: list[Any]) -> BatchOutcome:
+        """The pipeline, and whatever it did not foresee kept as dead letters, never raised."""
+        try:
+            outcome = self.pipeline.process(messages)
+        except Exception as exc:
+            log.exception("the batch failed unexpectedly; its events are kept as dead letters")
+            return self.pipeline.dead_letter_all(messages, "worker_error", repr(exc))
+        if outcome.written:
+            self._replay_outage_letters()
+        return outcome
+
+    def close(self) -> None:
+        self.sink.close()
+        self.redis.close()
+
+    def _replay_outage_letters(self) -> None:
+        """Writes succeed: enqueue again a chunk of what waited too long during an outage."""
+        try:
+            self.auto_replay.run_once()
+        except Exception as exc:  # noqa: BLE001 - the batch is written; retry after the next one
+            log.warning("could not replay outage dead letters yet (%s)", exc)
+
+    def _note_write_error(self, text: str) -> None:
+        """InfluxDB's own words for beat's `write_errors` reason, with no secret in them."""
+        self.counters.note_write_error(scrub(text, self._secrets))
+
+
+def _ensure_database(sink: V1Sink) -> None:
+    """CREATE DATABASE once; when that fails, writes wait for it (and say how to fix it)."""
+    try:
+        sink.ensure_database()
+    except SinkError as exc:
+        log.warning("%s", exc)
+
+
+class _ProcessContext:
+    """The context of this process: built at worker start, again in a forked pool child."""
+
+    def __init__(self) -> None:
+        self.build: Callable[[], WorkerContext] | None = None
+        self.context: WorkerContext | None = None
+        self.pid = 0
+
+
+_this_process = _ProcessContext()
+
+
+def start(build: Callable[[], WorkerContext]) -> WorkerContext:
+    """Build this process's context now (worker start), and keep `build` for forked children."""
+    _this_process.build = build
+    _this_process.context = build()
+    _this_process.pid = os.getpid()
+    return _this_process.context
+
+
+def current() -> WorkerContext:
+    """This process's context; a forked child builds its own on its first batch."""
+    holder = _this_process
+    if holder.build is None:
+        raise RuntimeError(
+            "no worker context: the ingest task runs in a worker started with "
+            "`celery -A config.celery_app worker`, whose start-up builds it "
+            "(workers/worker_start.py)"
+        )
+    if holder.context is None or holder.pid != os.getpid():
+        holder.context = holder.build()
+        holder.pid = os.getpid()
+    return holder.context
+
+
+def started() -> WorkerContext | None:
+    """This process's context if the worker has started, else None."""
+    return _this_process.context if _this_process.pid == os.getpid() else None
