@@ -1,5 +1,6 @@
 # ha-ingestor: one image for every process (listener, worker, beat, flower); the command picks
-# the process (docker-compose.yml). Linted by hadolint in tests/unit/test_deployment_files.py.
+# the process (docker-compose.yml); devtools/ (simulator, local servers) stays out of it.
+# Linted by hadolint in tests/unit/test_deployment_files.py.
 #
 # Dependencies are installed with the pins of constraints.txt (the versions the tests ran with)
 # into a virtualenv in a build stage; the runtime stage copies that virtualenv, runs as an
@@ -11,6 +12,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md LICENSE ./
+COPY core ./core
 COPY config ./config
 COPY listener ./listener
 COPY workers ./workers

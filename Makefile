@@ -19,6 +19,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Starts its own Redis, InfluxDB, simulator, listener, workers and beat; ~10-15 min; the table
 # goes to bench/RESULTS.md. `$(BIN)/python -m bench --quick` is a smoke run.

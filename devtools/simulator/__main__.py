@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from devtools.simulator.cli import main
+from devtools.simulate_command import main
 
 if __name__ == "__main__":
     sys.exit(main())

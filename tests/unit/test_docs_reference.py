@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import Field
 
-from config.cli import main as cli_main
+from config.main_command import main as cli_main
 from config.rules_file import load_rules
 from config.settings import Settings
 from core import rules

@@ -1,8 +1,9 @@
 """The `ha-ingestor` command. Each subcommand lives in the package it belongs to.
 
 This module is the composition root: it may name both `listener` and `workers` commands, which
-never import each other. Subcommand modules are imported only when chosen, so `ha-ingestor
-simulate` does not load Celery.
+never import each other, and the three development commands in `devtools` (`dev`, `simulate`,
+`docs-reference`), which the container image leaves out. Subcommand modules are imported only
+when chosen, so `ha-ingestor simulate` does not load Celery.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 from config.settings import SettingsError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "listener": ("listener.listener_command", "keep HA's subscription and enqueue every event"),
-    "simulate": ("devtools.simulator.cli", "run the built-in Home Assistant simulator"),
-    "dev": ("devtools.dev_stack", "run the whole stack locally (what `make run` does)"),
+    "simulate": ("devtools.simulate_command", "run the built-in Home Assistant simulator"),
+    "dev": ("devtools.dev_command", "run the whole stack locally (what `make run` does)"),
     "status": ("workers.status_command", "health summary (exit code 0 healthy, 1 degraded, 2 not)"),
     "check": ("config.check_command", "verify configuration, HA login, broker, Redis and InfluxDB"),
     "flower": (
@@ -36,17 +38,39 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (_, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            importlib.import_module(module_name).add_arguments(command)
+            module = _command_module(name)
+            if module is None:
+                return 2
+            module.add_arguments(command)
     args = parser.parse_args(argv)
+    module = _command_module(args.command)
+    if module is None:
+        return 2
     try:
-        code: int = importlib.import_module(COMMANDS[args.command][0]).run(args)
+        code: int = module.run(args)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
     return code
+
+
+def _command_module(name: str) -> ModuleType | None:
+    """The subcommand's module; None (and why, on stderr) when it is not installed here."""
+    module_name = COMMANDS[name][0]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if not module_name.startswith("devtools.") or not (exc.name or "").startswith("devtools"):
+            raise
+        print(
+            f"ha-ingestor {name}: this installation has no development tools (devtools/ is left "
+            "out of the container image). Run it from a clone of the repository: `make run`.",
+            file=sys.stderr,
+        )
+        return None
 
 
 if __name__ == "__main__":
