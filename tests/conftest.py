@@ -49,7 +49,8 @@ def _serve(server: S) -> Iterator[S]:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    # Persistent, as production runs it (and as `ha-ingestor check` requires of a broker).
+    server = RedisServer(tmp_path_factory.mktemp("redis"), appendonly=True)
     yield from _serve(server)
 
 

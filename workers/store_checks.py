@@ -7,7 +7,8 @@ write, the broker transport's Redis version rule), so a pass here means the work
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import redis
@@ -57,7 +58,8 @@ def _check_redis_url(
         client.set(probe, "1", ex=10)
         client.delete(probe)
         depth = int(client.llen(settings.celery_queue)) if queue else None
-        version = str(client.info("server").get("redis_version", "?"))
+        info = client.info()
+        version = str(info.get("redis_version", "?"))
     except redis.AuthenticationError as exc:
         if not urlsplit(url).password:
             return Outcome(
@@ -107,8 +109,48 @@ def _check_redis_url(
             "(the workers need BLMOVE, Redis 6.2 or newer)",
             "upgrade the broker's Redis to 6.2 or newer (Debian 12 ships 7.0)",
         )
+    if queue and (problem := durability_problem(info)) is not None:
+        detail, fix = problem
+        return Outcome(name, False, f"{shown} (Redis {version}) {detail}", fix)
     waiting = f"; queue {settings.celery_queue}: {depth:,} waiting" if depth is not None else ""
-    return Outcome(name, True, f"{shown} (Redis {version}) answers and accepts writes{waiting}")
+    memory = f"; memory {memory_text(info)}" if queue else ""
+    return Outcome(
+        name, True, f"{shown} (Redis {version}) answers and accepts writes{waiting}{memory}"
+    )
+
+
+def durability_problem(info: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why the broker's Redis could lose waiting events, and the fix; None when it cannot.
+
+    The queue is where events wait while InfluxDB is down: an eviction policy other than
+    `noeviction` deletes them when memory is full, and without the append-only file a Redis
+    restart loses them all.
+    """
+    policy = str(info.get("maxmemory_policy", "noeviction"))
+    if policy != "noeviction":
+        return (
+            f"evicts keys when its memory is full (maxmemory-policy {policy}): waiting events "
+            "would be deleted",
+            "set `maxmemory-policy noeviction` in redis.conf (now: `redis-cli CONFIG SET "
+            "maxmemory-policy noeviction`); when full, the listener then keeps events in its spool",
+        )
+    if str(info.get("aof_enabled", "0")) != "1":
+        return (
+            "keeps the queue in memory only (appendonly no): a Redis restart loses every "
+            "waiting event",
+            "turn on append-only persistence: `appendonly yes` in redis.conf (now: `redis-cli "
+            "CONFIG SET appendonly yes`)",
+        )
+    return None
+
+
+def memory_text(info: Mapping[str, Any]) -> str:
+    """`12 MB of 1,024 MB (1%)`, or `12 MB, no maxmemory` when Redis may grow unbounded."""
+    used = int(info.get("used_memory", 0)) / 2**20  # MB as Redis counts them (maxmemory 64mb)
+    limit = int(info.get("maxmemory", 0)) / 2**20
+    if not limit:
+        return f"{used:,.0f} MB, no maxmemory set (Redis grows until the host runs out)"
+    return f"{used:,.0f} MB of {limit:,.0f} MB ({100 * used / limit:.0f}%)"
 
 
 def check_influxdb(settings: Settings) -> Outcome:

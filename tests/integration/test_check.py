@@ -18,6 +18,7 @@ from devtools.local_servers import InfluxDBServer, RedisServer, free_port
 from tests.helpers import InfluxDatabase
 from tests.processes import BIN, app_env
 from tests.sim_thread import SimulatorThread
+from workers.store_checks import check_broker
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +228,47 @@ def test_run_checks_never_raises(tmp_path: Path) -> None:
     assert [o.ok for o in outcomes.values()] == [True, False, False, False, False, True]
     assert "start InfluxDB or correct INFLUXDB_URL" in outcomes["InfluxDB"].fix
     assert "start Redis or correct the host and port in CELERY_BROKER_URL" in outcomes["Redis"].fix
+
+
+@pytest.mark.parametrize(
+    ("redis_args", "detail", "fix"),
+    [
+        (
+            ["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru", "--appendonly", "yes"],
+            "evicts keys when its memory is full (maxmemory-policy allkeys-lru)",
+            "maxmemory-policy noeviction",
+        ),
+        (
+            ["--appendonly", "no"],
+            "keeps the queue in memory only (appendonly no)",
+            "appendonly yes",
+        ),
+    ],
+)
+def test_a_broker_that_could_lose_waiting_events_fails(
+    tmp_path: Path, redis_args: list[str], detail: str, fix: str
+) -> None:
+    """Eviction or no append-only file: the queue that holds an outage's events is not safe."""
+    server = RedisServer(tmp_path / "redis", extra_args=redis_args)
+    server.start()
+    try:
+        settings = load_settings(celery_broker_url=f"redis://127.0.0.1:{server.port}/0")
+        outcome = check_broker(settings)
+    finally:
+        server.stop()
+    assert not outcome.ok
+    assert detail in outcome.detail
+    assert fix in outcome.fix
+
+
+def test_a_safe_broker_shows_its_memory(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", appendonly=True, extra_args=["--maxmemory", "64mb"])
+    server.start()
+    try:
+        outcome = check_broker(
+            load_settings(celery_broker_url=f"redis://127.0.0.1:{server.port}/0")
+        )
+    finally:
+        server.stop()
+    assert outcome.ok, outcome
+    assert " MB of 64 MB (" in outcome.detail

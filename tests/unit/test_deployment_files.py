@@ -104,6 +104,7 @@ def test_redis_persists_and_never_evicts(resolved: dict[str, Any]) -> None:
     args = dict(zip(command[1::2], command[2::2], strict=False))
     assert args["--appendonly"] == "yes"
     assert args["--maxmemory-policy"] == "noeviction"
+    assert args["--maxmemory"] == "1gb", "a long outage must fill Redis, not the host's memory"
     assert any(v.startswith("redis-data:/data") for v in resolved["services"]["redis"]["volumes"])
 
 
