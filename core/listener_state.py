@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -50,6 +50,17 @@ class ListenerState:
     backfilled_states: int
     history_available: bool | None
     """Whether HA's history API answered; None until it was asked."""
+    skipped_messages: Mapping[str, int] = field(default_factory=dict)
+    """Frames or messages from HA skipped as unusable, by reason (too_deep, bad_id, ...)."""
+    read_stall_max_s: float = 0.0
+    """The longest the reader spent on one frame: what reading waited on, at worst."""
+    registry_refreshes: int = 0
+    publisher_restarts: int = 0
+    """Times the publisher thread died of an exception and was started again."""
+    spool_quarantined: int = 0
+    """Spool rows that could not be read back, kept apart in the spool's quarantine table."""
+    auth_retry_at: float | None = None
+    """After HA refused the token: unix time of the next login try (SIGHUP tries at once)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -91,6 +102,13 @@ class ListenerState:
                 snapshot_states=_count(data["snapshot_states"]),
                 backfilled_states=_count(data["backfilled_states"]),
                 history_available=_optional(_flag, data["history_available"]),
+                # Added later: a listener from before them leaves them out.
+                skipped_messages=_counts(data.get("skipped_messages", {})),
+                read_stall_max_s=_number(data.get("read_stall_max_s", 0.0)),
+                registry_refreshes=_count(data.get("registry_refreshes", 0)),
+                publisher_restarts=_count(data.get("publisher_restarts", 0)),
+                spool_quarantined=_count(data.get("spool_quarantined", 0)),
+                auth_retry_at=_optional(_number, data.get("auth_retry_at")),
             )
         except (KeyError, TypeError):
             return None

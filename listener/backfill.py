@@ -7,7 +7,8 @@ recorder for every state change since the last event seen and enqueue them; poin
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,21 +16,65 @@ OVERLAP_S = 5.0
 """Ask from a little before the last event seen: clocks and in-flight events overlap."""
 
 
-def history_request(start: datetime, entity_ids: list[str]) -> dict[str, Any]:
-    """The fields of `history/history_during_period` for a gap starting at `start`.
+@dataclass(frozen=True)
+class Window:
+    """One bounded history request: a time range and the entities asked for."""
+
+    start: datetime
+    end: datetime
+    entity_ids: tuple[str, ...]
+
+
+def plan_windows(
+    start: datetime,
+    end: datetime,
+    entity_ids: Sequence[str],
+    *,
+    window_s: float,
+    entities_per_request: int,
+) -> list[list[Window]]:
+    """The requests that read [start, end): time windows in order, each split by entities.
+
+    A reply stays bounded however long the gap (a night, a week) and however large the home,
+    so it never passes the frame cap or the reply timeout. The cursor advances per time window,
+    once all of its entity requests are enqueued.
+    """
+    if window_s <= 0 or entities_per_request < 1:
+        raise ValueError("window_s must be > 0 and entities_per_request >= 1")
+    ids = sorted(set(entity_ids))
+    chunks = [
+        tuple(ids[i : i + entities_per_request]) for i in range(0, len(ids), entities_per_request)
+    ]
+    step = timedelta(seconds=window_s)
+    windows: list[list[Window]] = []
+    begin = start
+    while chunks and begin < end:
+        stop = min(begin + step, end)
+        windows.append([Window(begin, stop, chunk) for chunk in chunks])
+        begin = stop
+    return windows
+
+
+def history_request(
+    start: datetime, entity_ids: Sequence[str], end: datetime | None = None
+) -> dict[str, Any]:
+    """The fields of `history/history_during_period` for [start, end) (no end: until now).
 
     `include_start_time_state` is off: HA would stamp the state in effect at `start` with `start`
     itself, a point that never happened. Every change, not only significant ones, and with
     attributes, so the points equal the live ones.
     """
-    return {
+    fields: dict[str, Any] = {
         "start_time": start.astimezone(UTC).isoformat(),
-        "entity_ids": entity_ids,
+        "entity_ids": list(entity_ids),
         "include_start_time_state": False,
         "significant_changes_only": False,
         "minimal_response": False,
         "no_attributes": False,
     }
+    if end is not None:
+        fields["end_time"] = end.astimezone(UTC).isoformat()
+    return fields
 
 
 def gap_start(last_seen: datetime, overlap_s: float = OVERLAP_S) -> datetime:

@@ -1,9 +1,11 @@
 """The asyncio side of the HA connection: connect, authenticate, subscribe, read, heartbeat.
 
 Reading never waits on publishing: every frame is parsed and handed to `on_event`, which only
-puts the event into the publisher's bounded queue. Reconnects use capped exponential backoff
-with jitter, reset after a connection stayed up; `auth_invalid` is fatal (HA bans addresses
-after repeated failed logins).
+puts the event into the publisher's bounded queue; control events (registry changes) go to
+handlers that only start tasks, since a command's reply is read by this same reader. Frames of
+shapes HA never sends are counted by reason and skipped. Reconnects use capped exponential
+backoff with jitter, reset after a connection stayed up; after `auth_invalid` the AuthGate
+holds logins back (a new token on SIGHUP, or an hour: HA bans addresses after failed logins).
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from websockets.asyncio.client import ClientConnection
 
 from core.backoff import BackoffFactory, exponential_backoff
 from listener import protocol
+from listener.auth_gate import RETRY_AFTER_S, AuthGate
 from listener.listener_stats import ListenerStats
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
+ControlHandler = Callable[[dict[str, Any]], None]
+"""Called by the reader for a control event (a registry change): it must return at once, and
+start a task for anything that waits on HA, whose reply only this same reader can read."""
 ConnectedHook = Callable[["HAConnection"], Awaitable[None]]
 
 STABLE_AFTER_S = 30.0
@@ -82,20 +88,24 @@ class HAClient:
         on_event: EventHandler,
         stats: ListenerStats,
         *,
-        control_events: Mapping[str, EventHandler] | None = None,
+        control_events: Mapping[str, ControlHandler] | None = None,
         on_connected: ConnectedHook | None = None,
         on_disconnected: Callable[[], None] | None = None,
         heartbeat_interval: float = 20.0,
         heartbeat_timeout: float = 10.0,
         backoff: BackoffFactory = lambda: exponential_backoff(initial=1.0, cap=60.0),
         open_timeout: float = 10.0,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        auth_gate: AuthGate | None = None,
     ) -> None:
         self._url = url
         self._token = token
+        self._auth_gate = auth_gate
         self._event_types = event_types
         self._on_event = on_event
         self._control_events = dict(control_events or {})
-        self._routes: dict[int, EventHandler] = {}
+        self._routes: dict[int, ControlHandler | None] = {}
+        """Subscription id → its control handler, or None for the data subscriptions."""
         self._stats = stats
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
@@ -103,6 +113,7 @@ class HAClient:
         self._heartbeat_timeout = heartbeat_timeout
         self._backoff = backoff
         self._open_timeout = open_timeout
+        self._max_frame_bytes = max_frame_bytes
         self._stopping = asyncio.Event()
         self._connection: HAConnection | None = None
 
@@ -110,6 +121,12 @@ class HAClient:
     def connection(self) -> HAConnection | None:
         """The live connection, if any (registry refreshes use it)."""
         return self._connection
+
+    def replace_token(self, token: str) -> None:
+        """A new token (SIGHUP): the next login uses it, at once if a refusal was waiting."""
+        self._token = token
+        if self._auth_gate is not None:
+            self._auth_gate.poke()
 
     async def stop(self) -> None:
         """Unsubscribe and close; `run` returns soon after."""
@@ -126,25 +143,45 @@ class HAClient:
             await connection.ws.close()
 
     async def run(self) -> None:
-        """Connect and reconnect until stopped; raises AuthInvalid, which must end the process."""
+        """Connect and reconnect until stopped.
+
+        `auth_invalid` stops the retries, not the process: with an AuthGate the next login
+        waits for a new token (SIGHUP) or an hour; without one, AuthInvalid is raised.
+        """
         delays: Iterator[float] = self._backoff()
         while not self._stopping.is_set():
+            if self._auth_gate is not None:
+                await self._wait_for_auth_gate(self._auth_gate)
+                if self._stopping.is_set():
+                    break
             started = time.monotonic()
             self._stats.connect_attempts += 1
             self._stats.connection_state = "connecting"
             log.info("connecting to Home Assistant at %s", self._url)
             try:
                 await self._session()
-            except protocol.AuthInvalid:
+            except protocol.AuthInvalid as exc:
                 self._stats.connection_state = "auth_invalid"
-                raise
+                self._stats.connects_failed += 1
+                self._stats.last_error = f"auth_invalid: {exc}"
+                if self._auth_gate is None:
+                    raise
+                self._auth_gate.refused()
+                log.error(  # noqa: TRY400 - the traceback would add nothing for the user
+                    "Home Assistant rejected the token (auth_invalid: %s): create a new "
+                    "long-lived access token in your HA profile (Security tab), put it in "
+                    "HA_TOKEN_FILE (or HA_TOKEN) and send the listener SIGHUP. Until then it "
+                    "tries at most once an hour: HA bans addresses after failed logins.",
+                    exc,
+                )
+                continue
             except (
                 OSError,
                 TimeoutError,
                 websockets.WebSocketException,
                 protocol.ProtocolError,
             ) as exc:
-                reason = _describe(exc)
+                reason = _describe(exc, self._max_frame_bytes)
                 if "too big" in reason:
                     self._stats.malformed_frames += 1
                 self._stats.last_error = reason
@@ -175,18 +212,21 @@ class HAClient:
             open_timeout=self._open_timeout,
             ping_interval=None,  # HA-level ping below: it proves HA's loop answers, not just TCP
             close_timeout=2.0,
-            max_size=MAX_FRAME_BYTES,
+            max_size=self._max_frame_bytes,
             max_queue=64,
             compression=None,
         ) as ws:
             self._stats.connection_state = "authenticating"
             hello = await asyncio.wait_for(ws.recv(), self._open_timeout)
-            first = protocol.parse_frame(hello)[0]
+            first = protocol.first_message(hello)
             if first.get("type") != "auth_required":
                 raise protocol.ProtocolError(f"expected auth_required, got {first.get('type')!r}")
             await ws.send(protocol_dumps(protocol.auth_message(self._token)))
-            reply = protocol.parse_frame(await asyncio.wait_for(ws.recv(), self._open_timeout))[0]
+            reply = protocol.first_message(await asyncio.wait_for(ws.recv(), self._open_timeout))
             self._stats.ha_version = protocol.check_auth_reply(reply)
+            if self._auth_gate is not None:
+                self._auth_gate.accepted()
+                self._stats.auth_retry_at = None
             self._stats.connects_ok += 1
             self._stats.connection_state = "authenticated"
             log.info("authenticated with Home Assistant %s", self._stats.ha_version)
@@ -210,12 +250,27 @@ class HAClient:
                         with contextlib.suppress(asyncio.CancelledError, Exception):
                             await task
 
+    async def _wait_for_auth_gate(self, gate: AuthGate) -> None:
+        """While a refused token's hour runs: stay up, unhealthy, and say when we try again."""
+        retry_at = gate.retry_at()
+        if retry_at is not None and retry_at > time.time():
+            self._stats.connection_state = "auth_invalid"
+            self._stats.auth_retry_at = retry_at
+            log.warning(
+                "HA refused the token %.0f min ago: next login try in %.0f min, or at once on "
+                "SIGHUP after replacing HA_TOKEN_FILE (or HA_TOKEN)",
+                (time.time() - retry_at + RETRY_AFTER_S) / 60,
+                (retry_at - time.time()) / 60,
+            )
+        await gate.wait(self._stopping)
+        self._stats.auth_retry_at = None
+
     async def _subscribe(self, connection: HAConnection) -> None:
         with contextlib.suppress(protocol.CommandFailed):  # HA before 2022.x lacks the feature
             await connection.call("supported_features", features={"coalesce_messages": 1})
         self._routes.clear()
         for event_type in self._event_types:
-            await self._subscribe_one(connection, event_type, self._on_event)
+            await self._subscribe_one(connection, event_type, None)
         for event_type, handler in self._control_events.items():
             if event_type in self._event_types:
                 continue
@@ -233,7 +288,7 @@ class HAClient:
         )
 
     async def _subscribe_one(
-        self, connection: HAConnection, event_type: str, handler: EventHandler
+        self, connection: HAConnection, event_type: str, handler: ControlHandler | None
     ) -> None:
         # Routed before the command is sent: HA may put the first events in the same frame
         # as the result, and the reader must already know where they go.
@@ -261,31 +316,49 @@ class HAClient:
                     future.set_exception(ConnectionError("the connection to HA was lost"))
 
     async def _read_frames(self, connection: HAConnection) -> None:
+        """Parse and route each frame; nothing awaited here waits on HA (see ControlHandler).
+
+        A frame or message of a shape HA never sends is counted by reason and skipped; so is an
+        event whose handling fails on its contents: no frame can end the process.
+        """
         stats = self._stats
+        clock = time.monotonic
         async for frame in connection.ws:
+            began = clock()
             connection.frames_received += 1
             try:
                 messages = protocol.parse_frame(frame)
             except protocol.MalformedFrame as exc:
-                stats.malformed_frames += 1
+                stats.skip(exc.reason)
                 log.warning("skipped a malformed frame from HA (%s)", exc)
                 continue
-            routes = self._routes
-            control = self._control_events
-            for subscription, event, message in protocol.classify(messages):
-                if subscription is None:
-                    if not connection.resolve(message):
-                        log.debug(
-                            "ignored a message for no pending command: %s", message.get("type")
-                        )
-                elif event is None:
-                    stats.malformed_frames += 1
-                    log.warning("skipped an event message without an event object")
-                elif (handler := routes.get(subscription)) is not None:
-                    await handler(event)
-                    extra = control.get(event.get("event_type", ""))
-                    if extra is not None and extra is not handler:
-                        await extra(event)
+            for routed in protocol.classify(messages):
+                if routed.problem is not None:
+                    stats.skip(routed.problem)
+                    log.warning("skipped a message from HA: %s", routed.problem)
+                elif routed.subscription is None:
+                    if not connection.resolve(routed.message):
+                        log.debug("ignored a message for no pending command")
+                elif routed.event is not None:
+                    await self._dispatch(routed.subscription, routed.event)
+            stall = clock() - began
+            if stall > stats.read_stall_max_s:
+                stats.read_stall_max_s = stall
+
+    async def _dispatch(self, subscription: int, event: dict[str, Any]) -> None:
+        if subscription not in self._routes:
+            return  # a subscription just ended: HA may still send a few of its events
+        control = self._routes[subscription]
+        try:
+            if control is None:
+                await self._on_event(event)
+                control = self._control_events.get(event["event_type"])
+            if control is not None:
+                control(event)
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+            # The event's contents broke its handling (a shape protocol.classify lets pass).
+            self._stats.skip("unusable_event")
+            log.warning("skipped an event HA sent that could not be handled (%r)", exc)
 
     async def _heartbeat(self, connection: HAConnection) -> None:
         """Ping HA; a missing pong means a dead connection even when TCP looks alive.
@@ -306,12 +379,12 @@ class HAClient:
                 log.debug("pong late, but HA keeps sending: the connection is alive")
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, max_frame_bytes: int = MAX_FRAME_BYTES) -> str:
     if isinstance(exc, websockets.ConnectionClosed):
         if exc.sent is not None and exc.sent.code == 1009:
             return (
-                f"HA sent a frame too big (over {MAX_FRAME_BYTES >> 20} MB); it was skipped "
-                "and the connection is restarted"
+                f"HA sent a frame too big (over {max_frame_bytes / 2**20:g} MB, HA_MAX_FRAME_MB); "
+                "it was skipped and the connection is restarted"
             )
         code = exc.rcvd.code if exc.rcvd else 1006
         return f"connection closed (code {code})"

@@ -128,6 +128,21 @@ class HealthCollector(Collector):
         yield from _gauge(
             "queue_in_flight", "Messages taken by workers, not yet acknowledged", p["in_flight"]
         )
+        by_consumer = p.get("in_flight_by_consumer")
+        if by_consumer is not None:
+            per = GaugeMetricFamily(
+                f"{PREFIX}_consumer_in_flight",
+                "Messages a worker's bulk consumer has taken, not yet finished",
+                labels=["consumer"],
+            )
+            for consumer, count in sorted(by_consumer.items()):
+                per.add_metric([consumer], float(count))
+            yield per
+        yield from _counter(
+            "messages_given_back",
+            "Messages sweeps gave back from workers that stopped renewing their liveness",
+            p.get("given_back"),
+        )
         oldest = p["oldest_message_age_s"]
         if oldest is None and p["queue_depth"] == 0 and not p["in_flight"]:
             oldest = 0.0  # nothing waits: the series stays continuous instead of vanishing

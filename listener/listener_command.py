@@ -26,4 +26,11 @@ def run(_: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    return asyncio.run(Listener(settings).run())
+    from listener.data_dir_lock import DataDirBusy
+
+    try:
+        listener = Listener(settings)
+    except DataDirBusy as exc:
+        print(f"ha-ingestor listener: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return asyncio.run(listener.run())

@@ -45,6 +45,17 @@ class ListenerStats:
     snapshot_states: int = 0
     backfilled_states: int = 0
     history_available: bool | None = None
+    skipped_messages: Counter[str] = field(default_factory=Counter)
+    read_stall_max_s: float = 0.0
+    registry_refreshes: int = 0
+    publisher_restarts: int = 0
+    spool_quarantined: int = 0
+    auth_retry_at: float | None = None
+
+    def skip(self, reason: str) -> None:
+        """Count a frame or message from HA that cannot be used (also in malformed_frames)."""
+        self.skipped_messages[reason] += 1
+        self.malformed_frames += 1
 
     def count_entity(self, event: dict[str, Any]) -> None:
         """Count a live event under its entity: one dict increment on the event loop."""
@@ -77,4 +88,10 @@ class ListenerStats:
             snapshot_states=self.snapshot_states,
             backfilled_states=self.backfilled_states,
             history_available=self.history_available,
+            skipped_messages=dict(self.skipped_messages),
+            read_stall_max_s=self.read_stall_max_s,
+            registry_refreshes=self.registry_refreshes,
+            publisher_restarts=self.publisher_restarts,
+            spool_quarantined=self.spool_quarantined,
+            auth_retry_at=self.auth_retry_at,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class ProtocolError(Exception):
@@ -17,7 +17,11 @@ class ProtocolError(Exception):
 
 
 class MalformedFrame(ProtocolError):
-    """A frame that is not a JSON object or array of objects; counted and skipped."""
+    """A frame that is not a JSON object or array of objects; counted by `reason` and skipped."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class AuthInvalid(ProtocolError):
@@ -32,17 +36,47 @@ class CommandFailed(ProtocolError):
         self.code = code
 
 
+class Routed(NamedTuple):
+    """One message of a frame: where it goes, or why it is skipped.
+
+    `subscription` is the id of the `subscribe_events` command an event names (-1 when it names
+    none) and None for a reply to a command; `problem` is the reason a message is skipped
+    (counted by that reason) or None when it is usable.
+    """
+
+    subscription: int | None
+    event: dict[str, Any] | None
+    message: dict[str, Any]
+    problem: str | None = None
+
+
 def parse_frame(frame: str | bytes) -> list[dict[str, Any]]:
-    """One WebSocket frame → its messages (HA coalesces several into a JSON array)."""
+    """One WebSocket frame → its messages (HA coalesces several into a JSON array).
+
+    Nesting deeper than the interpreter's recursion limit (100 kB of `[`) is a malformed frame
+    too: json raises RecursionError for it, which must never reach the read loop.
+    """
     try:
         data = json.loads(frame)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedFrame(f"frame is not JSON: {exc}") from None
+        raise MalformedFrame("not_json", f"frame is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedFrame("too_deep", "frame is nested too deeply to be from HA") from None
     if isinstance(data, dict):
         return [data]
     if isinstance(data, list) and all(isinstance(item, dict) for item in data):
         return data
-    raise MalformedFrame(f"frame is a JSON {type(data).__name__}, not an object or array of them")
+    raise MalformedFrame(
+        "not_objects", f"frame is a JSON {type(data).__name__}, not an object or array of them"
+    )
+
+
+def first_message(frame: str | bytes) -> dict[str, Any]:
+    """The first message of a frame in the auth phase; an empty array is a protocol error."""
+    messages = parse_frame(frame)
+    if not messages:
+        raise ProtocolError("HA sent an empty frame where an auth message belongs")
+    return messages[0]
 
 
 def auth_message(token: str) -> dict[str, Any]:
@@ -84,27 +118,33 @@ def result_of(message: dict[str, Any], command: str) -> Any:
         raise ProtocolError(f"{command}: expected a result, got {message.get('type')!r}")
     if message.get("success") is True:
         return message.get("result")
-    error = message.get("error") or {}
+    error = message.get("error")
+    if not isinstance(error, dict):
+        error = {}
     raise CommandFailed(command, str(error.get("code", "?")), str(error.get("message", "")))
 
 
-def classify(
-    messages: list[dict[str, Any]],
-) -> Iterator[tuple[int | None, dict[str, Any] | None, dict[str, Any]]]:
-    """Each message of a frame, in order, as `(subscription id, event, message)`.
+def classify(messages: list[dict[str, Any]]) -> Iterator[Routed]:
+    """Each message of a frame, in order, as a `Routed`: an event, a reply, or a skipped one.
 
-    An event message names its subscription by the id of the `subscribe_events` command that
-    made it (-1 when it names none); its event is None when it carries no event object. Any
-    other message is the reply to a command: its subscription id is None.
+    Only shapes HA never sends are skipped, each with its reason: a `type` that is not a
+    string, a reply whose `id` is not an integer, an event that is not an object or whose
+    `event_type` is not a string. The routing then only ever hashes ints and strings.
     """
     for message in messages:
-        if message.get("type") != "event":
-            yield None, None, message
+        kind = message.get("type")
+        if not isinstance(kind, str):
+            yield Routed(None, None, message, "bad_type")
             continue
-        subscription = message.get("id")
+        msg_id = message.get("id")
+        number = msg_id if isinstance(msg_id, int) and not isinstance(msg_id, bool) else None
+        if kind != "event":
+            yield Routed(None, None, message, None if number is not None else "bad_id")
+            continue
         event = message.get("event")
-        yield (
-            subscription if isinstance(subscription, int) else -1,
-            event if isinstance(event, dict) else None,
-            message,
-        )
+        if not isinstance(event, dict):
+            yield Routed(-1, None, message, "event_not_object")
+        elif not isinstance(event.get("event_type"), str):
+            yield Routed(-1, None, message, "bad_event_type")
+        else:
+            yield Routed(-1 if number is None else number, event, message)

@@ -5,10 +5,10 @@ pipelined batches. When the broker is down, or publishing falls behind (the queu
 high-water mark), messages go to the durable spool instead, and from then on everything goes
 through the spool until it is drained, so the order of events is kept.
 
-Each message is prepared once, on the event loop, when it is submitted: on a Redis broker it is
-encoded by core.task_message into the message `send_task` would store (a few tens of µs instead
-of Celery's ~0.2-1 ms), so memory holds compact bytes rather than event dicts, and this thread
-only pushes whole batches with one LPUSH, mostly waiting on the socket with the GIL released.
+Each message is prepared once, on the event loop, when it is submitted: on a Redis broker its
+task body is rendered by core.task_message (a few µs), so memory holds bytes rather than event
+dicts; this thread compresses each into the message `send_task` would store (zlib, ~17 µs:
+off the loop, as zlib releases the GIL per call) and pushes whole batches with one LPUSH.
 The spool keeps those very bytes and its drain pushes them unchanged (WireBatches). Other
 brokers (RabbitMQ) publish through kombu's pipelined batches, and their spool rows are the §3.1
 message as JSON, what kombu's `send_task` takes (KombuBatches).
@@ -16,179 +16,42 @@ message as JSON, what kombu's `send_task` takes (KombuBatches).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from collections.abc import Iterator
+from typing import Any
 
-import redis
-from celery import Celery
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from config.celery_app import broker_transport_options, create_app
-from config.settings import Settings
-from core import task_message
 from core.backoff import BackoffFactory, exponential_backoff
-from core.task_message import INGEST_TASK
+from listener.broker_batches import (
+    BrokerBatches,
+    CallableBatches,
+    KombuBatches,
+    Message,
+    PublishBatch,
+    WireBatches,
+    celery_publisher,
+    supports,
+)
+from listener.handoff_watermark import HandoffWatermark
 from listener.listener_stats import ListenerStats
 from listener.spool import Spool, SpoolFull
 
+__all__ = [
+    "BrokerBatches",
+    "KombuBatches",
+    "Message",
+    "Publisher",
+    "WireBatches",
+    "celery_publisher",
+    "supports",
+]
+
 log = logging.getLogger(__name__)
 
-Message = dict[str, Any]
-PublishBatch = Callable[[list[Message]], None]
-
-REDIS_SCHEMES = frozenset(("redis", "rediss"))
-"""Broker URL schemes whose queue is a plain Redis list WireBatches can push to."""
-
-SUPPORTED_TRANSPORT_OPTIONS = frozenset(
-    (
-        "visibility_timeout",
-        "unacked_restore_interval",
-        "unacked_restore_throttle",
-        "unacked_mutex_expire",
-        "max_connections",
-        "socket_timeout",
-        "socket_connect_timeout",
-        "socket_keepalive",
-        "retry_on_timeout",
-        "health_check_interval",
-        "polling_interval",
-        "queue_order_strategy",
-    )
-)
-"""kombu Redis transport options that only concern consumers or connections, not where or how
-a message is stored (a key prefix, for one, would: then kombu publishes)."""
-
-
-def supports(broker_url: str, transport_options: Mapping[str, Any] | None = None) -> bool:
-    """Whether core.task_message can build this broker's messages (Redis, plain options)."""
-    if urlsplit(broker_url).scheme not in REDIS_SCHEMES:
-        return False
-    return set(transport_options or {}) <= SUPPORTED_TRANSPORT_OPTIONS
-
-
-BROKER_TIMEOUT_S = 5.0
-"""How long a publish may wait on the broker before the batch goes to the spool instead."""
-
-
-@runtime_checkable
-class BrokerBatches(Protocol):
-    """How messages become broker messages: prepared once per event, published per batch."""
-
-    def prepare(self, message: Message) -> Any:
-        """Called on the event loop for each event: do the per-event work here, once."""
-
-    def publish(self, items: list[Any]) -> None:
-        """Called on the publisher thread: put prepared items on the broker, in order."""
-
-    def spool_body(self, item: Any) -> bytes:
-        """What the spool keeps of a prepared item."""
-
-    def from_spool(self, body: bytes) -> Any:
-        """The prepared item a spooled body holds."""
-
-    def from_legacy(self, message_json: str) -> bytes:
-        """The spool body for a row of an older spool: the §3.1 message as JSON text."""
-
-
-def celery_publisher(settings: Settings) -> BrokerBatches:
-    """Publish ordinary Celery task messages to CELERY_QUEUE, one broker round trip per batch.
-
-    Redis brokers take the fast path (WireBatches), which needs no Celery app; anything else
-    goes through kombu, with an app built for it.
-    """
-    broker_url = settings.celery_broker_url.get_secret_value()
-    if supports(broker_url, broker_transport_options(settings)):
-        return WireBatches(broker_url, settings.celery_queue)
-    return KombuBatches(create_app(settings), settings.celery_queue)
-
-
-class WireBatches:
-    """Messages built by core.task_message on the event loop; one LPUSH per batch.
-
-    The spool holds the built messages themselves. A batch pushed again after an LPUSH whose
-    reply was lost repeats task ids: a duplicate, which delivery at-least-once allows and
-    idempotent points absorb.
-    """
-
-    def __init__(self, broker_url: str, queue_name: str) -> None:
-        self._client = redis.Redis.from_url(
-            broker_url,
-            socket_timeout=BROKER_TIMEOUT_S,
-            socket_connect_timeout=BROKER_TIMEOUT_S,
-            # One immediate retry covers a connection Redis closed while idle; longer outages
-            # are the spool's business (a retry after an unanswered LPUSH may duplicate: fine,
-            # delivery is at-least-once and points are idempotent).
-            retry=Retry(NoBackoff(), 1),
-        )
-        self._queue = queue_name
-        self._wire = task_message.TaskWire(
-            INGEST_TASK, queue_name, origin=f"gen{os.getpid()}@{socket.gethostname()}"
-        )
-        self.prepare = self._wire.encode
-
-    def publish(self, items: list[bytes]) -> None:
-        # LPUSH q a b c is LPUSH a; LPUSH b; LPUSH c: workers BRPOP the oldest first.
-        self._client.lpush(self._queue, *items)
-
-    def spool_body(self, item: bytes) -> bytes:
-        return item
-
-    def from_spool(self, body: bytes) -> bytes:
-        return body
-
-    def from_legacy(self, message_json: str) -> bytes:
-        return self._wire.encode(json.loads(message_json))
-
-
-class KombuBatches:
-    """Celery's send_task into kombu's Producer.batch (pipelined on Redis, any broker).
-
-    The spool holds the §3.1 message as JSON, the argument send_task takes.
-    """
-
-    def __init__(self, app: Celery, queue_name: str) -> None:
-        self._app = app
-        self._queue = queue_name
-
-    def prepare(self, message: Message) -> Message:
-        return message
-
-    def publish(self, items: list[Message]) -> None:
-        app = self._app
-        with app.producer_or_acquire() as producer, producer.batch(max_size=len(items)):
-            for message in items:
-                app.send_task(
-                    INGEST_TASK, args=[message], queue=self._queue, producer=producer, retry=False
-                )
-
-    def spool_body(self, item: Message) -> bytes:
-        return json.dumps(item).encode("ascii")
-
-    def from_spool(self, body: bytes) -> Message:
-        loaded: Message = json.loads(body)
-        return loaded
-
-    def from_legacy(self, message_json: str) -> bytes:
-        return message_json.encode()
-
-
-class CallableBatches(KombuBatches):
-    """Any function publishing a list of messages (tests pass a failing one, for instance)."""
-
-    def __init__(self, publish: PublishBatch) -> None:
-        self._publish_fn = publish
-
-    def publish(self, items: list[Message]) -> None:
-        self._publish_fn(items)
+RESTART_DELAY_S = 1.0
+"""Pause before the publisher loop starts again after an exception (no hot failure loop)."""
 
 
 class Publisher:
@@ -227,17 +90,26 @@ class Publisher:
         self._wake = threading.Event()
         self._idle = False
         self._spool_full_logged_at = 0.0
+        self._in_hand: list[Any] = []
+        """What the current step took from memory: put back if the step fails."""
+        self.watermark = HandoffWatermark()
+        """What of memory is durably handed off (broker or spool): where a restart's gap starts."""
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         stats.spool_depth = spool.depth
 
     # --- called from the event loop ---------------------------------------------------------
 
-    def submit(self, message: Message) -> bool:
-        """Hand a message over without blocking; False when memory is full (caller waits)."""
+    def submit(self, message: Message, mark: Any = None) -> bool:
+        """Hand a message over without blocking; False when memory is full (caller waits).
+
+        `mark` (a live event's `time_fired`) becomes `watermark.value` once the message is in
+        the broker or the spool.
+        """
         items = self._items
         if len(items) >= self._capacity:
             return False
         items.append(self._prepare(message))
+        self.watermark.submitted(mark)
         if self._idle:
             self._idle = False
             self._wake.set()
@@ -269,14 +141,37 @@ class Publisher:
     # --- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        """Supervise the loop: an exception is logged, counted and the loop started again.
+
+        Messages taken from memory for the step that failed go back to its front, in order.
+        """
+        while True:
+            try:
+                self._loop()
+            except Exception:
+                self._stats.publisher_restarts += 1
+                log.exception(
+                    "the publisher failed (restart %d); starting it again in %.0f s",
+                    self._stats.publisher_restarts,
+                    RESTART_DELAY_S,
+                )
+                self._items.extendleft(reversed(self._in_hand))
+                self._in_hand = []
+                self._stop.wait(RESTART_DELAY_S)
+                continue
+            return
+
+    def _loop(self) -> None:
         while True:
             stopping = self._stop.is_set()
             if self._spool.depth or len(self._items) > self._high_water:
                 done = self._spool_mode_step(stopping)
             else:
                 done = self._direct_step(stopping)
+            self._in_hand = []
             self._stats.memory_queue_depth = len(self._items)
             self._stats.spool_depth = self._spool.depth
+            self._stats.spool_quarantined = self._spool.quarantined
             if done:
                 return
 
@@ -298,6 +193,7 @@ class Publisher:
             self._to_spool(batch)
         else:
             self._stats.events_enqueued += len(batch)
+            self.watermark.handed_off(len(batch))
         return False
 
     def _spool_mode_step(self, stopping: bool) -> bool:
@@ -313,8 +209,10 @@ class Publisher:
         rows = self._spool.peek(self._batch_size)
         if not rows:
             return False
-        from_spool = self._batches.from_spool
-        if self._try_publish([from_spool(body) for _, body in rows]):
+        batch = self._decode(rows)
+        if not batch:
+            return False
+        if self._try_publish(batch):
             self._spool.remove_through(rows[-1][0])
             self._stats.events_drained += len(rows)
             self._stats.events_enqueued += len(rows)
@@ -323,6 +221,28 @@ class Publisher:
         elif stopping:
             return True
         return False
+
+    def _decode(self, rows: list[tuple[int, bytes]]) -> list[Any]:
+        """Spool rows → broker items; a row that does not decode is quarantined, not retried."""
+        from_spool = self._batches.from_spool
+        batch: list[Any] = []
+        bad: list[int] = []
+        for row_id, body in rows:
+            try:
+                batch.append(from_spool(body))
+            except (ValueError, TypeError) as exc:
+                bad.append(row_id)
+                log.error(  # noqa: TRY400 - the reason is the whole story
+                    "spool row %d cannot be decoded (%s): kept apart in the spool's quarantine "
+                    "table",
+                    row_id,
+                    exc,
+                )
+        if bad:
+            self._spool.quarantine(bad, "the row does not decode")
+            self._stats.spool_quarantined = self._spool.quarantined
+            return []  # peek again: the rows left are the batch, in order
+        return batch
 
     def _try_publish(self, batch: list[Any]) -> bool:
         try:
@@ -360,16 +280,19 @@ class Publisher:
                 # Retry publishing the head so the spool can shrink; never drop the batch.
                 if self._try_publish(batch):
                     self._stats.events_enqueued += len(batch)
+                    self.watermark.handed_off(len(batch))
                     return
                 if self._stop.wait(1.0) and self._thread is not threading.current_thread():
                     log.critical("stopping with %d events that fit nowhere", len(batch))
                     return
                 continue
             self._stats.events_spooled += len(batch)
+            self.watermark.handed_off(len(batch))
             return
 
     def _drain_memory(self, limit: int | None) -> list[Any]:
         items = self._items
         count = len(items) if limit is None else min(limit, len(items))
         popleft = items.popleft
-        return [popleft() for _ in range(count)]
+        taken = self._in_hand = [popleft() for _ in range(count)]
+        return taken

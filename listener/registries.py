@@ -1,4 +1,9 @@
-"""HA's area, device and entity registries, kept in Redis for the workers' enrichment."""
+"""HA's area, device and entity registries, kept in Redis for the workers' enrichment.
+
+A registry change announced by HA is fetched again by a task, after a short debounce: the
+reader must never await a command, whose reply only that same reader can read (a user editing
+areas sends a burst of events, and one fetch per registry covers the burst).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,9 @@ UPDATE_EVENTS: dict[str, str] = {
 
 Call = Callable[[str], Awaitable[Any]]
 
+DEBOUNCE_S = 0.5
+"""How long after a registry change to fetch it: a burst of changes costs one fetch."""
+
 
 class RegistryStore:
     """Fetches registries from HA and stores each as the JSON list HA returned."""
@@ -41,6 +49,7 @@ class RegistryStore:
 
     async def refresh(self, call: Call, names: list[str] | None = None) -> None:
         """Fetch the named registries (all by default); a failure is logged, never fatal."""
+        stored = False
         for name in names or list(REGISTRIES):
             try:
                 items = await call(REGISTRIES[name])
@@ -58,8 +67,71 @@ class RegistryStore:
                 log.warning("could not store HA's %s registry in Redis (%s)", name, exc)
                 continue
             self.fetched[name] = len(items)
+            stored = True
+        if stored:
+            try:
+                await asyncio.to_thread(self._bump_version)
+            except redis.RedisError as exc:
+                log.warning("could not tell the workers HA's registries changed (%s)", exc)
         if self.fetched:
             log.info(
                 "registries stored: %s",
                 ", ".join(f"{n} {c}" for n, c in sorted(self.fetched.items())),
             )
+
+    def _bump_version(self) -> None:
+        """Workers re-read the registries when this changes (within a second)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.incr(self._keys.registry_version())
+        pipe.expire(self._keys.registry_version(), REGISTRY_TTL_S)
+        pipe.execute()
+
+
+class RegistryRefresher:
+    """Fetches registries HA announced as changed, from a task of its own, debounced.
+
+    `changed` is the reader's control handler: it only notes the registry and makes sure a
+    refresh task runs. `current_call` gives the live connection's `call` (None while
+    disconnected: the next connection fetches every registry anyway).
+    """
+
+    def __init__(
+        self,
+        store: RegistryStore,
+        current_call: Callable[[], Call | None],
+        *,
+        on_refreshed: Callable[[], None] | None = None,
+        debounce: float = DEBOUNCE_S,
+    ) -> None:
+        self._store = store
+        self._current_call = current_call
+        self._on_refreshed = on_refreshed
+        self._debounce = debounce
+        self._dirty: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def changed(self, event: dict[str, Any]) -> None:
+        """HA announced a registry change: fetch that registry soon, never now."""
+        kind = event.get("event_type")
+        name = UPDATE_EVENTS.get(kind) if isinstance(kind, str) else None
+        if name is None:
+            return
+        self._dirty.add(name)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="registry-refresh")
+
+    async def _run(self) -> None:
+        while self._dirty:
+            await asyncio.sleep(self._debounce)
+            names = sorted(self._dirty)
+            self._dirty.clear()
+            call = self._current_call()
+            if call is None:
+                return
+            await self._store.refresh(call, names)
+            if self._on_refreshed is not None:
+                self._on_refreshed()
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

@@ -7,31 +7,32 @@ connect to HA; on SIGTERM/SIGINT unsubscribe, flush memory to the broker or the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import json
 import logging
 import signal
 import time
-from datetime import datetime
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 
 from config.redis_keys import RedisKeys
-from config.settings import Settings
+from config.settings import Settings, SettingsError, load_settings
 from core.backoff import exponential_backoff
 from core.ha_event import parse_ha_time
 from core.task_message import Source, TaskMessage
 from listener import protocol
-from listener.backfill import gap_start, history_request, states_from_history
+from listener.auth_gate import AuthGate
+from listener.backfill import OVERLAP_S, gap_start
+from listener.data_dir_lock import DataDirLock
+from listener.gap_filler import BackfillCursor, BackfillFailed, BackfillLimits, GapFiller
 from listener.ha_client import HAClient, HAConnection
 from listener.health_server import HealthServer
 from listener.health_view import HealthView
+from listener.listener_memory import CURSOR_FILE, STATE_FILE, ListenerMemory
 from listener.listener_stats import ListenerStats
 from listener.publisher import Publisher, celery_publisher
-from listener.registries import UPDATE_EVENTS, RegistryStore
+from listener.registries import UPDATE_EVENTS, Call, RegistryRefresher, RegistryStore
 from listener.spool import Spool
 from listener.state_reporter import StateReporter
 
@@ -53,25 +54,6 @@ def state_event(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class ListenerMemory:
-    """What a listener must remember across restarts: the time of the last event it saw."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-
-    def last_event_time(self) -> Any:
-        try:
-            return json.loads(self._path.read_text(encoding="utf-8")).get("last_event_time")
-        except (OSError, ValueError, AttributeError):
-            return None
-
-    def save(self, last_event_time: Any) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"last_event_time": last_event_time}), encoding="utf-8")
-        temporary.replace(self._path)
-
-
 class Listener:
     """One listener: reads HA, hands every event to the publisher with the §3.1 envelope."""
 
@@ -81,15 +63,33 @@ class Listener:
         self._seq = itertools.count(1)
         self._snapshot_done = False
         self._last_event_time: Any = None
-        self._memory = ListenerMemory(settings.data_dir / "listener-state.json")
-        # Where the next gap starts: the last event seen before the connection was lost, or,
-        # at start, the last event a previous run saw (None on the very first start).
-        self._gap_from: Any = self._memory.last_event_time()
+        # First of all: a second listener on this DATA_DIR stops here (DataDirBusy).
+        self._lock = DataDirLock(settings.data_dir)
+        self._memory = ListenerMemory(settings.data_dir / STATE_FILE)
+        # Where the next gap starts: the last event received before the connection was lost
+        # (this process still holds what it received), or, at start, the newest event a
+        # previous run durably handed off (None on the very first start).
+        self._gap_from: Any = self._memory.handed_off_through()
         self._backfill_tasks: set[asyncio.Task[None]] = set()
+        self._cursor = BackfillCursor(settings.data_dir / CURSOR_FILE)
+        self._filler = GapFiller(
+            self._cursor,
+            self._enqueue_backfilled,
+            lambda ticket: self.publisher.watermark.is_durable(ticket),
+            BackfillLimits(
+                window_s=settings.backfill_window,
+                entities_per_request=settings.backfill_entities_per_request,
+                reply_timeout=settings.backfill_reply_timeout,
+                retries=settings.backfill_retries,
+            ),
+        )
         keys = RedisKeys(settings.redis_prefix)
         self._redis = redis.Redis.from_url(settings.state_redis_url(), socket_timeout=5)
         self._health_view = HealthView(settings, self.stats)
         self.registries = RegistryStore(self._redis, keys)
+        self.refresher = RegistryRefresher(
+            self.registries, self._current_call, on_refreshed=self._count_refresh
+        )
         self.spool = Spool(
             settings.data_dir / "spool" / "events.sqlite3",
             max_bytes=settings.spool_max_mb * 1024 * 1024,
@@ -109,7 +109,7 @@ class Listener:
             settings.ha_event_types,
             self.on_event,
             self.stats,
-            control_events=dict.fromkeys(UPDATE_EVENTS, self.on_registry_updated),
+            control_events=dict.fromkeys(UPDATE_EVENTS, self.refresher.changed),
             on_connected=self.on_connected,
             on_disconnected=self.on_disconnected,
             heartbeat_interval=settings.ha_heartbeat_interval,
@@ -117,6 +117,8 @@ class Listener:
             backoff=lambda: exponential_backoff(
                 initial=settings.ha_reconnect_initial_delay, cap=settings.ha_reconnect_max_delay
             ),
+            auth_gate=AuthGate(settings.data_dir),
+            max_frame_bytes=settings.ha_max_frame_mb * 1024 * 1024,
         )
 
     async def on_event(self, event: dict[str, Any], source: Source = "live") -> None:
@@ -127,24 +129,31 @@ class Listener:
             stats.events_by_type[str(event.get("event_type"))] += 1
             stats.count_entity(event)
             stats.last_event_at = time.time()
-            self._last_event_time = event.get("time_fired")
+            mark = self._last_event_time = event.get("time_fired")
+        else:
+            mark = None
         message = TaskMessage(event, time.time(), source, next(self._seq)).to_json()
         # Memory and spool both full (the spool's disk is full): stop reading until there is
         # room; HA may drop us, and the backfill after reconnecting fills the gap.
-        while not self.publisher.submit(message):  # noqa: ASYNC110 - the room is made by a thread
+        while not self.publisher.submit(message, mark):  # noqa: ASYNC110 - the room is made by a thread
             await asyncio.sleep(0.05)
+        # Also set here: the publisher thread sets it between steps, and a hung publish
+        # would leave /health showing an empty memory that is filling up.
+        stats.memory_queue_depth = self.publisher.backlog
 
-    async def on_registry_updated(self, event: dict[str, Any]) -> None:
-        """HA changed a registry: fetch it again for the workers' enrichment."""
+    def _current_call(self) -> Call | None:
         connection = self.client.connection
-        name = UPDATE_EVENTS.get(str(event.get("event_type")))
-        if connection is not None and name is not None:
-            await self.registries.refresh(connection.call, [name])
+        return None if connection is None else connection.call
+
+    def _count_refresh(self) -> None:
+        self.stats.registry_refreshes += 1
 
     async def on_connected(self, connection: HAConnection) -> None:
         """After subscribing: registries, then the snapshot (first start) and the gap backfill.
 
         Subscribing comes first, so nothing falls between the history read and live events.
+        The backfill runs as a task: it may take minutes, and heartbeats and a lost connection
+        must not wait for it.
         """
         await self.registries.refresh(connection.call)
         states = await connection.call("get_states", reply_timeout=60.0) or []
@@ -155,23 +164,31 @@ class Listener:
             self.stats.snapshot_states += len(states)
             self._snapshot_done = True
             log.info("snapshot: enqueued the %d current states", len(states))
-        last_seen = parse_ha_time(self._gap_from)
-        if last_seen is None:
+        start = self._gap_start()
+        if start is None:
             return
         entity_ids = sorted({str(s.get("entity_id")) for s in states})
         if not await self._history_available(connection):
             return
-        await self._backfill(connection, last_seen, entity_ids)
-        # HA's recorder commits every few seconds: changes from just before the reconnect may
-        # not be readable yet, so ask again once a commit interval has passed.
         task = asyncio.create_task(
-            self._backfill_later(connection, last_seen, entity_ids), name="backfill-again"
+            self._backfill(connection, start, entity_ids), name="gap-backfill"
         )
         self._backfill_tasks.add(task)
         task.add_done_callback(self._backfill_tasks.discard)
 
+    def _gap_start(self) -> datetime | None:
+        """The earliest of the last event seen and an unfinished backfill's cursor."""
+        candidates = [parse_ha_time(self._gap_from)]
+        pending = self._cursor.load()
+        if pending is not None:
+            candidates.append(pending[0])
+        known = [moment for moment in candidates if moment is not None]
+        return gap_start(min(known)) if known else None
+
     def on_disconnected(self) -> None:
         """The gap starts at the last event this connection delivered."""
+        for task in list(self._backfill_tasks):
+            task.cancel()  # its cursor stays: the next connection starts from there
         if self._last_event_time is not None:
             self._gap_from = self._last_event_time
 
@@ -190,40 +207,60 @@ class Listener:
             )
         return available
 
-    async def _backfill(
-        self, connection: HAConnection, last_seen: datetime, entity_ids: list[str]
-    ) -> None:
-        start = gap_start(last_seen)
-        try:
-            result = await connection.call(
-                "history/history_during_period",
-                reply_timeout=120.0,
-                **history_request(start, entity_ids),
-            )
-        except protocol.CommandFailed as exc:
-            log.warning("could not read HA's history to fill the gap: %s", exc)
-            return
-        count = 0
-        for state in states_from_history(result or {}):
-            await self.on_event(state_event(state), source="backfill")
-            count += 1
-        self.stats.backfilled_states += count
-        log.info("backfill: enqueued %d state changes since %s", count, start.isoformat())
+    async def _enqueue_backfilled(self, state: dict[str, Any]) -> int:
+        await self.on_event(state_event(state), source="backfill")
+        self.stats.backfilled_states += 1
+        return self.publisher.watermark.submitted_count - 1
 
-    async def _backfill_later(
-        self, connection: HAConnection, last_seen: datetime, entity_ids: list[str]
+    async def _backfill(
+        self, connection: HAConnection, start: datetime, entity_ids: list[str]
     ) -> None:
-        await asyncio.sleep(self.settings.ha_recorder_commit_interval + 1.0)
-        if self.client.connection is connection:
-            with contextlib.suppress(Exception):
-                await self._backfill(connection, last_seen, entity_ids)
+        """Fill [start, now] window by window; then, a commit interval later, its newest end.
+
+        HA's recorder commits every few seconds: changes from just before the reconnect may
+        not be readable yet, so the last stretch is asked again (overlap is harmless).
+        """
+        end = datetime.now(UTC) + timedelta(seconds=OVERLAP_S)
+        commit_s = self.settings.ha_recorder_commit_interval
+        try:
+            count = await self._filler.fill(connection.call, start, end, entity_ids, track=True)
+            log.info("backfill: enqueued %d state changes since %s", count, start.isoformat())
+            await asyncio.sleep(commit_s + 1.0)
+            again = max(start, end - timedelta(seconds=commit_s + 2 * OVERLAP_S + 1.0))
+            count = await self._filler.fill(connection.call, again, end, entity_ids, track=False)
+            log.info("backfill: enqueued %d state changes since %s", count, again.isoformat())
+        except BackfillFailed as exc:
+            log.warning(
+                "could not read HA's history to fill the gap: %s; the next connection starts "
+                "again from the saved cursor",
+                exc,
+            )
+        except ConnectionError:
+            log.info("the connection was lost during the backfill; the next one resumes it")
 
     async def _remember(self) -> None:
-        """Keep the last event time on disk, so a restarted listener knows its gap."""
+        """Keep the durable watermark on disk, so a restarted listener knows its gap.
+
+        Only what is in the broker or the spool counts: events still in memory die with a
+        SIGKILLed process, and the restart's backfill must reach back to them.
+        """
+        watermark = self.publisher.watermark
         while True:
             await asyncio.sleep(2.0)
-            if self._last_event_time is not None:
-                await asyncio.to_thread(self._memory.save, self._last_event_time)
+            await asyncio.to_thread(self._memory.save, watermark.value)
+
+    def _reload_token(self) -> None:
+        """SIGHUP: read HA_TOKEN_FILE (or HA_TOKEN) again and log in with it at once."""
+        try:
+            token = load_settings().ha_token_value()
+        except (SettingsError, OSError) as exc:
+            log.error("SIGHUP: could not read the token again (%s); keeping the old one", exc)  # noqa: TRY400
+            return
+        if not token:
+            log.error("SIGHUP: HA_TOKEN and HA_TOKEN_FILE give no token; keeping the old one")
+            return
+        log.info("SIGHUP: token read again; logging in with it")
+        self.client.replace_token(token)
 
     def health(self) -> dict[str, Any]:
         return self._health_view.report()
@@ -237,6 +274,7 @@ class Listener:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.client.stop()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_token)
         self.publisher.start()
         reporter.start()
         health.start()
@@ -259,16 +297,18 @@ class Listener:
             code = EXIT_AUTH_INVALID
         finally:
             remember.cancel()
+            self.refresher.cancel()
             for task in list(self._backfill_tasks):
                 task.cancel()
-            if self._last_event_time is not None:
-                self._memory.save(self._last_event_time)
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
             await asyncio.to_thread(self.publisher.stop)
+            # After the flush: what memory held is in the broker or the spool now.
+            self._memory.save(self.publisher.watermark.value)
             health.stop()
             reporter.stop()
             reporter.log_summary()
             self.spool.close()
+            self._lock.release()
         log.info("listener stopped")
         return code

@@ -1,7 +1,8 @@
 """Enrichment's Redis half: HA's registries as the listener stored them, and tags per entity.
 
 The listener stores each registry in Redis as the JSON list HA's `config/*_registry/list`
-returns. A worker reads them at most once per TTL (`RegistryCache`) and turns an entity id into
+returns, and increments a version key. A worker reads them again when that version changed
+(looked at once a second) or at least once per TTL (`RegistryCache`) and turns an entity id into
 tags with the pure steps of core/enrichment.py (`Enrichment`), caching the tags per entity until
 the registries are read again. Redis failing only means the last registries are kept.
 """
@@ -26,7 +27,8 @@ _MAX_CACHED_ENTITIES: Final = 16_384
 
 
 class RegistryCache:
-    """The registries from Redis, read again at most once per `ttl` seconds.
+    """The registries from Redis: read again when the listener says they changed (its version
+    key, looked at most once per `check_every` seconds: one GET), and at least once per `ttl`.
 
     When Redis cannot be read the previous registries are kept: stale tags beat none.
     """
@@ -37,30 +39,48 @@ class RegistryCache:
         keys: RedisKeys,
         *,
         ttl: float = 60.0,
+        check_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = client
         self._names = [keys.registry(kind) for kind in REGISTRY_KINDS]
+        self._version_key = keys.registry_version()
         self._ttl = ttl
+        self._check_every = check_every
         self._clock = clock
         self._registries = Registries()
         self._expires = float("-inf")
+        self._next_check = float("-inf")
+        self._stored_version: bytes | None = None
         self.version = 0
         """Incremented on every reload, so users of the registries can drop derived caches."""
 
     def get(self) -> Registries:
         now = self._clock()
         if now >= self._expires:
-            self._expires = now + self._ttl
-            self._reload()
+            self._reload(now)
+        elif now >= self._next_check:
+            self._next_check = now + self._check_every
+            if self._listener_version() != self._stored_version:
+                self._reload(now)
         return self._registries
 
-    def _reload(self) -> None:
+    def _listener_version(self) -> bytes | None:
         try:
-            raw = self._redis.mget(self._names)
+            value = self._redis.get(self._version_key)
+        except redis.RedisError:
+            return self._stored_version  # the reload on expiry says what is wrong
+        return value if isinstance(value, bytes) else None
+
+    def _reload(self, now: float) -> None:
+        self._expires = now + self._ttl
+        self._next_check = now + self._check_every
+        try:
+            version, *raw = self._redis.mget([self._version_key, *self._names])
         except redis.RedisError as exc:
             log.warning("cannot read HA's registries from Redis (%s); keeping the last ones", exc)
             return
+        self._stored_version = version if isinstance(version, bytes) else None
         lists = [_parse(value, kind) for value, kind in zip(raw, REGISTRY_KINDS, strict=True)]
         self._registries = Registries.from_lists(*lists)
         self.version += 1

@@ -14,7 +14,7 @@ import json
 import random
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final, NamedTuple
@@ -115,6 +115,8 @@ class RegistryEntry:
     area_id: str | None
     config_entry_id: str | None
     has_entity_name: bool
+    name: str | None = None
+    """The user's name for the entity (set in HA's settings), None until they give one."""
 
 
 AREAS: Final = (
@@ -713,6 +715,7 @@ class Home:
             total += entity.weight
             self._cum_weights.append(total)
 
+        self.areas: list[Area] = list(AREAS)
         self.devices: list[Device] = []
         self.registry: list[RegistryEntry] = []
         self._build_registries(pairs, ids)
@@ -840,7 +843,7 @@ class Home:
     def area_registry(self) -> list[JSON]:
         return [
             {"aliases": [], "area_id": a.area_id, "icon": None, "name": a.name, "picture": None}
-            for a in AREAS
+            for a in self.areas
         ]
 
     def device_registry(self) -> list[JSON]:
@@ -881,7 +884,7 @@ class Home:
                 "icon": None,
                 "id": e.registry_id,
                 "labels": [],
-                "name": None,
+                "name": e.name,
                 "options": {},
                 "original_name": e.original_name,
                 "platform": e.platform,
@@ -890,6 +893,20 @@ class Home:
             }
             for e in self.registry
         ]
+
+    def create_area(self, area_id: str, name: str) -> None:
+        """What a user does in HA's settings: a new area."""
+        if any(a.area_id == area_id for a in self.areas):
+            raise ValueError(f"area {area_id!r} exists already")
+        self.areas.append(Area(area_id, name))
+
+    def update_entity(self, entity_id: str, *, name: str | None, area_id: str | None) -> None:
+        """A user renames an entity and puts it in an area (None: its device's area)."""
+        for index, entry in enumerate(self.registry):
+            if entry.entity_id == entity_id:
+                self.registry[index] = replace(entry, name=name, area_id=area_id)
+                return
+        raise KeyError(f"{entity_id} is not in the entity registry")
 
     # --- internals ---
 

@@ -27,7 +27,14 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from devtools.simulator.entities import JSON, Home, StateChange, encode_json, us_from_datetime
+from devtools.simulator.entities import (
+    JSON,
+    Home,
+    StateChange,
+    encode_json,
+    iso_from_us,
+    us_from_datetime,
+)
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +207,12 @@ def _parse_datetime(text: str) -> int | None:
 # --- one client --------------------------------------------------------------------------
 
 
+class _RawFrame(str):
+    """A frame a fault test queued exactly as given: it is never coalesced with others."""
+
+    __slots__ = ()
+
+
 class _Client:
     """An authenticated connection: HA's ActiveConnection plus its outgoing queue.
 
@@ -228,6 +241,7 @@ class _Client:
         self._pending_peak = pending_peak
         self._pending_peak_time = pending_peak_time
         self._queue: deque[str] = deque()
+        self._raw_pending = 0
         self._wakeup = asyncio.Event()
         self.idle = asyncio.Event()  # set while nothing waits to be written
         self.idle.set()
@@ -247,6 +261,8 @@ class _Client:
         """Queue a message (HA's _send_message); never blocks the caller."""
         if self.closing:
             return
+        if isinstance(message, _RawFrame):
+            self._raw_pending += 1
         queue = self._queue
         before = len(queue)
         if before >= self._max_pending:
@@ -289,6 +305,7 @@ class _Client:
         self._on_cut()
         self.abort()
         self._queue.clear()
+        self._raw_pending = 0
         self._closer = asyncio.create_task(self.ws.close(), name="ha-simulator-cut")
 
     async def _write_loop(self) -> None:
@@ -303,11 +320,18 @@ class _Client:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
-                if len(queue) > 1 and self.can_coalesce:
+                if len(queue) > 1 and self.can_coalesce and not self._raw_pending:
                     frame = "[" + ",".join(queue) + "]"
                     queue.clear()
+                elif len(queue) > 1 and self.can_coalesce and not isinstance(queue[0], _RawFrame):
+                    batch = []
+                    while queue and not isinstance(queue[0], _RawFrame):
+                        batch.append(queue.popleft())
+                    frame = batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
                 else:
                     frame = queue.popleft()
+                    if isinstance(frame, _RawFrame):
+                        self._raw_pending -= 1
                 await send(frame)
         except ConnectionClosed:
             return
@@ -330,7 +354,12 @@ class HASimulator:
 
     Counters: `events_emitted`, `clients_connected` (authenticated connections accepted in
     total), `auth_failures` (auth_invalid answers sent), `clients_cut` (dropped for not
-    keeping up with pending messages).
+    keeping up with pending messages), `registry_events` (registry-updated events fired by
+    `create_area` and `update_entity`, the edits a user makes in HA's settings),
+    `history_requests` (history/history_during_period commands received).
+    `past_hours`/`past_events` give the recorder a history from before the simulator started
+    (a night without a listener); `leave_history_unanswered` makes chosen history requests
+    time out.
     """
 
     def __init__(
@@ -350,6 +379,8 @@ class HASimulator:
         pending_peak_time: float = PENDING_MSG_PEAK_TIME,
         history_size: int | None = None,
         recorder_commit_interval: float = 0.0,
+        past_hours: float = 0.0,
+        past_events: int = 0,
     ) -> None:
         if not token:
             raise ValueError("token must not be empty")
@@ -367,13 +398,22 @@ class HASimulator:
         self._max_pending = max_pending
         self._pending_peak = pending_peak
         self._pending_peak_time = pending_peak_time
+        now_us = time.time_ns() // 1000
+        self._past_from_us = now_us - int(past_hours * 3_600_000_000)
+        self._past_events = past_events
         self._home = Home(
-            entities, seed=seed, now_us=time.time_ns() // 1000, history_size=history_size
+            entities,
+            seed=seed,
+            now_us=self._past_from_us,
+            history_size=history_size or (max(1_000, past_events) if past_events else None),
         )
         self.events_emitted = 0
         self.clients_connected = 0
         self.auth_failures = 0
         self.clients_cut = 0
+        self.registry_events = 0
+        self.history_requests = 0
+        self._unanswered_history: set[int] = set()
         self._answer_pings = True
         self._accepting = True
         self._commit_interval_us = int(recorder_commit_interval * 1_000_000)
@@ -458,6 +498,7 @@ class HASimulator:
         if self._server is not None:
             raise RuntimeError("the simulator is already started")
         self._open_record()
+        self._record_the_past()
         self._server = await serve(
             self._handle,
             self.host,
@@ -522,14 +563,53 @@ class HASimulator:
         self._accepting = accepting
 
     def send_raw(self, frame: str) -> None:
-        """Queue a frame exactly as given to every authenticated client (malformed ones too)."""
+        """Queue a frame exactly as given to every authenticated client (malformed ones too).
+
+        It goes out as a frame of its own, never coalesced with other messages.
+        """
         for client in self._clients:
-            client.send(frame)
+            client.send(_RawFrame(frame))
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if not self._accepting:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "503: Service Unavailable")
         return _only_websocket_path(connection, request)
+
+    def create_area(self, area_id: str, name: str) -> None:
+        """A user creates an area: the registry changes and `area_registry_updated` fires."""
+        self._home.create_area(area_id, name)
+        self._registries.pop("areas", None)
+        self._fire("area_registry_updated", {"action": "create", "area_id": area_id})
+
+    def update_entity(self, entity_id: str, *, name: str | None, area_id: str | None) -> None:
+        """A user renames an entity (and moves it): `entity_registry_updated` fires."""
+        self._home.update_entity(entity_id, name=name, area_id=area_id)
+        self._registries.pop("entities", None)
+        changes = {"name": None, "area_id": None}
+        self._fire(
+            "entity_registry_updated",
+            {"action": "update", "entity_id": entity_id, "changes": changes},
+        )
+
+    def _fire(self, event_type: str, data: JSON) -> None:
+        """An event of `event_type` to every subscription to it (or to all events)."""
+        now_us = time.time_ns() // 1000
+        event = encode_json(
+            {
+                "event_type": event_type,
+                "data": data,
+                "origin": "LOCAL",
+                "time_fired": iso_from_us(now_us),
+                "context": {"id": f"{now_us:026x}", "parent_id": None, "user_id": None},
+            }
+        )
+        self.registry_events += 1
+        for client in self._clients:
+            if client.closing:
+                continue
+            for sub_id, subscribed in client.subscriptions.items():
+                if subscribed is None or subscribed == event_type:
+                    client.send(f'{{"type":"event","event":{event},"id":{sub_id}}}')
 
     def set_answer_pings(self, answer: bool) -> None:
         """When False, pings get no pong but the connection stays open (a hung HA)."""
@@ -716,7 +796,32 @@ class HASimulator:
             f'{{"id":{msg_id},"type":"result","success":true,"result":{self._registries[name]}}}'
         )
 
+    def leave_history_unanswered(self, request_numbers: set[int]) -> None:
+        """The history requests with these numbers (1 = the first ever) get no reply at all.
+
+        What a client sees when HA's recorder is too slow for its reply timeout.
+        """
+        self._unanswered_history = set(request_numbers)
+
+    def _record_the_past(self) -> None:
+        """`past_events` changes spread over the `past_hours` before now, once: what HA's
+        recorder holds from a night no listener was running. They go to the record file (HA
+        had them) but to no client."""
+        count, self._past_events = self._past_events, 0
+        if not count:
+            return
+        first_us = self._past_from_us + 60_000_000
+        span_us = time.time_ns() // 1000 - 1_000_000 - first_us
+        changes = [self._home.step(first_us + span_us * i // count) for i in range(count)]
+        if self._record is not None:
+            self._record.write("".join([change.json + "\n" for change in changes]))
+            self._record.flush()
+
     def _history_during_period(self, client: _Client, msg: JSON) -> None:
+        self.history_requests += 1
+        self._notify()
+        if self.history_requests in self._unanswered_history:
+            return
         start_us = _parse_datetime(msg["start_time"])
         if start_us is None:
             client.send(error_message(msg["id"], "invalid_start_time", "Invalid start_time"))

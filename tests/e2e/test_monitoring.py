@@ -329,8 +329,8 @@ def test_influxdb_refusing_writes_then_dead_letters(stack: Stack, tmp_path: Path
 
 
 def test_a_rejected_token(stack: Stack, tmp_path: Path) -> None:
-    """A second installation (its own key prefix) whose token HA refuses: the listener stops
-    at once, and `status` says what to do."""
+    """A second installation (its own key prefix) whose token HA refuses: the listener stays
+    up without retrying (HA bans addresses after failed logins), and `status` says what to do."""
     env = stack.env(
         HA_TOKEN="not-the-token",
         REDIS_PREFIX="rejected:",
@@ -338,13 +338,28 @@ def test_a_rejected_token(stack: Stack, tmp_path: Path) -> None:
         DATA_DIR=str(tmp_path / "data"),
     )
     listener = AppProcess("rejected", listener_argv(), env, tmp_path).start()
-    assert listener.wait(30) == 3, listener.log_text()
-    done = subprocess.run(
-        [str(BIN / "ha-ingestor"), "status"], env=env, capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == 2
-    assert "Home Assistant rejected the token (auth_invalid)" in done.stdout
-    assert "set HA_TOKEN" in done.stdout
+    try:
+
+        def status_says_auth_invalid() -> subprocess.CompletedProcess[str] | None:
+            done = subprocess.run(
+                [str(BIN / "ha-ingestor"), "status"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            return done if "(auth_invalid)" in done.stdout else None
+
+        done = wait_until(status_says_auth_invalid, 30, 0.5, "auth_invalid in `status`")
+        assert done is not None
+        assert done.returncode == 2
+        assert "Home Assistant rejected the token (auth_invalid)" in done.stdout
+        assert "HA_TOKEN" in done.stdout
+        assert "SIGHUP" in done.stdout
+        assert listener.proc is not None
+        assert listener.proc.poll() is None, "it stays up, unhealthy, instead of exiting"
+    finally:
+        listener.stop()
 
 
 def test_home_assistant_gone(stack: Stack) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import subprocess
 import urllib.error
 import urllib.parse
@@ -22,8 +21,8 @@ from typing import Any
 import pytest
 import redis
 
-from devtools.local_servers import InfluxDBServer, RedisServer, VictoriaMetricsServer, free_port
-from tests.helpers import wait_until
+from devtools.local_servers import InfluxDBServer, VictoriaMetricsServer, free_port
+from tests.helpers import PasswordRedis, wait_until
 from tests.processes import BIN, AppProcess, app_env, beat_argv, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
 
@@ -37,21 +36,6 @@ FLOWER_PW = "SECRET-flower-pw-1a8c3f"
 WRONG_HA_TOKEN = "SECRET-wrong-ha-token-6e2b9d"
 WRONG_INFLUX_PW = "SECRET-wrong-influx-pw-7f4c1a"
 SECRETS = (HA_TOKEN, BROKER_PW, INFLUX_PW, INFLUX_TOKEN, FLOWER_PW, WRONG_HA_TOKEN, WRONG_INFLUX_PW)
-
-
-class PasswordRedis(RedisServer):
-    """redis-server --requirepass: ready once it answers, if only to ask for the password."""
-
-    def __init__(self, data_dir: Path, password: str) -> None:
-        super().__init__(data_dir, extra_args=["--requirepass", password])
-
-    def _probe(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-                return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
-        except OSError:
-            return False
 
 
 def forms(secret: str) -> list[bytes]:
@@ -198,7 +182,18 @@ def test_no_secret_appears_anywhere(tmp_path: Path, victoria_server: VictoriaMet
         )
         rejected = AppProcess("rejected-listener", listener_argv(), wrong_env, tmp_path).start()
         processes.append(rejected)
-        assert rejected.wait(30) == 3
+        # It stays up, unhealthy, without retrying: its health and status carry the refusal.
+        wait_until(
+            lambda: "Home Assistant rejected the token" in rejected.log_text(),
+            30,
+            0.2,
+            "the refused login in the log",
+        )
+        wrong_health = f"http://127.0.0.1:{wrong_env['HEALTH_PORT']}"
+        outputs["/health (rejected)"] = http(f"{wrong_health}/health")
+        outputs["/metrics (rejected)"] = http(f"{wrong_health}/metrics")
+        outputs["status (rejected)"] = run([str(BIN / "ha-ingestor"), "status"], wrong_env)
+        assert b"auth_invalid" in outputs["/health (rejected)"]
         outputs["check (wrong token and password)"] = run(
             [str(BIN / "ha-ingestor"), "check"], wrong_env
         )
@@ -236,7 +231,7 @@ def test_no_secret_appears_anywhere(tmp_path: Path, victoria_server: VictoriaMet
         broker.stop()
     for process in processes:
         outputs[f"log of {process.name}"] = process.log_path.read_bytes()
-    for file in (tmp_path / "data").rglob("*"):
+    for file in [*(tmp_path / "data").rglob("*"), *(tmp_path / "wrong").rglob("*")]:
         if file.is_file():
             outputs[f"file {file.name}"] = file.read_bytes()
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from config.redis_keys import RedisKeys
 from devtools.local_servers import RedisServer
 from tests.expectations import ha_states
 from tests.helpers import InfluxDatabase, wait_until
+from tests.processes import AppProcess, listener_argv
 from tests.sim_thread import SimulatorThread
 from tests.stack import TOKEN, Stack, assert_everything_landed
 from tests.tcp_proxy import SlowProxy
@@ -43,23 +48,50 @@ def _written(url: str) -> int:
         return 0
 
 
-def test_a_wrong_token_stops_the_listener_at_once(
+def test_a_wrong_token_stops_the_retries_not_the_process(
     tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
 ) -> None:
+    """Issue 13 item 5: up and unhealthy; 5 restarts cost 1 failed login; SIGHUP recovers."""
     sim = SimulatorThread(token=TOKEN).start()
     stack = Stack(tmp_path, sim, redis_url, influx_db)
+    token_file = tmp_path / "ha-token"
+    token_file.write_text("wrong-token-4242\n", encoding="utf-8")
+    env = {k: v for k, v in stack.env(HA_TOKEN_FILE=str(token_file)).items() if k != "HA_TOKEN"}
     try:
-        listener = stack.start_listener(HA_TOKEN="wrong-token-4242")
-        code = listener.wait(5)
+        for restart in range(6):  # the first start, then 5 restarts by a process manager
+            listener = AppProcess("listener", listener_argv(), env, tmp_path).start()
+            stack.processes.append(listener)
+            wait_until(
+                lambda: _state(stack) == "auth_invalid", 20, message=f"auth_invalid ({restart})"
+            )
+            health = stack.health()
+            assert health["status"] == "unhealthy"
+            assert [c["code"] for c in health["checks"]][:1] == ["auth_invalid"]
+            assert "SIGHUP" in health["reasons"][0]
+            assert health["listener"]["auth_retry_at"] is not None
+            assert listener.running(), "the process stays up"
+            if restart < 5:
+                assert listener.stop() == 0
+        failed_logins = sim.do(lambda: sim.sim.auth_failures)
+        assert failed_logins == 1, f"{failed_logins} failed logins for 6 starts"
         log = listener.log_text()
-        assert code != 0
-        assert "HA_TOKEN" in log
-        assert "auth_invalid" in log
-        assert sim.do(lambda: sim.sim.auth_failures) == 1, "no second attempt"
         assert "wrong-token-4242" not in log
+        token_file.write_text(TOKEN, encoding="utf-8")
+        listener.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        stack.wait_subscribed()
+        assert sim.do(lambda: sim.sim.auth_failures) == 1
+        assert not (tmp_path / "data" / "auth-refused.json").exists()
+        print(f"auth_invalid: 6 starts, {failed_logins} failed login; SIGHUP logged in again")
     finally:
         stack.stop()
         sim.stop()
+
+
+def _state(stack: Stack) -> str | None:
+    try:
+        return str(stack.health()["connection"]["state"])
+    except OSError:
+        return None
 
 
 def test_a_silent_ha_is_detected_by_the_heartbeat(
@@ -153,6 +185,71 @@ def test_a_killed_listener_drains_its_spool_and_fills_its_gap_on_restart(
         health = stack.health()
         assert health["listener"]["spool_depth"] == 0
     finally:
+        stack.stop()
+        sim.stop()
+
+
+def test_sigkill_while_the_broker_hangs_loses_nothing_held_in_memory(
+    tmp_path: Path, own_redis: RedisServer, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    """Issue 13 item 3: the gap starts at the newest event durably handed off.
+
+    The broker hangs (SIGSTOP: connections open, no answer), so events pile up in memory and
+    in a publish that does not return; SIGKILL then loses them all. The restart backfills from
+    the state file's watermark, older than every one of them, and the simulator's history
+    gives them back. A publish gives up after LISTENER_BROKER_TIMEOUT (5 s by default, then
+    memory goes to the spool): raised to 20 s here, so more than the 5 s overlap of the
+    backfill (which hid the loss before) is held in memory.
+    """
+    rate = 200
+    record = tmp_path / "sent.jsonl"
+    sim = SimulatorThread(
+        token=TOKEN, rate=rate, events=rate * 40, entities=30, record_path=record
+    ).start(paused=True)
+    stack = Stack(tmp_path, sim, own_redis.url, influx_db, FAST_REDELIVERY)
+    state_file = tmp_path / "data" / "listener-state.json"
+    hung = False
+    try:
+        initial = ha_states(sim.sim.url, TOKEN)
+        stack.start_worker()
+        # The listener's own state store stays up: only its broker hangs.
+        listener = stack.start_listener(REDIS_URL=redis_url, LISTENER_BROKER_TIMEOUT="20")
+        stack.wait_ready(len(initial))
+        sim.do(sim.sim.resume_events)
+        wait_until(lambda: _written(own_redis.url) >= 300, 20, message="events flowing")
+        assert own_redis.pid is not None
+        os.kill(own_redis.pid, signal.SIGSTOP)
+        hung = True
+        hung_at = time.monotonic()
+        wait_until(
+            lambda: stack.health()["listener"]["memory_queue_depth"] >= rate * 8,
+            20,
+            interval=0.2,
+            message="more than 5 s of events in memory",
+        )
+        held = stack.health()["listener"]["memory_queue_depth"]
+        received = stack.health()["subscription"]["total_events_received"]
+        listener.kill()
+        hung_s = time.monotonic() - hung_at
+        mark = json.loads(state_file.read_text())["handed_off_through"]
+        newest_sent = sim.do(lambda: sim.sim.home.last_timestamp_us) / 1e6
+        lag_s = newest_sent - datetime.fromisoformat(mark).timestamp()
+        assert lag_s > 5, "the saved mark is older than everything memory held"
+        emitted = sim.do(lambda: sim.sim.events_emitted)
+        wait_until(lambda: sim.do(lambda: sim.sim.events_emitted) >= emitted + 400, 10)
+        os.kill(own_redis.pid, signal.SIGCONT)
+        hung = False
+        stack.start_listener(REDIS_URL=redis_url)
+        sim.call(sim.sim.wait_done(), timeout=60)
+        expected, found = assert_everything_landed(influx_db, initial, record, 120)
+        print(
+            f"SIGKILL with the broker hung {hung_s:.1f} s: {held} events in memory of "
+            f"{received} received; saved mark {lag_s:.1f} s behind the newest sent; "
+            f"{expected} points expected, {found} found"
+        )
+    finally:
+        if hung and own_redis.pid is not None:
+            os.kill(own_redis.pid, signal.SIGCONT)
         stack.stop()
         sim.stop()
 
@@ -272,9 +369,15 @@ def test_malformed_frames_are_counted_and_skipped(
             '{"type": "event", "id": 2, "event": "not an object"}',
             '{"id": 99999, "type": "something_new", "payload": {}}',
             '{"type": "result", "id": "not-a-number", "success": true}',
+            "[" * 100_000,  # RecursionError in json: it once ended the process
+            '{"type": "event", "id": [2], "event": {"event_type": "state_changed"}}',
+            '{"type": "event", "id": 2, "event": {"event_type": ["state_changed"]}}',
+            '{"type": ["result"], "id": 1}',
         ):
             sim.do(sim.sim.send_raw, frame)
-        wait_until(lambda: stack.health()["listener"]["malformed_frames"] >= 4, 10)
+        wait_until(lambda: stack.health()["listener"]["malformed_frames"] >= 8, 10)
+        skipped = stack.health()["listener"]["skipped_messages"]
+        assert {"too_deep", "bad_event_type", "bad_type", "bad_id", "not_json"} <= set(skipped)
         # A frame beyond the size limit: the connection is dropped, never the process.
         sim.do(sim.sim.send_raw, '{"type": "event", "id": 2, "junk": "' + "x" * (65 << 20) + '"}')
         wait_until(lambda: "too big" in listener.log_text(), 20, message="the giant frame seen")
@@ -286,6 +389,89 @@ def test_malformed_frames_are_counted_and_skipped(
         log = listener.log_text()
         assert "frame is not JSON" in log
         assert "Traceback" not in log
+    finally:
+        stack.stop()
+        sim.stop()
+
+
+def test_a_night_is_backfilled_in_pages_through_a_timeout_and_a_kill(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    """Issue 13 item 2: a 3-hour gap whose history passes the (lowered) frame cap is read in
+    bounded windows; a request that times out is retried; a listener killed mid-backfill
+    resumes from its cursor, not from its newer live watermark. Every state lands once."""
+    record = tmp_path / "sent.jsonl"
+    sim = SimulatorThread(
+        token=TOKEN,
+        rate=20,
+        events=600,
+        entities=30,
+        record_path=record,
+        past_hours=3,
+        past_events=12000,
+    ).start(paused=True)
+    gap_from_us = sim.sim._past_from_us + 30_000_000  # after the home's first states
+    data = tmp_path / "data"
+    data.mkdir()
+    gap_from = datetime.fromtimestamp(gap_from_us / 1e6).astimezone().isoformat()
+    (data / "listener-state.json").write_text(json.dumps({"handed_off_through": gap_from}))
+    whole = sim.do(
+        lambda: sim.sim.home.history_during_period(
+            gap_from_us, 2**62, include_start_time_state=False, significant_changes_only=False
+        )
+    )
+    whole_bytes = len(json.dumps(whole))
+    assert whole_bytes > 1 << 20, "the gap's history in one reply would pass the frame cap"
+    # Request 5 is left unanswered: the first listener is killed while it waits for it; the
+    # restarted one's first request (6) times out once and is retried.
+    sim.do(sim.sim.leave_history_unanswered, {5, 6})
+    paging = {
+        "HA_MAX_FRAME_MB": "1",
+        "BACKFILL_WINDOW": "1800",
+        "BACKFILL_ENTITIES_PER_REQUEST": "10",
+        "BACKFILL_REPLY_TIMEOUT": "6",
+    }
+    stack = Stack(tmp_path, sim, redis_url, influx_db, paging)
+    cursor_file = data / "backfill-cursor.json"
+    try:
+        initial = ha_states(sim.sim.url, TOKEN)
+        stack.start_worker()
+        listener = stack.start_listener()
+        stack.wait_subscribed()
+        sim.do(sim.sim.resume_events)
+        wait_until(lambda: sim.do(lambda: sim.sim.history_requests) >= 5, 30, message="req 5")
+        # While request 5 waits: live events are handed off and their watermark saved, so
+        # only the cursor can take the restart back to the night.
+        wait_until(
+            lambda: (
+                json.loads((data / "listener-state.json").read_text())["handed_off_through"]
+                != gap_from
+            ),
+            5,
+            message="the live watermark saved",
+        )
+        listener.kill()
+        cursor = json.loads(cursor_file.read_text())
+        assert datetime.fromisoformat(cursor["next_window_start"]) > datetime.fromisoformat(
+            gap_from
+        ), "the windows answered before the kill moved the cursor"
+        watermark = json.loads((data / "listener-state.json").read_text())
+        restarted = stack.start_listener()
+        sim.call(sim.sim.wait_done(), timeout=60)
+        expected, found = assert_everything_landed(influx_db, initial, record, 120)
+        wait_until(lambda: not cursor_file.exists(), 30, message="the cursor cleared")
+        log = restarted.log_text()
+        assert "retrying in" in log, "the request that timed out was retried"
+        assert "too big" not in listener.log_text() + log
+        requests = sim.do(lambda: sim.sim.history_requests)
+        backfilled = stack.health()["listener"]["backfilled_states"]
+        print(
+            f"3 h gap, history {whole_bytes / 1e6:.1f} MB vs a 1 MB frame cap: {requests} "
+            f"history requests (2 unanswered: a kill, a retry); cursor at the kill "
+            f"{cursor['next_window_start']} (live watermark {watermark}); "
+            f"{backfilled} states backfilled by the restart; "
+            f"{expected} points expected, {found} found"
+        )
     finally:
         stack.stop()
         sim.stop()

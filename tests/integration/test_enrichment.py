@@ -241,6 +241,28 @@ def test_the_cache_reads_redis_once_per_ttl(redis_url: str) -> None:
     assert enrichment.tags_for("sensor.fridge_temp")["area"] == "Cuisine", "read again after it"
 
 
+def test_the_cache_reads_again_within_a_second_of_the_listeners_version_bump(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = RedisKeys()
+    for kind, items in (("areas", AREAS), ("devices", DEVICES), ("entities", ENTITIES)):
+        store(client, kind, items)
+    clock = Clock()
+    cache = RegistryCache(client, keys, ttl=60, clock=clock)
+    enrichment = Enrichment(cache, default_steps(frozenset()))
+    assert enrichment.tags_for("sensor.fridge_temp")["area"] == "Kitchen"
+
+    store(client, "areas", [{**AREAS[0], "name": "Cuisine"}])
+    clock.now = 5.0
+    assert enrichment.tags_for("sensor.fridge_temp")["area"] == "Kitchen", "no bump: cached"
+    client.incr(keys.registry_version())  # what the listener does after storing a registry
+    clock.now = 5.5
+    assert enrichment.tags_for("sensor.fridge_temp")["area"] == "Kitchen", "looked at once a s"
+    clock.now = 6.0
+    assert enrichment.tags_for("sensor.fridge_temp")["area"] == "Cuisine", "read again"
+
+
 def test_missing_registries_mean_no_tags(redis_url: str) -> None:
     cache = RegistryCache(redis.Redis.from_url(redis_url), RedisKeys(), ttl=60)
     assert Enrichment(cache, default_steps(frozenset())).tags_for("sensor.fridge_temp") == {}
@@ -336,6 +358,54 @@ def test_points_carry_area_and_device_tags_from_the_listeners_registries(
         assert with_area
         assert with_device
         assert any(not t for t in seen.values()), "unregistered entities have no tags"
+    finally:
+        worker.stop()
+        listener.stop()
+        sim.stop()
+
+
+def test_an_area_created_and_an_entity_moved_reach_the_points_within_seconds(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    """A user edits HA's registries under load: the next points carry the new area, with the
+    default ENRICHMENT_CACHE_TTL (60 s): the listener's version key makes workers re-read."""
+    sim = SimulatorThread(token=TOKEN, rate=200, events=6_000, entities=10).start(paused=True)
+    env = app_env(
+        HA_URL=sim.sim.url,
+        HA_TOKEN=TOKEN,
+        CELERY_BROKER_URL=redis_url,
+        INFLUXDB_URL=influx_db.url,
+        INFLUXDB_DATABASE=influx_db.name,
+        HEALTH_PORT=str(free_port()),
+        DATA_DIR=str(tmp_path / "data"),
+        BATCH_INTERVAL="0.2",
+    )
+    listener = AppProcess("listener", listener_argv(), env, tmp_path).start()
+    worker = AppProcess("worker", worker_argv(), env, tmp_path).start()
+    try:
+        client = redis.Redis.from_url(redis_url)
+        keys = RedisKeys()
+        wait_until(lambda: client.exists(keys.registry("entities")), 30, message="registries")
+        sim.do(sim.sim.resume_events)
+        wait_until(
+            lambda: int(client.get(keys.counter("written")) or 0) >= 200,
+            30,
+            0.2,
+            message="events flowing",
+        )
+        registered = [entry.entity_id for entry in sim.sim.home.registry]
+        sim.do(sim.sim.create_area, "greenhouse", "Greenhouse")
+        for entity_id in registered:  # every registered entity moves: some change soon
+            sim.do(lambda e=entity_id: sim.sim.update_entity(e, name=None, area_id="greenhouse"))
+        # A deadline, not a measurement: events keep flowing, and within 5 s of the edits the
+        # points written carry the new area.
+        rows = wait_until(
+            lambda: influx_db.query("SELECT * FROM /.*/ WHERE \"area\" = 'Greenhouse'"),
+            5.0,
+            0.2,
+            message="points with the new area",
+        )
+        assert {f"{row['domain']}.{row['entity_id']}" for row in rows} <= set(registered)
     finally:
         worker.stop()
         listener.stop()

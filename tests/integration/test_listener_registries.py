@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 import redis
 
 from config.redis_keys import RedisKeys
+from core.enrichment import Registries, area_tag, friendly_name_tag
 from core.listener_state import ListenerState
 from tests.helpers import InfluxDatabase, wait_until
 from tests.sim_thread import SimulatorThread
@@ -47,11 +49,87 @@ def test_state_and_registries_are_kept_in_redis(
         assert set(subscriptions) >= {"state_changed", "area_registry_updated"}
         assert 0 < client.ttl(keys.listener_state()) <= 30, "a heartbeat: gone if not renewed"
 
+        version = int(client.get(keys.registry_version()) or 0)
+        assert version >= 1, "the workers are told the registries were stored"
         client.delete(keys.registry("areas"))
         event = {"event_type": "area_registry_updated", "data": {"action": "update"}}
         frame = {"id": subscriptions["area_registry_updated"], "type": "event", "event": event}
         sim.do(sim.sim.send_raw, json.dumps(frame))
         wait_until(lambda: client.exists(keys.registry("areas")), 10, message="areas refetched")
+        wait_until(
+            lambda: int(client.get(keys.registry_version()) or 0) > version,
+            10,
+            message="the version bumped after the refetch",
+        )
+        assert client.ttl(keys.registry_version()) > 0
+    finally:
+        stack.stop()
+        sim.stop()
+
+
+PRODUCTION_HEARTBEAT = {"HA_HEARTBEAT_INTERVAL": "20", "HA_HEARTBEAT_TIMEOUT": "10"}
+"""The defaults (config/settings.py): the old registry handler stalled reading until these
+declared the connection dead; FAST_RECOVERY's 1 s heartbeat hid that with a quick reconnect."""
+
+
+def test_registry_edits_under_load_never_stall_reading(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    """Issue 13 item 1: an area created and an entity renamed while HA sends 200 events/s.
+
+    With the production heartbeat, for longer than one heartbeat period and its timeout: no
+    reconnect, no frame held the reader over 1 s, and the new names are in Redis (what the
+    workers' enrichment reads) within 5 s of each edit.
+    """
+    sim = SimulatorThread(token=TOKEN, rate=200, entities=40).start()
+    stack = Stack(tmp_path, sim, redis_url, influx_db, PRODUCTION_HEARTBEAT)
+    client = redis.Redis.from_url(redis_url)
+    keys = RedisKeys()
+
+    def registries() -> Registries:
+        raw = client.mget([keys.registry(kind) for kind in ("areas", "devices", "entities")])
+        lists = [json.loads(value or b"[]") for value in raw]
+        return Registries.from_lists(*lists)
+
+    try:
+        stack.start_listener()
+        stack.wait_subscribed()
+        subscribed_at = time.monotonic()
+        wait_until(lambda: client.exists(keys.registry("entities")), 10)
+        entity_id = sim.do(lambda: sim.sim.home.registry[0].entity_id)
+        seen_within: list[float] = []
+        for round_ in range(3):
+            area_id, area, name = f"attic_{round_}", f"Attic {round_}", f"Renamed {round_}"
+            edited_at = time.monotonic()
+            sim.do(lambda a=area_id, n=area: sim.sim.create_area(a, n))
+            sim.do(lambda a=area_id, n=name: sim.sim.update_entity(entity_id, name=n, area_id=a))
+
+            def enriched(area: str = area, name: str = name) -> bool:
+                found = registries()
+                return friendly_name_tag(entity_id, found) == {"friendly_name": name} and (
+                    area_tag(entity_id, found) == {"area": area}
+                )
+
+            wait_until(enriched, 5, message=f"enrichment sees {name!r} in {area!r}")
+            seen_within.append(time.monotonic() - edited_at)
+            time.sleep(8)  # the next edit a while later, as a user clicks through settings
+        # Past the first ping and its whole timeout: a stalled reader would have reconnected.
+        wait_until(
+            lambda: time.monotonic() - subscribed_at > 20 + 10 + 2, 40, interval=0.5,
+            message="one heartbeat period and its timeout",
+        )  # fmt: skip
+        health = stack.health()
+        assert health["connection"]["reconnects"] == 0, health["connection"]
+        assert health["connection"]["successful"] == 1
+        assert sim.do(lambda: sim.sim.clients_connected) == 1
+        assert health["listener"]["read_stall_max_s"] < 1.0, health["listener"]
+        assert health["listener"]["registry_refreshes"] >= 3
+        assert health["subscription"]["total_events_received"] > 200 * 30
+        print(
+            f"registry edits: enrichment saw them after {[round(s, 2) for s in seen_within]} s; "
+            f"read stall max {health['listener']['read_stall_max_s']} s; reconnects 0; "
+            f"{health['subscription']['total_events_received']} events read"
+        )
     finally:
         stack.stop()
         sim.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 from pathlib import Path
@@ -14,7 +13,7 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
 from config.settings import Settings, load_settings
-from core.task_message import INGEST_TASK
+from core.task_message import INGEST_TASK, decode_stored
 from devtools.local_servers import RedisServer, free_port
 from listener.listener_stats import ListenerStats
 from listener.publisher import KombuBatches, Publisher, WireBatches, celery_publisher
@@ -43,8 +42,7 @@ def _queued_seqs(client: redis.Redis, queue: str) -> list[int]:
     """The seq of every task message waiting in the queue, oldest first."""
     seqs = []
     for raw in _queued(client, queue):
-        args, _, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
-        seqs.append(args[0]["seq"])
+        seqs.append(decode_stored(raw).arg["seq"])  # the body may be zlib-compressed
     return seqs
 
 
@@ -196,8 +194,8 @@ def test_a_spool_written_by_the_previous_version_drains(redis_url: str, tmp_path
     publisher.stop()
     client = redis.Redis.from_url(redis_url)
     assert _queued_seqs(client, "ha_events") == list(range(1, 101))
-    oldest = json.loads(_queued(client, "ha_events")[0])
-    assert "'seq': 1," in oldest["headers"]["argsrepr"], "rebuilt with its summary for Flower"
+    oldest = decode_stored(_queued(client, "ha_events")[0])
+    assert (oldest.task, oldest.arg["seq"]) == (INGEST_TASK, 1), "rebuilt as a task message"
     assert stats.events_drained >= 50
 
 
@@ -212,3 +210,28 @@ def test_other_brokers_spool_the_message_json() -> None:
     assert json.loads(batches.spool_body(message)) == message
     assert batches.from_spool(batches.spool_body(message)) == message
     assert batches.from_spool(batches.from_legacy(json.dumps(message))) == message
+
+
+def test_the_watermark_follows_what_the_broker_or_the_spool_holds(tmp_path: Path) -> None:
+    """Issue 13 item 3: a mark counts once LPUSH returned or the spool committed it."""
+    broker = RedisServer(tmp_path / "redis")
+    broker.start()
+    try:
+        publisher = Publisher(
+            celery_publisher(_settings(broker.url)), Spool(tmp_path / "s"), ListenerStats()
+        )
+        assert publisher.watermark.value is None
+        publisher.start()
+        for seq in range(1, 101):
+            assert publisher.submit(_message(seq), mark=f"t{seq}")
+        wait_until(lambda: publisher.watermark.value == "t100", 10, message="t100 in the broker")
+        assert len(_queued(redis.Redis.from_url(broker.url), "ha_events")) == 100
+        broker.stop()
+        for seq in range(101, 201):
+            assert publisher.submit(_message(seq), mark=f"t{seq}")
+        # The broker is down: the spool's commit is what makes these durable.
+        wait_until(lambda: publisher.watermark.value == "t200", 20, message="t200 spooled")
+        assert publisher._spool.depth == 100
+        publisher.stop()
+    finally:
+        broker.stop()

@@ -80,12 +80,50 @@ def test_a_frame_splits_into_events_by_subscription_and_replies_in_order() -> No
         {"id": "7", "type": "event", "event": event},
         {"id": 6, "type": "pong"},
     ]
-    assert [(s, e) for s, e, _ in protocol.classify(messages)] == [
-        (5, event),
-        (None, None),
-        (9, None),
-        (-1, event),
-        (-1, event),
-        (None, None),
+    assert [(r.subscription, r.event, r.problem) for r in protocol.classify(messages)] == [
+        (5, event, None),
+        (None, None, None),
+        (-1, None, "event_not_object"),
+        (-1, event, None),
+        (-1, event, None),
+        (None, None, None),
     ]
-    assert [m for _, _, m in protocol.classify(messages)] == messages
+    assert [r.message for r in protocol.classify(messages)] == messages
+
+
+@pytest.mark.parametrize(
+    ("message", "problem"),
+    [
+        ({"type": ["event"], "id": 1}, "bad_type"),
+        ({"id": 1}, "bad_type"),
+        ({"type": "result", "id": [1], "success": True}, "bad_id"),
+        ({"type": "pong", "id": {"a": 1}}, "bad_id"),
+        ({"type": "pong", "id": True}, "bad_id"),
+        ({"type": "event", "id": 2, "event": {"event_type": ["state_changed"]}}, "bad_event_type"),
+        ({"type": "event", "id": 2, "event": {"data": {}}}, "bad_event_type"),
+        ({"type": "event", "id": 2, "event": [1]}, "event_not_object"),
+    ],
+)
+def test_shapes_ha_never_sends_are_skipped_with_their_reason(
+    message: dict[str, Any], problem: str
+) -> None:
+    (routed,) = protocol.classify([message])
+    assert routed.problem == problem
+    assert routed.event is None
+
+
+def test_deep_nesting_is_a_malformed_frame_not_a_recursion_error() -> None:
+    with pytest.raises(protocol.MalformedFrame) as info:
+        protocol.parse_frame("[" * 100_000)
+    assert info.value.reason == "too_deep"
+
+
+def test_an_empty_frame_in_the_auth_phase_is_a_protocol_error() -> None:
+    with pytest.raises(protocol.ProtocolError, match="empty frame"):
+        protocol.first_message("[]")
+
+
+def test_an_error_that_is_not_an_object_still_fails_the_command() -> None:
+    reply = {"id": 3, "type": "result", "success": False, "error": "boom"}
+    with pytest.raises(protocol.CommandFailed, match=r"ping failed: \?"):
+        protocol.result_of(reply, "ping")

@@ -122,3 +122,20 @@ def test_a_spool_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(ValueError, match="newer ha-ingestor"):
         Spool(path)
+
+
+def test_a_row_that_is_not_bytes_is_quarantined_not_returned(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "spool.sqlite3"
+    spool = Spool(path)
+    spool.append([b"first"])
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO spool (body) VALUES ('text, not bytes')")
+    spool.close()
+    spool = Spool(path)
+    spool.append([b"third"])
+    assert [body for _, body in spool.peek(10)] == [b"first", b"third"]
+    assert spool.quarantined == 1
+    assert spool.depth == 2
+    assert Spool(path).quarantined == 1, "the count survives reopening"

@@ -1,0 +1,158 @@
+"""Paged, resumable gap backfill: bounded history requests, a cursor on disk, retries.
+
+The plan is pure (listener.backfill.plan_windows); this module only sends each request with an
+end time and its own reply timeout, retries a failed one with backoff, enqueues the states and
+moves the persisted cursor once a whole time window is durably handed off. A listener killed
+mid-backfill finds the cursor and starts from there; a later `ha-ingestor import` can reuse
+`read_window` for `history/history_during_period`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from core.backoff import BackoffFactory, exponential_backoff
+from core.ha_event import parse_ha_time
+from listener import protocol
+from listener.backfill import Window, history_request, plan_windows, states_from_history
+from listener.listener_memory import read_document, write_atomically
+
+log = logging.getLogger(__name__)
+
+Call = Callable[..., Awaitable[Any]]
+Enqueue = Callable[[dict[str, Any]], Awaitable[int]]
+"""Hands one history state on; returns the publisher ticket that tells when it is durable."""
+IsDurable = Callable[[int], bool]
+
+
+class BackfillCursor:
+    """How far an unfinished backfill got: the start of its next window, and the gap's end."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def load(self) -> tuple[datetime, datetime] | None:
+        document = read_document(self._path)
+        position = parse_ha_time(document.get("next_window_start"))
+        end = parse_ha_time(document.get("gap_end"))
+        return None if position is None or end is None else (position, end)
+
+    def save(self, position: datetime, end: datetime) -> None:
+        write_atomically(
+            self._path, {"next_window_start": position.isoformat(), "gap_end": end.isoformat()}
+        )
+
+    def clear(self) -> None:
+        self._path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class BackfillLimits:
+    window_s: float = 900.0
+    entities_per_request: int = 200
+    reply_timeout: float = 60.0
+    retries: int = 5
+
+
+class BackfillFailed(Exception):
+    """A request kept failing after its retries; the cursor stays where it was."""
+
+
+async def read_window(
+    call: Call,
+    window: Window,
+    *,
+    reply_timeout: float,
+    retries: int,
+    backoff: Callable[[], Iterator[float]],
+) -> Any:
+    """One history request with an end time, a reply timeout and retries with backoff."""
+    delays = backoff()
+    for attempt in range(retries + 1):
+        try:
+            return await call(
+                "history/history_during_period",
+                reply_timeout=reply_timeout,
+                **history_request(window.start, window.entity_ids, window.end),
+            )
+        except (TimeoutError, protocol.CommandFailed) as exc:
+            if attempt == retries:
+                raise BackfillFailed(
+                    f"HA's history for {window.start.isoformat()}..{window.end.isoformat()} "
+                    f"failed {retries + 1} times ({exc!r})"
+                ) from exc
+            delay = next(delays)
+            log.warning(
+                "history request for %s..%s failed (%r); retrying in %.1f s",
+                window.start.isoformat(),
+                window.end.isoformat(),
+                exc,
+                delay,
+            )
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class GapFiller:
+    """Reads a gap window by window into the publisher, moving the cursor as it goes."""
+
+    def __init__(
+        self,
+        cursor: BackfillCursor,
+        enqueue: Enqueue,
+        is_durable: IsDurable,
+        limits: BackfillLimits,
+        backoff: BackoffFactory = lambda: exponential_backoff(initial=1.0, cap=30.0),
+    ) -> None:
+        self._cursor = cursor
+        self._enqueue = enqueue
+        self._is_durable = is_durable
+        self._limits = limits
+        self._backoff = backoff
+
+    async def fill(
+        self, call: Call, start: datetime, end: datetime, entity_ids: list[str], *, track: bool
+    ) -> int:
+        """Enqueue every state changed in [start, end); returns how many.
+
+        With `track`, the cursor is saved first and after each window, and cleared at the end;
+        a connection lost midway raises, and the cursor keeps the window to start from.
+        """
+        limits = self._limits
+        plan = plan_windows(
+            start,
+            end,
+            entity_ids,
+            window_s=limits.window_s,
+            entities_per_request=limits.entities_per_request,
+        )
+        if track:
+            await asyncio.to_thread(self._cursor.save, start, end)
+        count = 0
+        for requests in plan:
+            last_ticket = -1
+            for window in requests:
+                result = await read_window(
+                    call,
+                    window,
+                    reply_timeout=limits.reply_timeout,
+                    retries=limits.retries,
+                    backoff=self._backoff,
+                )
+                for state in states_from_history(result if isinstance(result, dict) else {}):
+                    last_ticket = await self._enqueue(state)
+                    count += 1
+            if not track:
+                continue
+            while last_ticket >= 0 and not self._is_durable(last_ticket):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # the publisher thread makes it durable
+            await asyncio.to_thread(self._cursor.save, requests[0].end, end)
+        if track:
+            await asyncio.to_thread(self._cursor.clear)
+        return count
