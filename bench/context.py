@@ -13,6 +13,7 @@ import redis
 
 from bench.report import Figure, Row
 from bench.stack import Stack
+from workers.bulk_queue import in_flight
 
 
 @dataclass(frozen=True)
@@ -114,12 +115,15 @@ def consumer_ready(client: redis.Redis, db: int) -> bool:
 
 
 def drained(client: redis.Redis, queue: str = "ha_events") -> bool:
-    """Nothing waiting and nothing taken but unacknowledged (kombu's `unacked` hash)."""
+    """Nothing waiting and nothing taken but unfinished (kombu's `unacked` hash, the bulk
+    consumers' in-flight lists)."""
     pipe = client.pipeline(transaction=False)
     pipe.llen(queue)
     pipe.hlen("unacked")
     waiting, unacked = pipe.execute()
-    return int(waiting) == 0 and int(unacked) == 0
+    if int(waiting) or int(unacked):
+        return False
+    return not any(in_flight(client).values())
 
 
 def percentile(values: list[float], q: float) -> float:

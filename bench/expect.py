@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 import redis
 
 from core.rules import Rules
+from core.task_message import decode_stored
 from core.transform import Point, event_to_point
 
 SeriesKey = tuple[str, str, int]
@@ -64,6 +64,4 @@ def task_messages(client: redis.Redis, queue: str, chunk: int = 5_000) -> Iterat
     for stop in range(length, 0, -chunk):
         start = max(0, stop - chunk)
         for raw in reversed(client.lrange(queue, start, stop - 1)):
-            envelope = json.loads(raw)
-            args, _, _ = json.loads(base64.b64decode(envelope["body"]))
-            yield args[0]
+            yield decode_stored(raw).arg

@@ -19,6 +19,12 @@ FIGURES = (
     "rss_listener",
     "rss_worker",
     "lost_events",
+    # issue 12
+    "worker_drain_rate",
+    "worker_cpu_per_event_us",
+    "stack_cpu_per_event_us",
+    "redis_bytes_per_waiting_event",
+    "burst_drain_one_worker_s",
 )
 
 
@@ -136,10 +142,21 @@ METHOD = """\
   takes; events divided by the time from the first event fired to the last point readable.
   Baseline: a bare no-op worker draining a copy of the same queue alone (Celery's own ceiling
   for one process).
-- **burst_drain**: the simulator at its burst rate for the burst length with HA's pending-message
-  limits (4,096 pending, or 1,024 for 5 s) enforced, 2 worker processes (slower than the
-  simulator); the time from the last event emitted until every point is readable. Baseline: the
-  backlog at the end of the burst divided by twice that bare worker's drain rate.
+- **burst_drain / burst_drain_one_worker_s**: the simulator at its burst rate for the burst
+  length with HA's pending-message limits (4,096 pending, or 1,024 for 5 s) enforced, ONE worker
+  process (slower than the simulator); the time from the last event emitted until every point is
+  readable (target for one worker: ≤ 30 s, 0 lost). Baseline: the backlog at the end of the burst
+  divided by the bare no-op worker's drain rate.
+- **worker_drain_rate / worker_cpu_per_event_us**: one ingest worker draining a copy of the
+  listener-filled queue (scenario 2), points written per second of wall time and user+sys CPU
+  per event; baseline: the same worker with WORKER_BULK_TAKE=false (Celery's consumer) draining
+  another copy.
+- **stack_cpu_per_event_us**: during the throughput run, user+sys CPU (from /proc) of the
+  listener, the worker (with its children) and redis-server, from the first event emitted to the
+  last point readable, per event. Baseline: the same stack with WORKER_BULK_TAKE=false on a third
+  as many events, right after.
+- **redis_bytes_per_waiting_event**: `MEMORY USAGE` of the queue the listener filled in scenario 1
+  divided by its length; baseline: issue 12's 2.5 kB of the previous envelope.
 - **rss_listener / rss_worker**: peak resident set (VmHWM and 0.25 s samples of VmRSS) of the
   listener during the burst (baseline: the same listener just before it) and of each ingest
   worker process in every scenario (baseline: the bare no-op worker).

@@ -52,13 +52,15 @@ def _prepare(ctx: Context, drain: _Drain) -> None:
     stack = ctx.stack
     client = stack.redis(drain.db)
     drain.events = int(client.llen("staged"))
-    bare = drain.kind.startswith("bare")
+    bare = drain.kind.startswith("bare")  # "ingest" and "ingest-celery" write points
     if not bare:
         stack.influx.create(drain.database)
         drain.expected = expected_points(m["event"] for m in task_messages(client, "staged"))
     env = stack.env(drain.db, drain.database, ctx.root / f"cost-{drain.db}")
     if drain.kind == "bare-stock":
         env["BENCH_STOCK_TRANSPORT"] = "1"
+    if drain.kind == "ingest-celery":
+        env["WORKER_BULK_TAKE"] = "false"  # today's consumer: Celery's, one message at a time
     app = "bench.bare_app" if bare else "config.celery_app"
     drain.worker = stack.worker(env, app=app, name=drain.kind)
 
@@ -107,7 +109,7 @@ def _run_together(ctx: Context, drains: list[_Drain]) -> None:
             _start(ctx, drain)
         spy = None
         for drain in drains:
-            if drain.kind == "ingest" and drain.worker is not None:
+            if drain.kind.startswith("ingest") and drain.worker is not None:
                 spy = profiling.attach(ctx, drain.worker.pid, "worker", 20)
         pending = list(drains)
         deadline = time.monotonic() + 120 + sum(d.events for d in drains) / 50
@@ -132,14 +134,45 @@ def run(ctx: Context) -> None:
         raise RuntimeError("the worker scenario drains the queue scenario 1 filled: run it first")
     source = ctx.stack.redis(ctx.capacity_db)
     total = min(ctx.sizes.cost_events, int(source.llen(QUEUE)))
+    waiting = int(source.llen(QUEUE))
+    per_event = int(source.memory_usage(QUEUE, samples=0) or 0) / max(1, waiting)
+    ctx.add(
+        Figure(
+            "redis_bytes_per_waiting_event", per_event, "bytes", 2500.0, "≤ 1,024 bytes",
+            per_event <= 1024,
+            baseline_is="issue 12's measurement of the previous envelope (docs/operations.md)",
+            note=f"MEMORY USAGE of the listener-filled queue ÷ its {waiting:,} messages",
+        )
+    )  # fmt: skip
     bare = _Drain("bare", _stage(ctx, ctx.capacity_db, 0, total), "bare")
     real = _Drain("ingest", _stage(ctx, ctx.capacity_db, 0, total), "cost")
     stock = _Drain("bare-stock", _stage(ctx, ctx.capacity_db, 0, total), "bare")
     alone = _Drain(
         "bare", _stage(ctx, ctx.capacity_db, 0, min(total, ctx.sizes.alone_events)), "bare"
     )
+    celery_way = _Drain("ingest-celery", _stage(ctx, ctx.capacity_db, 0, total), "cost_celery")
     source.flushdb()
     _run_together(ctx, [bare, real, stock])
+    _run_together(ctx, [celery_way])
+    drain_rates = [d.result["events"] / d.result["elapsed"] for d in (real, celery_way)]
+    ctx.add(
+        Figure(
+            "worker_drain_rate", drain_rates[0], "points/s", drain_rates[1],
+            "≥ 5,000/s and ≥ 7x baseline",
+            drain_rates[0] >= 5000 and drain_rates[0] >= 7 * drain_rates[1],
+            baseline_is="the same worker with WORKER_BULK_TAKE=false (Celery's consumer, "
+            "kombu's per-message bookkeeping), same queue copy; every point checked",
+            note=f"{real.events:,} events",
+        )
+    )  # fmt: skip
+    cpu_us = 1e6 * real.result["cpu"] / real.result["events"]
+    ctx.add(
+        Figure(
+            "worker_cpu_per_event_us", cpu_us, "µs", 1e6 * celery_way.result["cpu"]
+            / celery_way.result["events"], "≤ 150 µs", cpu_us <= 150,
+            baseline_is="the same worker with WORKER_BULK_TAKE=false",
+        )
+    )  # fmt: skip
     # Celery's own drain rate for one process with the machine to itself (as far as the other
     # engineers' load allows): the baseline of the end-to-end throughput and the burst drain.
     _run_together(ctx, [alone])

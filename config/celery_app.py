@@ -28,6 +28,9 @@ TASK_MODULES = ("workers.ingest_task", "workers.beat_tasks")
 """Where the tasks are; a worker or beat imports them at start (their tasks are shared_task)."""
 WORKER_START = "workers.worker_start:WorkerStart"
 """The worker bootstep that builds what a worker needs (workers/worker_start.py)."""
+BULK_CONSUMER = "workers.bulk_consumer:BulkConsumer"
+"""The consumer bootstep that takes the ingest queue from Redis in bulk
+(workers/bulk_consumer.py)."""
 
 
 class DeliveryTimingError(SettingsError):
@@ -114,6 +117,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # a live worker never holds a message that long.
         "broker_transport_options": broker_transport_options(settings),
         "task_serializer": "json",
+        # Bodies zlib-compressed (kombu's `compression` header, which every worker reads): a
+        # waiting event costs Redis under 1 kB (the listener's TaskWire does the same).
+        "task_compression": "zlib",
         "accept_content": ["json"],
         "result_serializer": "json",
         "task_ignore_result": True,
@@ -175,6 +181,7 @@ def create_app(settings: Settings) -> Celery:
     app.settings = settings
     app.conf.update(celery_config(settings))
     app.steps["worker"].add(WORKER_START)
+    app.steps["consumer"].add(BULK_CONSUMER)
     # Weak receivers (Celery's default): they go with the app.
     after_setup_logger.connect(app.mask_secrets)
     after_setup_task_logger.connect(app.mask_secrets)

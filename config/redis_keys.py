@@ -60,6 +60,11 @@ class RedisKeys:
         """JSON of HA's area/device/entity registry, written by the listener; TTL a week."""
         return f"{self.prefix}registry:{kind}"
 
+    def registry_version(self) -> str:
+        """Counter the listener increments each time it stores a registry; workers read it at
+        most once a second and re-read the registries when it changed; TTL a week."""
+        return f"{self.prefix}registry:version"
+
     def health(self) -> str:
         """JSON health report computed by beat (core/health_report.py's shape, as /health), read
         back by the listener for beat's figures; TTL a few beat periods."""
@@ -86,19 +91,20 @@ class RedisKeys:
         return f"{self.prefix}last_write_error"
 
 
-# Keys of the broker transport (workers/broker_transport.py). They live in the broker's Redis
+# Keys of the workers' bulk consumer (workers/bulk_queue.py). They live in the broker's Redis
 # beside kombu's own (`unacked`, `_kombu.binding.*`), so they take no configurable prefix.
 
 
 def broker_inflight(consumer: str) -> str:
-    """List of messages one consuming channel has taken from its queue and not yet recorded as
-    unacknowledged (normally empty: a message passes through in microseconds); no TTL, Redis
-    drops it when empty."""
+    """List of the messages one consumer has taken from its queue and not finished (its batch
+    being written, oldest first); no TTL, Redis drops it when empty. A sweep moves it back to
+    the queue once the consumer's liveness key has expired."""
     return f"_ha_ingestor.inflight.{consumer}"
 
 
 def broker_alive(consumer: str) -> str:
-    """String renewed by a consuming channel while it runs; TTL = the visibility timeout."""
+    """String renewed by a consumer's own liveness thread every quarter of its TTL;
+    TTL = WORKER_LIVENESS_TIMEOUT (20 s by default)."""
     return f"_ha_ingestor.alive.{consumer}"
 
 
@@ -106,3 +112,10 @@ def broker_consumers() -> str:
     """Hash consumer id → the queue list it takes from; an entry is removed when the consumer
     closes, or by the restore sweep once its liveness key has expired."""
     return "_ha_ingestor.consumers"
+
+
+def broker_given_back() -> str:
+    """Integer: messages a sweep gave back from consumers that stopped renewing their liveness
+    key (workers/bulk_queue.py), since the broker's Redis was created; no TTL. Beat reports it
+    (/health `pipeline.given_back`, /metrics `ha_ingestor_messages_given_back_total`)."""
+    return "_ha_ingestor.given_back"

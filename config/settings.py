@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # --- broker and state store ------------------------------------------------------------
     celery_broker_url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"),
-        description="Celery broker: redis://… (Redis 6.2 or newer) or amqp://… (RabbitMQ).",
+        description="Celery broker: redis://… (Redis 7.0 or newer) or amqp://… (RabbitMQ).",
     )
     redis_url: SecretStr | None = Field(
         default=None,
@@ -147,6 +147,56 @@ class Settings(BaseSettings):
     )
     publish_queue_size: int = Field(
         default=20_000, ge=100, description="Events held in memory between reading and publishing."
+    )
+
+    # --- listener: durable hand-off and paged backfill (issue 13) ---------------------------
+    listener_broker_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds a publish to a Redis broker may wait before its batch goes to the "
+        "spool instead.",
+    )
+    ha_max_frame_mb: int = Field(
+        default=64,
+        ge=1,
+        description="Largest WebSocket frame taken from HA, in MB (a larger one restarts the "
+        "connection).",
+    )
+    backfill_window: float = Field(
+        default=900.0,
+        gt=0,
+        description="Seconds of HA history asked for in one backfill request (its window).",
+    )
+    backfill_entities_per_request: int = Field(
+        default=200,
+        ge=1,
+        description="Entities asked for in one backfill request: a large home's window is "
+        "split into requests of this many.",
+    )
+    backfill_reply_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds HA may take to answer one backfill request."
+    )
+    backfill_retries: int = Field(
+        default=5,
+        ge=0,
+        description="Retries of a backfill request that failed or timed out, with backoff, "
+        "before the backfill waits for the next connection (its cursor kept).",
+    )
+
+    # --- workers: bulk take from Redis (issue 12) ---------------------------------------
+    worker_bulk_take: bool = Field(
+        default=True,
+        description="On a Redis broker, workers take up to BATCH_SIZE messages per round trip "
+        "and acknowledge each batch at once (workers/bulk_consumer.py); false: Celery's own "
+        "consumer, one message at a time.",
+    )
+    worker_liveness_timeout: float = Field(
+        default=20.0,
+        ge=2,
+        le=3600,
+        description="Seconds after which the messages a silent worker took go back to the "
+        "queue (its liveness key, renewed every quarter of this by a thread of its own).",
     )
 
     # --- monitoring: beat, health thresholds, Flower ----------------------------------------

@@ -75,6 +75,10 @@ def beat_figures(
     pipeline = {
         "queue_depth": queue.depth,
         "in_flight": queue.in_flight,
+        "in_flight_by_consumer": (
+            None if queue.in_flight_by_consumer is None else dict(queue.in_flight_by_consumer)
+        ),
+        "given_back": queue.given_back,
         "oldest_message_age_s": _round(oldest_age),
         "written": written_total,
         "retried": int(totals.get("retries", 0)),

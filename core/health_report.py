@@ -30,9 +30,16 @@ metrics of listener/health_server.py and the Grafana dashboard derive from them)
   ``events_spooled``, ``events_drained`` (spool → broker), ``spool_depth``,
   ``memory_queue_depth``, ``broker_up``, ``publish_errors``, ``malformed_frames``,
   ``snapshot_states``, ``backfilled_states``, ``history_available`` (HA's history API answered;
-  null until asked).
+  null until asked), ``skipped_messages`` ({reason: count} of frames and messages from HA that
+  were unusable and skipped), ``read_stall_max_s`` (the longest the reader spent on one frame),
+  ``registry_refreshes``, ``publisher_restarts`` (the publisher thread died and was restarted),
+  ``spool_quarantined`` (spool rows that could not be read back, kept apart),
+  ``auth_retry_at`` (after auth_invalid: unix time of the next login try, else null).
 - ``pipeline`` (from beat; every figure null when beat has not run): ``queue_depth`` (messages
   waiting in the broker), ``in_flight`` (taken by workers, not yet acknowledged),
+  ``in_flight_by_consumer`` ({consumer id: messages} of the workers' bulk consumers; null on
+  RabbitMQ), ``given_back`` (messages sweeps gave back from workers that stopped renewing their
+  liveness, total; null on RabbitMQ),
   ``oldest_message_age_s`` (age of the oldest event not yet written), ``written``,
   ``retried``, ``write_errors``, ``dead_letters`` (totals), ``depth_trend_per_minute``,
   ``stalled_for_s``, ``window_s`` (HEALTH_WINDOW) with ``written_in_window``,
@@ -76,12 +83,14 @@ LISTENER_FIELDS = (
     "present", "reported_at", "heartbeat_age_s", "events_enqueued", "events_spooled",
     "events_drained", "spool_depth", "memory_queue_depth", "broker_up", "publish_errors",
     "malformed_frames", "snapshot_states", "backfilled_states", "history_available",
+    "skipped_messages", "read_stall_max_s", "registry_refreshes", "publisher_restarts",
+    "spool_quarantined", "auth_retry_at",
 )  # fmt: skip
 PIPELINE_FIELDS = (
     "queue_depth", "in_flight", "oldest_message_age_s", "written", "retried", "write_errors",
     "dead_letters", "depth_trend_per_minute", "stalled_for_s", "window_s", "written_in_window",
     "write_errors_in_window", "dead_letters_in_window", "dead_letter_reasons_in_window",
-    "last_write_error", "broker_error",
+    "last_write_error", "broker_error", "in_flight_by_consumer", "given_back",
 )  # fmt: skip
 """Beat's pipeline figures; the report's section adds write_rate_per_minute, computed_at, age_s."""
 
@@ -195,6 +204,7 @@ def subscription_figures(
         broker_up=listener.broker_up,
         spool_depth=listener.spool_depth,
         history_available=listener.history_available,
+        spool_quarantined=listener.spool_quarantined,
     )
 
 
@@ -253,6 +263,12 @@ def _listener(li: ListenerState | None, now: float) -> dict[str, Any]:
             snapshot_states=li.snapshot_states,
             backfilled_states=li.backfilled_states,
             history_available=li.history_available,
+            skipped_messages=dict(li.skipped_messages),
+            read_stall_max_s=_round(li.read_stall_max_s),
+            registry_refreshes=li.registry_refreshes,
+            publisher_restarts=li.publisher_restarts,
+            spool_quarantined=li.spool_quarantined,
+            auth_retry_at=li.auth_retry_at,
         )
     return section
 

@@ -41,6 +41,7 @@ class SubscriptionFigures:
     broker_up: bool = True
     spool_depth: int = 0
     history_available: bool | None = None
+    spool_quarantined: int = 0
 
 
 def subscription_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
@@ -79,8 +80,9 @@ def _connection_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
                 "unhealthy",
                 "subscription",
                 "Home Assistant rejected the token (auth_invalid): create a new long-lived "
-                "access token in your HA profile (Security tab), set HA_TOKEN and restart the "
-                "listener",
+                "access token in your HA profile (Security tab), put it in HA_TOKEN_FILE (or "
+                "HA_TOKEN) and send the listener SIGHUP (or restart it); until then it tries "
+                "at most once an hour, as HA bans addresses after failed logins",
             )
         ]
     checks: list[Check] = []
@@ -163,6 +165,17 @@ def _listener_checks(f: SubscriptionFigures) -> list[Check]:
                 "degraded",
                 "listener",
                 f"draining the local spool: {format_count(f.spool_depth)} events left",
+            )
+        )
+    if f.spool_quarantined:
+        checks.append(
+            Check(
+                "spool_quarantine",
+                "degraded",
+                "listener",
+                f"{format_count(f.spool_quarantined)} spool rows could not be read back and are "
+                "kept apart in the spool's `quarantine` table (DATA_DIR/spool/events.sqlite3) — "
+                "inspect them with sqlite3, then delete them from that table",
             )
         )
     if f.history_available is False:

@@ -8,6 +8,7 @@ the depth samples of the last minutes. From those come "stalled for 6 min" and "
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,10 @@ class QueueReading:
     in_flight: int | None = None
     oldest_received_at: float | None = None
     error: str | None = None
+    in_flight_by_consumer: Mapping[str, int] | None = None
+    """Consumer id → messages its bulk consumer has in flight (Redis, workers/bulk_queue.py)."""
+    given_back: int | None = None
+    """Messages sweeps gave back from consumers that stopped renewing their liveness (total)."""
 
 
 @dataclass(frozen=True)

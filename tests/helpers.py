@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import urllib3
+
+from devtools.local_servers import RedisServer
 
 T = TypeVar("T")
 
@@ -124,3 +128,20 @@ class Victoria:
             encode_multipart=False,
         )
         assert response.status == 204, response.data
+
+
+class PasswordRedis(RedisServer):
+    """redis-server --requirepass, persistent as production runs it: ready once it answers, if
+    only to ask for the password (RedisServer's own probe waits for +PONG, never sent without
+    AUTH)."""
+
+    def __init__(self, data_dir: Path, password: str) -> None:
+        super().__init__(data_dir, appendonly=True, extra_args=["--requirepass", password])
+
+    def _probe(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+                return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+        except OSError:
+            return False

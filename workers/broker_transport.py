@@ -39,6 +39,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
 from config.redis_keys import broker_alive, broker_consumers, broker_inflight
+from workers import kombu_guard
 
 log = logging.getLogger(__name__)
 
@@ -293,8 +294,10 @@ def install() -> None:
 
     Registered under kombu's own scheme names, rather than named in Celery's `broker_transport`,
     so the URL keeps its scheme everywhere it is shown or parsed: the worker's banner, Flower's
-    queue lengths, kombu's `rediss` TLS handling.
+    queue lengths, kombu's `rediss` TLS handling. IncompatibleKombu if the private hooks it
+    overrides are not what it was written for (workers/kombu_guard.py).
     """
+    kombu_guard.check()
     name = f"{__name__}:{Transport.__name__}"
     for scheme in ("redis", "rediss"):
         if kombu.transport.TRANSPORT_ALIASES.get(scheme) != name:

@@ -28,6 +28,7 @@ from core.listener_state import ListenerState
 from core.queue_trend import BeatMemory, QueueReading
 from core.rates import window_count
 from core.task_message import received_at_of
+from workers import bulk_queue
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,26 @@ class RedisQueueProbe:
             pipe.zrange("unacked_index", 0, 0)
             depth, *priority, in_flight, oldest_waiting, oldest_tag = pipe.execute()
             oldest_taken = self._redis.hget("unacked", oldest_tag[0]) if oldest_tag else None
+            by_consumer = bulk_queue.in_flight(self._redis)
+            oldest_bulk = bulk_queue.oldest_in_flight(self._redis, by_consumer)
+            given_back = bulk_queue.given_back(self._redis)
         except redis.RedisError as exc:
             return QueueReading(error=scrub(f"{type(exc).__name__}: {exc}", self._secrets))
-        times = [t for t in (received_at_of(oldest_waiting), received_at_of(oldest_taken)) if t]
+        taken = (received_at_of(oldest_waiting), received_at_of(oldest_taken), *map(
+            received_at_of, oldest_bulk))  # fmt: skip
+        times = [t for t in taken if t]
         return QueueReading(
             depth=int(depth) + sum(int(n) for n in priority),
-            in_flight=int(in_flight),
+            in_flight=int(in_flight) + sum(by_consumer.values()),
             oldest_received_at=min(times) if times else None,
+            in_flight_by_consumer=by_consumer,
+            given_back=given_back,
         )
+
+    def give_back_silent(self) -> dict[str, int]:
+        """Beat's sweep: the messages of workers that stopped renewing their liveness key go
+        back to the queue, even when no other worker runs to do it."""
+        return bulk_queue.sweep(self._redis)
 
 
 class AmqpQueueProbe:
@@ -135,7 +148,9 @@ class Monitor:
         return cls(settings, quick_client(settings.state_redis_url(), 5.0), queue_probe(settings))
 
     def run(self) -> dict[str, Any]:
-        """Beat's job: compute and store the report, the rates and beat's memory."""
+        """Beat's job: give back what silent workers held, then compute and store the report,
+        the rates and beat's memory."""
+        self._give_back_silent()
         readings, figures, memory = self._figures()
         report = self._report(readings, figures, beat_ran_at=readings.now)
         ttl = int(10 * self.thresholds.beat_interval_s + 60)
@@ -145,6 +160,23 @@ class Monitor:
         pipe.set(self._keys.beat_state(), json.dumps(memory.as_json()), ex=BEAT_STATE_TTL_S)
         pipe.execute()
         return report
+
+    def _give_back_silent(self) -> None:
+        sweep = getattr(self._probe, "give_back_silent", None)
+        if sweep is None:
+            return
+        try:
+            given = sweep()
+        except redis.RedisError as exc:
+            log.warning("beat: could not sweep silent workers yet (%s)", type(exc).__name__)
+            return
+        for consumer, count in given.items():
+            log.warning(
+                "beat: %d messages taken by worker %s, which stopped responding, are back in "
+                "the queue",
+                count,
+                consumer,
+            )
 
     def compute(self) -> tuple[dict[str, Any], BeatMemory]:
         """Beat's report as of now and its next memory, storing neither."""

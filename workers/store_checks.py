@@ -17,6 +17,7 @@ from kombu.connection import Connection
 from config.check_outcome import CHECK_TIMEOUT_S, Outcome
 from config.redaction import redact_url
 from workers.broker_transport import takes_reliably
+from workers.bulk_queue import supports_bulk_take
 from workers.errors import SinkUnavailable
 from workers.influx_sink import make_sink
 
@@ -101,13 +102,22 @@ def _check_redis_url(
         return Outcome(name, False, f"{shown}: {type(exc).__name__}: {exc}", f"check {variable}")
     finally:
         client.close()
+    if queue and settings.worker_bulk_take and not supports_bulk_take(version):
+        return Outcome(
+            name,
+            False,
+            f"{shown} runs Redis {version}: the workers' bulk take needs Redis 7.0 or newer "
+            "(its scripts declare allow-oom, so a full Redis still drains)",
+            "upgrade the broker's Redis to 7.0 or newer (Debian 12 ships 7.0), or set "
+            "WORKER_BULK_TAKE=false (kombu's take, Redis 6.2 or newer)",
+        )
     if queue and not takes_reliably(version):
         return Outcome(
             name,
             False,
             f"{shown} runs Redis {version}: a worker killed while taking a message can lose it "
             "(the workers need BLMOVE, Redis 6.2 or newer)",
-            "upgrade the broker's Redis to 6.2 or newer (Debian 12 ships 7.0)",
+            "upgrade the broker's Redis to 7.0 or newer (Debian 12 ships 7.0)",
         )
     if queue and (problem := durability_problem(info)) is not None:
         detail, fix = problem

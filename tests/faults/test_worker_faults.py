@@ -7,8 +7,6 @@ again. Each test prints its figures (events sent, points found, dead letters, re
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import re
 import signal
@@ -20,11 +18,11 @@ from typing import Any
 
 import pytest
 import redis
-from kombu.utils.encoding import bytes_to_str
 
-from config.redis_keys import RedisKeys, broker_consumers, broker_inflight
+from config.redis_keys import RedisKeys, broker_inflight
+from core.task_message import decode_stored
 from core.transform import Point
-from devtools.local_servers import InfluxDBServer, free_port
+from devtools.local_servers import InfluxDBServer, RedisServer, free_port
 from tests.expectations import (
     SeriesKey,
     expected_points,
@@ -36,6 +34,7 @@ from tests.expectations import (
 from tests.helpers import InfluxDatabase, InfluxQL, wait_until
 from tests.processes import AppProcess, app_env, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
+from workers.bulk_queue import given_back, in_flight
 from workers.dead_letters import TOO_OLD_DURING_OUTAGE
 
 pytestmark = pytest.mark.faults
@@ -218,31 +217,28 @@ def test_influxdb_down_for_60_s_at_200_events_per_s_loses_nothing(
         run.stop()
 
 
-def unacked_messages(client: redis.Redis) -> list[dict[str, Any]]:
-    """Task arguments a worker took from the broker and has not acknowledged (kombu's hash)."""
-    out = []
-    for raw in client.hvals("unacked"):
-        payload = json.loads(raw)[0]
-        out.append(json.loads(base64.b64decode(payload["body"]))[0][0])
-    return out
-
-
-def messages_in_flight(client: redis.Redis) -> int:
-    """Messages consumers took from the queue and have not recorded as unacknowledged yet."""
-    consumers = [bytes_to_str(c) for c in client.hkeys(broker_consumers())]
-    return sum(int(client.llen(broker_inflight(c))) for c in consumers)
+def held_messages(client: redis.Redis) -> dict[str, list[dict[str, Any]]]:
+    """Consumer id → the task arguments its bulk consumer took and has not finished."""
+    return {
+        consumer: [
+            decode_stored(raw).arg for raw in client.lrange(broker_inflight(consumer), 0, -1)
+        ]
+        for consumer, count in in_flight(client).items()
+        if count
+    }
 
 
 def test_a_worker_killed_mid_batch_has_its_messages_redelivered(
     tmp_path: Path, redis_url: str, influx: tuple[InfluxDBServer, InfluxDatabase]
 ) -> None:
+    """Lowered values (liveness 4 s); tests/faults/test_worker_kill_defaults.py runs the same
+    with the defaults."""
     server, db = influx
     assert server.pid is not None
     run = Run(tmp_path, redis_url, db, rate=200, events=2400, settings={
-        "CELERY_VISIBILITY_TIMEOUT": "8",  # hold limit 8/2 - (0.5 + 1.5 + 1) = 1 s
+        "WORKER_LIVENESS_TIMEOUT": "4",
         "INFLUXDB_TIMEOUT": "1.5",
         "WRITE_RETRY_MAX_DELAY": "1",
-        "HA_HEARTBEAT_TIMEOUT": "3",  # the listener's check: below the visibility timeout
     })  # fmt: skip
     try:
         run.start_flowing()
@@ -253,20 +249,17 @@ def test_a_worker_killed_mid_batch_has_its_messages_redelivered(
         try:
             wait_until(lambda: "InfluxDB unavailable" in first.log_text(), 20, 0.2,
                        message="the worker stuck in a batch")  # fmt: skip
-            held = wait_until(lambda: unacked_messages(run.client), 10, 0.1,
-                              message="messages the worker holds")  # fmt: skip
+            held_by = wait_until(lambda: held_messages(run.client), 10, 0.1,
+                                 message="messages the worker holds")  # fmt: skip
+            ((consumer, held),) = held_by.items()
             first.kill()
             killed_at = time.monotonic()
-            in_flight_at_kill = messages_in_flight(run.client)
         finally:
             os.kill(server.pid, signal.SIGCONT)
         run.start("worker", worker_argv())
-        wait_until(lambda: not run.client.hlen("unacked") or not (
-            {m["seq"] for m in held} & {m["seq"] for m in unacked_messages(run.client)}
-        ), 30, 0.2, message="the killed worker's messages redelivered")  # fmt: skip
+        wait_until(lambda: consumer not in in_flight(run.client), 30, 0.1,
+                   message="the killed worker's messages given back")  # fmt: skip
         redelivered_after = time.monotonic() - killed_at
-        wait_until(lambda: messages_in_flight(run.client) == 0, 30, 0.2,
-                   message="messages the killed worker had taken given back")  # fmt: skip
 
         expected = run.expected()
         run.wait_all_landed(expected, timeout=60)
@@ -276,13 +269,12 @@ def test_a_worker_killed_mid_batch_has_its_messages_redelivered(
         assert held_points
         assert held_points.keys() <= found.keys(), "what the killed worker held landed"
         assert run.client.xlen(KEYS.dead_letters()) == 0
+        assert given_back(run.client) >= len(held)
         print(
             f"\nFIGURES worker SIGKILL mid-batch: events sent {len(recorded_events(run.record))} "
             f"+ snapshot {len(run.initial)}, points expected {len(expected)}, found {rows}; "
-            f"messages held by the killed worker {len(held)}, redelivered "
-            f"{redelivered_after:.1f} s after the kill (visibility timeout 8 s), plus "
-            f"{in_flight_at_kill} taken from the queue but not yet read (given back by the "
-            "in-flight sweep); dead letters 0"
+            f"messages held by the killed worker {len(held)}, back in the queue "
+            f"{redelivered_after:.1f} s after the kill (liveness 4 s); dead letters 0"
         )
     except BaseException:
         print(run.logs())
@@ -392,4 +384,54 @@ def test_after_a_broker_outage_a_lone_event_still_lands_within_a_second(
     finally:
         if worker is not None:
             worker.stop()
+        broker.stop()
+
+
+def test_a_full_broker_drains_once_influxdb_is_back(
+    tmp_path: Path, influx: tuple[InfluxDBServer, InfluxDatabase]
+) -> None:
+    """Issue 12: Redis with a small maxmemory and noeviction (what docs/operations.md
+    recommends), InfluxDB down until Redis is full and the listener spools, then InfluxDB
+    back: the workers keep taking and finishing at maxmemory, the spool drains, every event
+    lands exactly once, and no one has to act."""
+    server, db = influx
+    broker = RedisServer(tmp_path / "full-redis", appendonly=True, extra_args=[
+        "--maxmemory", "6mb", "--maxmemory-policy", "noeviction"])  # fmt: skip
+    broker.start()
+    rate = 500
+    run = Run(tmp_path, broker.url, db, rate, events=rate * 24, settings={
+        "INFLUXDB_TIMEOUT": "2", "WRITE_RETRY_MAX_DELAY": "2"})  # fmt: skip
+    try:
+        run.start_flowing(workers=1)
+        server.stop()
+        listener = run.processes[-1]
+        wait_until(lambda: "events go to the spool" in listener.log_text(), 60, 0.2,
+                   message="Redis full and the listener spooling")  # fmt: skip
+        full_at = time.monotonic()
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            run.client.lpush("probe", b"x" * 100)
+        waiting = int(run.client.llen("ha_events"))
+        held = sum(in_flight(run.client).values())
+        used = int(run.client.info("memory")["used_memory"])
+        expected = run.expected()  # the simulator has sent everything
+        time.sleep(max(0.0, 3 - (time.monotonic() - full_at)))  # spooling a while
+        server.start()
+        up_at = time.monotonic()
+        landed_at = run.wait_all_landed(expected, timeout=120)
+        rows = assert_exactly_once(db, expected)
+        drained = "spool drained" in listener.log_text()
+        print(
+            f"\nFIGURES full broker (maxmemory 6 MB, noeviction, used {used / 2**20:.1f} MB): "
+            f"events sent {len(recorded_events(run.record))} + snapshot {len(run.initial)}, "
+            f"points expected {len(expected)}, points found {rows}; at the full mark "
+            f"{waiting} waiting + {held} in flight, the listener spooling; all landed "
+            f"{landed_at - up_at:.1f} s after InfluxDB came back; spool drained: {drained}"
+        )
+        assert drained
+        assert rows == len(expected)
+    except BaseException:
+        print(run.logs())
+        raise
+    finally:
+        run.stop()
         broker.stop()

@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"figure", "value", "unit", "baseline", "ratio", "target"}
 FIGURES = {
     "listener_capacity", "worker_cpu_per_event", "e2e_throughput", "e2e_latency_p99",
-    "burst_drain", "rss_listener", "rss_worker", "lost_events",
+    "burst_drain", "rss_listener", "rss_worker", "lost_events", "worker_drain_rate",
+    "worker_cpu_per_event_us", "stack_cpu_per_event_us", "redis_bytes_per_waiting_event",
+    "burst_drain_one_worker_s",
 }  # fmt: skip
 
 

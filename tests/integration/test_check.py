@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import urllib.parse
 import urllib.request
@@ -15,7 +14,7 @@ import pytest
 from config.check_command import Outcome, checks, run_checks
 from config.settings import load_settings
 from devtools.local_servers import InfluxDBServer, RedisServer, free_port
-from tests.helpers import InfluxDatabase
+from tests.helpers import InfluxDatabase, PasswordRedis
 from tests.processes import BIN, app_env
 from tests.sim_thread import SimulatorThread
 from workers.store_checks import check_broker
@@ -25,22 +24,6 @@ pytestmark = pytest.mark.integration
 TOKEN = "check-token-0123456789"
 REDIS_PW = "check-redis-pw-4d2"
 ADMIN_PW = "check-admin-pw-9e1"
-
-
-class PasswordRedis(RedisServer):
-    """redis-server --requirepass: ready once it answers, if only to ask for the password
-    (RedisServer's own probe waits for +PONG, which never comes without AUTH)."""
-
-    def __init__(self, data_dir: Path, password: str) -> None:
-        super().__init__(data_dir, extra_args=["--requirepass", password])
-
-    def _probe(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-                return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
-        except OSError:
-            return False
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +82,7 @@ def test_everything_works(
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "ha-ingestor check"
-    assert "(Redis 7." in done.stdout  # the broker's version: the workers need 6.2 or newer
+    assert "(Redis 7." in done.stdout  # the broker's version: the workers need 7.0 or newer
     assert [line.split()[0] for line in lines[1:7]] == ["OK"] * 6
     assert "logged in to Home Assistant 2024.3.3" in done.stdout
     assert f"accepts writes to database '{influx_db.name}'" in done.stdout

@@ -11,12 +11,16 @@ message at once (`supports_batch_publish` is False), which the listener's publis
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +32,11 @@ from kombu.connection import Connection
 from config.celery_app import create_app
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
+from core.rules import Rules
 from core.task_message import INGEST_TASK
 from devtools.local_servers import free_port
 from listener.listener_stats import ListenerStats
-from listener.publisher import Publisher, celery_publisher
+from listener.publisher import KombuBatches, Publisher, celery_publisher
 from listener.spool import Spool
 from tests.expectations import (
     expected_points,
@@ -43,6 +48,10 @@ from tests.expectations import (
 from tests.helpers import InfluxDatabase, wait_until
 from tests.processes import AppProcess, app_env, beat_argv, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
+from workers import worker_context
+from workers.amqp_bulk import AmqpTaker, uses_amqp_bulk_take
+from workers.task_sender import TaskSender
+from workers.worker_context import WorkerContext
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -104,8 +113,12 @@ def _drain(url: str, queue: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     with Connection(url) as connection:
         channel = connection.channel()
         while (message := channel.basic_get(queue, no_ack=True)) is not None:
-            args, _, _ = json.loads(message.body)
-            out.append((dict(message.headers), args[0]))
+            headers = dict(message.headers)
+            body = message.body
+            if headers.get("compression"):  # what kombu's Message.decode undoes
+                body = zlib.decompress(body)
+            args, _, _ = json.loads(body)
+            out.append((headers, args[0]))
     return out
 
 
@@ -260,3 +273,101 @@ def _enqueued(port: int) -> int:
 def _pipeline_health(port: int, queue_depth: int) -> dict[str, Any] | None:
     body = _health(port) or {}
     return body if (body.get("pipeline") or {}).get("queue_depth") == queue_depth else None
+
+
+# --- the bulk consumer on RabbitMQ (issue 12): prefetch, one multiple ack per batch ----------
+
+
+def _state_args(seqs: range) -> list[dict[str, Any]]:
+    states = [{"entity_id": f"sensor.amqp_{seq % 40}", "state": str(seq), "attributes": {},
+               "last_updated": 1_780_000_000 + seq} for seq in seqs]  # fmt: skip
+    return [{"event": event, "received_at": time.time(), "source": "live", "seq": seq}
+            for seq, event in zip(seqs, state_events(states), strict=True)]  # fmt: skip
+
+
+def _publish(url: str, redis_url: str, queue: str, args: list[dict[str, Any]]) -> None:
+    """As the listener does on amqp: Celery's send_task, zlib-compressed bodies."""
+    settings = load_settings(celery_broker_url=url, redis_url=redis_url, celery_queue=queue)
+    KombuBatches(create_app(settings), queue).publish(args)
+
+
+def _depths(vhost_url: str, queue: str) -> tuple[int, int]:
+    """(ready, unacknowledged) of the queue, as RabbitMQ counts them."""
+    vhost = vhost_url.rsplit("/", 1)[1]
+    out = _rabbitmqctl("list_queues", "-q", "-p", vhost, "name", "messages_ready",
+                       "messages_unacknowledged")  # fmt: skip
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0] == queue:
+            return int(parts[1]), int(parts[2])
+    return 0, 0
+
+
+def test_the_bulk_consumer_acks_each_batch_with_one_multiple_ack(
+    amqp_url: str, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    """2,500 messages in batches of 500: every point written, 5 acks (not 2,500), and a batch
+    the pipeline hands back is requeued, not acknowledged."""
+    queue = f"bulk_{uuid.uuid4().hex[:8]}"
+    args = _state_args(range(1, 2501))
+    _publish(amqp_url, redis_url, queue, args)
+    settings = load_settings(celery_broker_url=amqp_url, redis_url=redis_url, celery_queue=queue,
+                             influxdb_url=influx_db.url, influxdb_database=influx_db.name,
+                             batch_size=500, batch_interval=0.2)  # fmt: skip
+    app = create_app(settings)
+    assert uses_amqp_bulk_take(settings)
+    worker_context.start(
+        lambda: WorkerContext(settings, Rules(), send_many=TaskSender(app), hold_limit=30)
+    )
+    taker = AmqpTaker(settings, app.amqp.queues[queue])
+    taker.start()
+    try:
+        expected = expected_points([a["event"] for a in args])
+        wait_until(lambda: len(points_in_influx(influx_db)) >= len(expected), 60, 0.2,
+                   message=f"{len(expected)} points in InfluxDB")  # fmt: skip
+        assert points_in_influx(influx_db).keys() == expected.keys()
+        wait_until(lambda: _depths(amqp_url, queue) == (0, 0), 20, 0.2,
+                   message="RabbitMQ holds nothing, acknowledged or not")  # fmt: skip
+        print(f"\nFIGURES amqp bulk: {len(args)} messages, {taker.batches} batches, "
+              f"{taker.acks} basic_ack frames")  # fmt: skip
+        assert taker.batches == taker.acks == 5
+    finally:
+        taker.stop()
+        worker_context.current().close()
+
+
+def test_a_sigkilled_amqp_worker_has_its_prefetched_messages_redelivered_at_once(
+    amqp_url: str, redis_url: str, influx_db: InfluxDatabase, tmp_path: Path
+) -> None:
+    """Default settings but BATCH_SIZE: InfluxDB unreachable, so the worker holds a batch and
+    prefetches the next; SIGKILL; RabbitMQ has them all ready again, and a new worker writes
+    every point."""
+    queue = f"kill_{uuid.uuid4().hex[:8]}"
+    args = _state_args(range(1, 1501))
+    _publish(amqp_url, redis_url, queue, args)
+    env = app_env(CELERY_BROKER_URL=amqp_url, CELERY_QUEUE=queue, REDIS_URL=redis_url,
+                  INFLUXDB_URL="http://127.0.0.1:9", INFLUXDB_DATABASE=influx_db.name,
+                  BATCH_SIZE="300")  # fmt: skip
+    worker = AppProcess("worker", worker_argv(), env, tmp_path).start()
+    try:
+        wait_until(lambda: _depths(amqp_url, queue) == (900, 600), 30, 0.2,
+                   message="the worker holding 2 batches of 300 unacknowledged")  # fmt: skip
+        os.kill(worker.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_until(lambda: _depths(amqp_url, queue) == (1500, 0), 30, 0.1,
+                   message="every message ready again")  # fmt: skip
+        back = time.monotonic() - killed
+        print(f"\nFIGURES amqp SIGKILL: 600 unacked messages ready again {back:.1f} s later")
+        assert back < 10
+    finally:
+        worker.stop()
+    env["INFLUXDB_URL"] = influx_db.url
+    worker = AppProcess("worker", worker_argv("worker2"), env, tmp_path).start()
+    try:
+        expected = expected_points([a["event"] for a in args])
+        wait_until(lambda: len(points_in_influx(influx_db)) >= len(expected), 60, 0.2,
+                   message=f"{len(expected)} points in InfluxDB")  # fmt: skip
+        assert points_in_influx(influx_db).keys() == expected.keys()
+        wait_until(lambda: _depths(amqp_url, queue) == (0, 0), 20, 0.2, message="queue empty")
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]

@@ -7,8 +7,6 @@ broker queue of replays.
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 import time
 import uuid
@@ -26,7 +24,7 @@ from config.redis_keys import RedisKeys
 from config.settings import SettingsError, load_settings
 from core.line_protocol import encode_point
 from core.rules import Rules
-from core.task_message import INGEST_TASK
+from core.task_message import INGEST_TASK, decode_stored
 from core.transform import Point, Skipped, event_to_point
 from devtools.local_servers import InfluxDBServer, free_port
 from tests.helpers import InfluxDatabase, InfluxQL, wait_until
@@ -292,10 +290,9 @@ def queued_args(client: redis.Redis, queue: str) -> list[Any]:
     """The first argument of every task message waiting in a Redis queue (kombu's format)."""
     out = []
     for raw in client.lrange(queue, 0, -1):
-        envelope = json.loads(raw)
-        body = json.loads(base64.b64decode(envelope["body"]))
-        assert envelope["headers"]["task"] == INGEST_TASK
-        out.append(body[0][0])
+        stored = decode_stored(raw)  # zlib-compressed bodies (task_compression) included
+        assert stored.task == INGEST_TASK
+        out.append(stored.arg)
     return out
 
 
