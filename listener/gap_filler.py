@@ -31,8 +31,14 @@ Enqueue = Callable[[dict[str, Any]], Awaitable[int]]
 IsDurable = Callable[[int], bool]
 
 
+MIN_WINDOW_S = 60.0
+"""The smallest time window a shrunken backfill asks for."""
+
+
 class BackfillCursor:
-    """How far an unfinished backfill got: the start of its next window, and the gap's end."""
+    """How far an unfinished backfill got: the start of its next window, the gap's end, and
+    how much its windows were shrunk (`shrink`: halvings; `fresh`: no window finished since
+    the last start, so that attempt died on its first window)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -43,9 +49,25 @@ class BackfillCursor:
         end = parse_ha_time(document.get("gap_end"))
         return None if position is None or end is None else (position, end)
 
-    def save(self, position: datetime, end: datetime) -> None:
+    def next_shrink(self) -> int:
+        """Halvings for the next attempt: one more when the last attempt finished no window
+        (a reply too big for the frame cap ends the connection, again and again otherwise)."""
+        document = read_document(self._path)
+        shrink = document.get("shrink", 0)
+        shrink = shrink if isinstance(shrink, int) and not isinstance(shrink, bool) else 0
+        return max(0, shrink) + (1 if document.get("fresh") is True else 0)
+
+    def save(
+        self, position: datetime, end: datetime, *, shrink: int = 0, fresh: bool = False
+    ) -> None:
         write_atomically(
-            self._path, {"next_window_start": position.isoformat(), "gap_end": end.isoformat()}
+            self._path,
+            {
+                "next_window_start": position.isoformat(),
+                "gap_end": end.isoformat(),
+                "shrink": shrink,
+                "fresh": fresh,
+            },
         )
 
     def clear(self) -> None:
@@ -125,15 +147,22 @@ class GapFiller:
         a connection lost midway raises, and the cursor keeps the window to start from.
         """
         limits = self._limits
+        shrink = await asyncio.to_thread(self._cursor.next_shrink) if track else 0
+        window_s = max(MIN_WINDOW_S, limits.window_s / 2**shrink)
+        per_request = max(1, limits.entities_per_request >> shrink)
+        if shrink:
+            log.warning(
+                "the last backfill attempt finished no window (a reply too big for "
+                "HA_MAX_FRAME_MB, or HA cut the connection): asking for %g s windows of %d "
+                "entities at most",
+                window_s,
+                per_request,
+            )
         plan = plan_windows(
-            start,
-            end,
-            entity_ids,
-            window_s=limits.window_s,
-            entities_per_request=limits.entities_per_request,
+            start, end, entity_ids, window_s=window_s, entities_per_request=per_request
         )
         if track:
-            await asyncio.to_thread(self._cursor.save, start, end)
+            await asyncio.to_thread(self._save, start, end, shrink, True)
         count = 0
         for requests in plan:
             last_ticket = -1
@@ -152,7 +181,10 @@ class GapFiller:
                 continue
             while last_ticket >= 0 and not self._is_durable(last_ticket):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)  # the publisher thread makes it durable
-            await asyncio.to_thread(self._cursor.save, requests[0].end, end)
+            await asyncio.to_thread(self._save, requests[0].end, end, shrink, False)
         if track:
             await asyncio.to_thread(self._cursor.clear)
         return count
+
+    def _save(self, position: datetime, end: datetime, shrink: int, fresh: bool) -> None:
+        self._cursor.save(position, end, shrink=shrink, fresh=fresh)

@@ -475,3 +475,47 @@ def test_a_night_is_backfilled_in_pages_through_a_timeout_and_a_kill(
     finally:
         stack.stop()
         sim.stop()
+
+
+def test_a_window_too_big_for_the_frame_cap_is_asked_again_smaller(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    """A 3-hour gap asked as ONE window whose reply passes the (lowered) frame cap: each
+    attempt that finishes no window halves the next one, until the replies fit. Every state
+    lands once, instead of the same too-big request ending the connection forever."""
+    record = tmp_path / "sent.jsonl"
+    sim = SimulatorThread(
+        token=TOKEN, rate=20, events=200, entities=30, record_path=record,
+        past_hours=3, past_events=12000,
+    ).start(paused=True)  # fmt: skip
+    gap_from_us = sim.sim._past_from_us + 30_000_000
+    data = tmp_path / "data"
+    data.mkdir()
+    gap_from = datetime.fromtimestamp(gap_from_us / 1e6).astimezone().isoformat()
+    (data / "listener-state.json").write_text(json.dumps({"handed_off_through": gap_from}))
+    one_window = {
+        "HA_MAX_FRAME_MB": "1",
+        "BACKFILL_WINDOW": "14400",  # the whole gap in one request: about 2 MB of history
+        "BACKFILL_ENTITIES_PER_REQUEST": "200",
+    }
+    stack = Stack(tmp_path, sim, redis_url, influx_db, one_window)
+    try:
+        initial = ha_states(sim.sim.url, TOKEN)
+        stack.start_worker()
+        listener = stack.start_listener()
+        stack.wait_subscribed()
+        sim.do(sim.sim.resume_events)
+        sim.call(sim.sim.wait_done(), timeout=60)
+        expected, found = assert_everything_landed(influx_db, initial, record, 120)
+        wait_until(lambda: not (data / "backfill-cursor.json").exists(), 60, message="done")
+        log = listener.log_text()
+        assert "too big" in log, "the first reply passed the frame cap"
+        assert "asking for" in log, "the next attempt asked for smaller windows"
+        print(
+            f"one 3 h window over a 1 MB cap: {log.count('asking for')} smaller attempts, "
+            f"{sim.do(lambda: sim.sim.history_requests)} history requests; "
+            f"{expected} points expected, {found} found"
+        )
+    finally:
+        stack.stop()
+        sim.stop()
