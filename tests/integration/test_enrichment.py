@@ -309,10 +309,10 @@ def expected_tags(home: Any) -> dict[str, dict[str, str]]:
     return out
 
 
-def test_points_carry_area_and_device_tags_from_the_listeners_registries(
-    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
-) -> None:
-    sim = SimulatorThread(token=TOKEN, rate=400, events=400, entities=25).start(paused=True)
+def start_listener_and_worker(
+    sim: SimulatorThread, tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
+) -> tuple[AppProcess, AppProcess]:
+    """A real listener on the simulator and a real worker writing to `influx_db`."""
     env = app_env(
         HA_URL=sim.sim.url,
         HA_TOKEN=TOKEN,
@@ -324,7 +324,14 @@ def test_points_carry_area_and_device_tags_from_the_listeners_registries(
         BATCH_INTERVAL="0.2",
     )
     listener = AppProcess("listener", listener_argv(), env, tmp_path).start()
-    worker = AppProcess("worker", worker_argv(), env, tmp_path).start()
+    return listener, AppProcess("worker", worker_argv(), env, tmp_path).start()
+
+
+def test_points_carry_area_and_device_tags_from_the_listeners_registries(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    sim = SimulatorThread(token=TOKEN, rate=400, events=400, entities=25).start(paused=True)
+    listener, worker = start_listener_and_worker(sim, tmp_path, redis_url, influx_db)
     try:
         initial = ha_states(sim.sim.url, TOKEN)
         keys = RedisKeys()
@@ -370,18 +377,7 @@ def test_an_area_created_and_an_entity_moved_reach_the_points_within_seconds(
     """A user edits HA's registries under load: the next points carry the new area, with the
     default ENRICHMENT_CACHE_TTL (60 s): the listener's version key makes workers re-read."""
     sim = SimulatorThread(token=TOKEN, rate=200, events=6_000, entities=10).start(paused=True)
-    env = app_env(
-        HA_URL=sim.sim.url,
-        HA_TOKEN=TOKEN,
-        CELERY_BROKER_URL=redis_url,
-        INFLUXDB_URL=influx_db.url,
-        INFLUXDB_DATABASE=influx_db.name,
-        HEALTH_PORT=str(free_port()),
-        DATA_DIR=str(tmp_path / "data"),
-        BATCH_INTERVAL="0.2",
-    )
-    listener = AppProcess("listener", listener_argv(), env, tmp_path).start()
-    worker = AppProcess("worker", worker_argv(), env, tmp_path).start()
+    listener, worker = start_listener_and_worker(sim, tmp_path, redis_url, influx_db)
     try:
         client = redis.Redis.from_url(redis_url)
         keys = RedisKeys()
