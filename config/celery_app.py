@@ -13,7 +13,9 @@ settings, rules and sinks before the worker takes its first message.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
@@ -31,6 +33,41 @@ WORKER_START = "workers.worker_start:WorkerStart"
 BULK_CONSUMER = "workers.bulk_consumer:BulkConsumer"
 """The consumer bootstep that takes the ingest queue from Redis in bulk
 (workers/bulk_consumer.py)."""
+
+
+REDIS_SCHEMES = frozenset(("redis", "rediss"))
+"""Broker URL schemes whose queue is a plain Redis list WireBatches can push to."""
+
+SUPPORTED_TRANSPORT_OPTIONS = frozenset(
+    (
+        "visibility_timeout",
+        "unacked_restore_interval",
+        "unacked_restore_throttle",
+        "unacked_mutex_expire",
+        "max_connections",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "retry_on_timeout",
+        "health_check_interval",
+        "polling_interval",
+        "queue_order_strategy",
+    )
+)
+"""kombu Redis transport options that only concern consumers or connections, not where or how
+a message is stored (a key prefix, for one, would: then kombu publishes)."""
+
+
+def supports(broker_url: str, transport_options: Mapping[str, Any] | None = None) -> bool:
+    """Whether core.task_message can build this broker's messages (Redis, plain options): the
+    listener publishes them itself then, and workers put replays where they are taken next."""
+    if urlsplit(broker_url).scheme not in REDIS_SCHEMES:
+        return False
+    return set(transport_options or {}) <= SUPPORTED_TRANSPORT_OPTIONS
+
+
+STATE_CALLS_AFTER_ATTEMPT = 3
+"""State-Redis calls a retrying batch makes between its last hold check and its hand-back."""
 
 
 class DeliveryTimingError(SettingsError):
@@ -54,14 +91,23 @@ def batch_hold_limit(settings: Settings) -> float:
       + the attempt in flight        INFLUXDB_TIMEOUT
       + the retry delay that ends it WRITE_RETRY_MAX_DELAY (the hold is checked before sleeping,
                                       so this term is a margin)
+      + the state-Redis calls after   STATE_CALLS_AFTER_ATTEMPT x 2 x REDIS_SOCKET_TIMEOUT (a
+        the last check                counter, the error text, outage letters: each a try and
+                                      one retry when Redis does not answer)
     and a message prefetched behind a held batch (PREFETCH_BATCHES = 2) waits for that batch
     first, so twice that must stay below the visibility timeout:
-        hold = VISIBILITY_TIMEOUT / 2 - (BATCH_INTERVAL + INFLUXDB_TIMEOUT + WRITE_RETRY_MAX_DELAY)
-    With the defaults (3600 s, 0.5 s, 10 s, 30 s) that is about 29 min, also below
+        hold = VISIBILITY_TIMEOUT / 2 - (BATCH_INTERVAL + INFLUXDB_TIMEOUT + WRITE_RETRY_MAX_DELAY
+                                         + 6 x REDIS_SOCKET_TIMEOUT)
+    With the defaults (3600 s, 0.5 s, 10 s, 30 s, 5 s) that is about 28 min, also below
     RabbitMQ's 30 min consumer_timeout. A killed worker's messages come back after the
     visibility timeout plus at most one restore sweep (`unacked_restore_interval`).
     """
-    overhead = settings.batch_interval + settings.influxdb_timeout + settings.write_retry_max_delay
+    overhead = (
+        settings.batch_interval
+        + settings.influxdb_timeout
+        + settings.write_retry_max_delay
+        + STATE_CALLS_AFTER_ATTEMPT * 2 * settings.redis_socket_timeout
+    )
     hold = settings.celery_visibility_timeout / PREFETCH_BATCHES - overhead
     if hold <= 0:
         needed = PREFETCH_BATCHES * overhead
@@ -69,8 +115,8 @@ def batch_hold_limit(settings: Settings) -> float:
             "ha-ingestor cannot start, fix these settings (environment variables):\n"
             f"  CELERY_VISIBILITY_TIMEOUT: {settings.celery_visibility_timeout:g} s is too short; "
             f"it must exceed {needed:g} s = {PREFETCH_BATCHES} x (BATCH_INTERVAL + "
-            "INFLUXDB_TIMEOUT + WRITE_RETRY_MAX_DELAY), or a batch still being retried is "
-            "delivered again. Raise it or lower those."
+            "INFLUXDB_TIMEOUT + WRITE_RETRY_MAX_DELAY + 6 x REDIS_SOCKET_TIMEOUT), or a batch "
+            "still being retried is delivered again. Raise it or lower those."
         )
     return hold
 

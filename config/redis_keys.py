@@ -44,12 +44,19 @@ class RedisKeys:
         return f"{self.prefix}rate:{name}:{minute}"
 
     def dead_letters(self) -> str:
-        """Stream of dead letters (event, reason, error text, time); capped in length."""
+        """Stream of dead letters (event, reason, error text, time); capped only when
+        DEAD_LETTERS_MAX is set."""
         return f"{self.prefix}dead_letters"
+
+    def outage_letters(self) -> str:
+        """Stream of events that waited longer than MAX_EVENT_AGE for InfluxDB (same fields as
+        dead letters, reason too_old_during_outage); never capped; emptied by AutoReplay."""
+        return f"{self.prefix}dead_letters:outage"
 
     def dead_letters_auto_replay(self) -> str:
         """Set of dead-letter ids a worker replays by itself once InfluxDB takes writes again
-        (reason too_old_during_outage); written by workers, emptied by replay/purge; no TTL."""
+        (reason too_old_during_outage), as versions before the outage store kept them; only
+        emptied now (by AutoReplay and purge); no TTL."""
         return f"{self.prefix}dead_letters:auto_replay"
 
     def dead_letters_replay_lock(self) -> str:

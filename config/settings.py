@@ -82,6 +82,28 @@ class Settings(BaseSettings):
         "the broker is Redis.",
     )
     redis_prefix: str = Field(default="ha_ingestor:", description="Prefix of every Redis key.")
+    redis_socket_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Seconds a worker's or beat's call to the state Redis may take before it "
+        "fails (a half-open connection would otherwise block for ~15 min); the batch hold "
+        "limit allows for it.",
+    )
+    broker_memory_warn_percent: int = Field(
+        default=80,
+        ge=1,
+        le=100,
+        description="Broker Redis memory (used_memory of maxmemory) from which health is "
+        "degraded with reason `broker_memory`.",
+    )
+    broker_memory_spool_percent: int = Field(
+        default=90,
+        ge=1,
+        le=100,
+        description="Broker Redis memory from which the listener treats the broker as full and "
+        "keeps new events in its disk spool until memory falls below it again.",
+    )
     celery_queue: str = Field(default="ha_events", description="Queue of the ingest tasks.")
     celery_visibility_timeout: float = Field(
         default=3600.0,
@@ -124,8 +146,12 @@ class Settings(BaseSettings):
         "dead-lettered (reason too_old_during_outage); those are replayed automatically once "
         "writes succeed again.",
     )
-    dead_letters_max: int = Field(
-        default=100_000, ge=100, description="Dead letters kept in Redis; the oldest go beyond."
+    dead_letters_max: int | None = Field(
+        default=None,
+        ge=100,
+        description="Dead letters kept at most; beyond it the oldest are DELETED (counted, health "
+        "reason `dropping`). Unset (the default): every letter is kept. Events waiting out an "
+        "InfluxDB outage are never capped.",
     )
     enrichment_enabled: bool = Field(
         default=True,

@@ -17,6 +17,7 @@ from core.health_report import BeatFigures
 from core.health_rules import PipelineFigures, pipeline_checks
 from core.listener_state import ListenerState
 from core.queue_trend import BeatMemory, QueueReading, advance_memory, depth_trend
+from core.storage_rules import store_checks
 
 RECONNECTS_WINDOW_S = 3600 - 60
 """"Reconnects in the last hour": the minute buckets that an hour up to now touches."""
@@ -38,6 +39,8 @@ class Readings:
     """Dead letters per reason within the window."""
     queue: QueueReading = field(default_factory=QueueReading)
     last_write_error: str | None = None
+    dead_letters_stored: int | None = None
+    outage_letters_stored: int = 0
 
 
 def beat_figures(
@@ -53,7 +56,7 @@ def beat_figures(
     stalled_for = now - new_memory.progress_at if pending else None
     window_counts = {
         name: r.window_count(readings.buckets.get(name, {}), now, t.window_s)
-        for name in ("written", "retries", "write_errors", "dead_lettered")
+        for name in ("written", "retries", "write_errors", "dead_lettered", "dropped")
     }
     # Failed write attempts: `write_errors` where workers count them, else their retries.
     refused = window_counts["write_errors"] or window_counts["retries"]
@@ -93,6 +96,10 @@ def beat_figures(
         "dead_letter_reasons_in_window": dict(readings.dead_letter_reasons),
         "last_write_error": figures.last_write_error,
         "broker_error": queue.error,
+        "dead_letters_stored": readings.dead_letters_stored,
+        "outage_letters_stored": readings.outage_letters_stored,
+        "dropped": figures.dropped_total,
+        "dropped_in_window": figures.dropped_window,
     }
     listener = readings.listener
     events = readings.buckets.get("events_received", {})
@@ -124,7 +131,7 @@ def beat_figures(
         reconnects_last_hour=r.window_count(
             readings.buckets.get("reconnects", {}), now, RECONNECTS_WINDOW_S
         ),
-        checks=tuple(pipeline_checks(figures, t)),
+        checks=(*pipeline_checks(figures, t), *store_checks(figures, t)),
     )
     return result, new_memory
 

@@ -88,6 +88,12 @@ class HealthSettings(Protocol):
     def beat_interval(self) -> float: ...
     @property
     def ha_event_types(self) -> Iterable[str]: ...
+    @property
+    def broker_memory_warn_percent(self) -> int: ...
+    @property
+    def broker_memory_spool_percent(self) -> int: ...
+    @property
+    def dead_letters_max(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,10 @@ class Thresholds:
     window_s: float = 300.0
     beat_interval_s: float = 5.0
     event_types: tuple[str, ...] = ("state_changed",)
+    broker_memory_warn_percent: float = 80.0
+    broker_memory_spool_percent: float = 90.0
+    dead_letters_max: int | None = None
+    """DEAD_LETTERS_MAX: the dead-letter store is reported from 80% of it."""
 
     @property
     def beat_stale_s(self) -> float:
@@ -119,4 +129,7 @@ class Thresholds:
             window_s=settings.health_window,
             beat_interval_s=settings.beat_interval,
             event_types=tuple(settings.ha_event_types),
+            broker_memory_warn_percent=settings.broker_memory_warn_percent,
+            broker_memory_spool_percent=settings.broker_memory_spool_percent,
+            dead_letters_max=settings.dead_letters_max,
         )

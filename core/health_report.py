@@ -34,7 +34,11 @@ metrics of listener/health_server.py and the Grafana dashboard derive from them)
   were unusable and skipped), ``read_stall_max_s`` (the longest the reader spent on one frame),
   ``registry_refreshes``, ``publisher_restarts`` (the publisher thread died and was restarted),
   ``spool_quarantined`` (spool rows that could not be read back, kept apart),
-  ``auth_retry_at`` (after auth_invalid: unix time of the next login try, else null).
+  ``auth_retry_at`` (after auth_invalid: unix time of the next login try, else null),
+  ``spool_bytes`` / ``spool_max_bytes`` (SPOOL_MAX_MB) / ``spool_disk_free_bytes`` (the spool's
+  size, cap and free disk), ``broker_memory_used_bytes`` / ``broker_memory_max_bytes`` (the
+  broker Redis's used_memory and maxmemory, 0 = no limit; null on RabbitMQ) and
+  ``broker_full`` (above BROKER_MEMORY_SPOOL_PERCENT: new events go to the spool).
 - ``pipeline`` (from beat; every figure null when beat has not run): ``queue_depth`` (messages
   waiting in the broker), ``in_flight`` (taken by workers, not yet acknowledged),
   ``in_flight_by_consumer`` ({consumer id: messages} of the workers' bulk consumers; null on
@@ -44,7 +48,10 @@ metrics of listener/health_server.py and the Grafana dashboard derive from them)
   ``retried``, ``write_errors``, ``dead_letters`` (totals), ``depth_trend_per_minute``,
   ``stalled_for_s``, ``window_s`` (HEALTH_WINDOW) with ``written_in_window``,
   ``write_errors_in_window``, ``dead_letters_in_window`` and
-  ``dead_letter_reasons_in_window`` ({reason: count}), ``last_write_error``, ``broker_error``
+  ``dead_letter_reasons_in_window`` ({reason: count}), ``dead_letters_stored`` (letters in the
+  dead-letter store now), ``outage_letters_stored`` (events in the outage store, waiting for
+  InfluxDB), ``dropped`` / ``dropped_in_window`` (dead letters DEAD_LETTERS_MAX deleted, total
+  and in the window), ``last_write_error``, ``broker_error``
   (why the queue could not be read), ``write_rate_per_minute`` ({"1m", "5m", "15m"}),
   ``computed_at`` (unix time these figures were computed) and ``age_s``.
 - ``rates`` (from beat): ``by_domain`` ({domain: {"1m", "5m", "15m"}}), ``top_entities``
@@ -69,6 +76,7 @@ from core.health_rules import (
     subscription_checks,
 )
 from core.listener_state import ListenerState
+from core.storage_rules import listener_storage_checks
 
 CONNECTION_FIELDS = (
     "state", "ha_version", "attempts", "successful", "failed", "reconnects",
@@ -84,7 +92,8 @@ LISTENER_FIELDS = (
     "events_drained", "spool_depth", "memory_queue_depth", "broker_up", "publish_errors",
     "malformed_frames", "snapshot_states", "backfilled_states", "history_available",
     "skipped_messages", "read_stall_max_s", "registry_refreshes", "publisher_restarts",
-    "spool_quarantined", "auth_retry_at",
+    "spool_quarantined", "auth_retry_at", "spool_bytes", "spool_max_bytes", "spool_disk_free_bytes",
+    "broker_memory_used_bytes", "broker_memory_max_bytes", "broker_full",
 )  # fmt: skip
 PIPELINE_FIELDS = (
     "queue_depth", "in_flight", "oldest_message_age_s", "written", "retried", "write_errors",
@@ -159,7 +168,10 @@ def build_report(
     none); `beat_ran_at`: when beat last stored a report, to tell whether beat runs;
     `beat_error`: why beat's report could not be read at all.
     """
-    checks = subscription_checks(subscription_figures(listener, now, beat), t)
+    figures = subscription_figures(listener, now, beat)
+    checks = subscription_checks(figures, t)
+    if figures.heartbeat_age_s is not None and figures.heartbeat_age_s <= t.listener_stale_s:
+        checks.extend(listener_storage_checks(figures, t))
     if beat is not None:
         checks.extend(beat.checks)
     beat_age = None if beat_ran_at is None else max(0.0, now - beat_ran_at)
@@ -205,6 +217,12 @@ def subscription_figures(
         spool_depth=listener.spool_depth,
         history_available=listener.history_available,
         spool_quarantined=listener.spool_quarantined,
+        spool_bytes=listener.spool_bytes,
+        spool_max_bytes=listener.spool_max_bytes,
+        spool_disk_free_bytes=listener.spool_disk_free_bytes,
+        broker_memory_used_bytes=listener.broker_memory_used_bytes,
+        broker_memory_max_bytes=listener.broker_memory_max_bytes,
+        broker_full=listener.broker_full,
     )
 
 
@@ -269,6 +287,12 @@ def _listener(li: ListenerState | None, now: float) -> dict[str, Any]:
             publisher_restarts=li.publisher_restarts,
             spool_quarantined=li.spool_quarantined,
             auth_retry_at=li.auth_retry_at,
+            spool_bytes=li.spool_bytes,
+            spool_max_bytes=li.spool_max_bytes,
+            spool_disk_free_bytes=li.spool_disk_free_bytes,
+            broker_memory_used_bytes=li.broker_memory_used_bytes,
+            broker_memory_max_bytes=li.broker_memory_max_bytes,
+            broker_full=li.broker_full,
         )
     return section
 

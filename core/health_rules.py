@@ -42,6 +42,12 @@ class SubscriptionFigures:
     spool_depth: int = 0
     history_available: bool | None = None
     spool_quarantined: int = 0
+    spool_bytes: int = 0
+    spool_max_bytes: int | None = None
+    spool_disk_free_bytes: int | None = None
+    broker_memory_used_bytes: int | None = None
+    broker_memory_max_bytes: int | None = None
+    broker_full: bool = False
 
 
 def subscription_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
@@ -54,6 +60,16 @@ def subscription_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
                 "listener",
                 "listener not running: it left no state in Redis — start `ha-ingestor listener` "
                 "and check its log",
+            )
+        ]
+    if f.connection_state == "stopped":
+        return [
+            Check(
+                "listener_down",
+                "unhealthy",
+                "listener",
+                f"listener stopped {format_duration(f.heartbeat_age_s)} ago (a clean shutdown) — "
+                "start `ha-ingestor listener`",
             )
         ]
     if f.heartbeat_age_s > t.listener_stale_s:
@@ -247,6 +263,15 @@ class PipelineFigures:
     dead_letter_reasons: Mapping[str, int] = field(default_factory=dict)
     last_write_error: str | None = None
     broker_error: str | None = None
+    dead_letters_stored: int | None = None
+    """Letters in the dead-letter store now (None: not read)."""
+    outage_letters_stored: int = 0
+    """Events in the outage store, waiting for InfluxDB."""
+    dropped_window: int = 0
+    """Dead letters the user's cap deleted within the window."""
+    dropped_total: int = 0
+    workers_alive: int | None = None
+    """Workers taking the queue now; None when the broker cannot tell."""
 
 
 def pipeline_checks(p: PipelineFigures, t: Thresholds) -> list[Check]:

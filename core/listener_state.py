@@ -61,6 +61,18 @@ class ListenerState:
     """Spool rows that could not be read back, kept apart in the spool's quarantine table."""
     auth_retry_at: float | None = None
     """After HA refused the token: unix time of the next login try (SIGHUP tries at once)."""
+    spool_bytes: int = 0
+    """Bytes the spool's rows take on disk."""
+    spool_max_bytes: int | None = None
+    """SPOOL_MAX_MB in bytes."""
+    spool_disk_free_bytes: int | None = None
+    """Free space of the spool's file system (what an unprivileged process may use)."""
+    broker_memory_used_bytes: int | None = None
+    """The broker Redis's used_memory; None on other brokers or before the first reading."""
+    broker_memory_max_bytes: int | None = None
+    """The broker Redis's maxmemory; 0 when it has no limit."""
+    broker_full: bool = False
+    """The broker's memory is above BROKER_MEMORY_SPOOL_PERCENT: new events go to the spool."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -109,6 +121,12 @@ class ListenerState:
                 publisher_restarts=_count(data.get("publisher_restarts", 0)),
                 spool_quarantined=_count(data.get("spool_quarantined", 0)),
                 auth_retry_at=_optional(_number, data.get("auth_retry_at")),
+                spool_bytes=_count(data.get("spool_bytes", 0)),
+                spool_max_bytes=_optional(_count, data.get("spool_max_bytes")),
+                spool_disk_free_bytes=_optional(_count, data.get("spool_disk_free_bytes")),
+                broker_memory_used_bytes=_optional(_count, data.get("broker_memory_used_bytes")),
+                broker_memory_max_bytes=_optional(_count, data.get("broker_memory_max_bytes")),
+                broker_full=_flag(data.get("broker_full", False)),
             )
         except (KeyError, TypeError):
             return None

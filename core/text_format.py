@@ -32,3 +32,12 @@ def format_rate(per_minute: float) -> str:
     if per_minute >= 10:
         return f"{round(per_minute):,}/min"
     return f"{per_minute:.1f}/min"
+
+
+def format_bytes(n: float) -> str:
+    """812 MB, 1.5 GB, 40 kB: sizes in decimal units, as disks and Redis's INFO round them."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            value = n / size
+            return f"{value:.1f} {unit}" if value < 10 else f"{round(value):,} {unit}"
+    return f"{round(n)} B"

@@ -12,52 +12,29 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 import redis
 from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config.celery_app import broker_transport_options, create_app
+from config.celery_app import (
+    REDIS_SCHEMES,
+    SUPPORTED_TRANSPORT_OPTIONS,
+    broker_transport_options,
+    create_app,
+    supports,
+)
 from config.settings import Settings
 from core import task_message
 from core.task_message import INGEST_TASK
 
+__all__ = ["REDIS_SCHEMES", "SUPPORTED_TRANSPORT_OPTIONS", "supports"]
+
 Message = dict[str, Any]
 PublishBatch = Callable[[list[Message]], None]
-
-REDIS_SCHEMES = frozenset(("redis", "rediss"))
-"""Broker URL schemes whose queue is a plain Redis list WireBatches can push to."""
-
-SUPPORTED_TRANSPORT_OPTIONS = frozenset(
-    (
-        "visibility_timeout",
-        "unacked_restore_interval",
-        "unacked_restore_throttle",
-        "unacked_mutex_expire",
-        "max_connections",
-        "socket_timeout",
-        "socket_connect_timeout",
-        "socket_keepalive",
-        "retry_on_timeout",
-        "health_check_interval",
-        "polling_interval",
-        "queue_order_strategy",
-    )
-)
-"""kombu Redis transport options that only concern consumers or connections, not where or how
-a message is stored (a key prefix, for one, would: then kombu publishes)."""
-
-
-def supports(broker_url: str, transport_options: Mapping[str, Any] | None = None) -> bool:
-    """Whether core.task_message can build this broker's messages (Redis, plain options)."""
-    if urlsplit(broker_url).scheme not in REDIS_SCHEMES:
-        return False
-    return set(transport_options or {}) <= SUPPORTED_TRANSPORT_OPTIONS
-
 
 BROKER_TIMEOUT_S = 5.0
 """How long a publish may wait on the broker before the batch goes to the spool instead

@@ -122,6 +122,34 @@ class HealthCollector(Collector):
             li["memory_queue_depth"],
         )
         yield from _gauge("listener_broker_up", "1 when the listener can publish", li["broker_up"])
+        yield from _gauge(
+            "listener_spool_bytes", "Bytes the spool takes on disk", li["spool_bytes"]
+        )
+        yield from _gauge(
+            "listener_spool_max_bytes",
+            "The spool's size limit (SPOOL_MAX_MB)",
+            li["spool_max_bytes"],
+        )
+        yield from _gauge(
+            "listener_spool_disk_free_bytes",
+            "Free space of the spool's file system",
+            li["spool_disk_free_bytes"],
+        )
+        yield from _gauge(
+            "broker_memory_used_bytes",
+            "The broker Redis's used_memory, as the listener reads it",
+            li["broker_memory_used_bytes"],
+        )
+        yield from _gauge(
+            "broker_memory_max_bytes",
+            "The broker Redis's maxmemory (0: no limit)",
+            li["broker_memory_max_bytes"],
+        )
+        yield from _gauge(
+            "listener_broker_full",
+            "1 while the broker's memory is above BROKER_MEMORY_SPOOL_PERCENT (events spooled)",
+            li["broker_full"],
+        )
 
     def _pipeline(self, p: dict[str, Any]) -> Iterator[Metric]:
         yield from _gauge("queue_depth", "Messages waiting in the broker", p["queue_depth"])
@@ -153,6 +181,19 @@ class HealthCollector(Collector):
         yield from _counter("write_retries", "InfluxDB write attempts retried", p["retried"])
         yield from _counter("write_errors", "InfluxDB write attempts refused", p["write_errors"])
         yield from _counter("dead_letters", "Events dead-lettered", p["dead_letters"])
+        yield from _gauge(
+            "dead_letters_stored", "Letters in the dead-letter store now", p["dead_letters_stored"]
+        )
+        yield from _gauge(
+            "outage_letters_stored",
+            "Events kept in the outage store, waiting for InfluxDB",
+            p["outage_letters_stored"],
+        )
+        yield from _counter(
+            "events_dropped",
+            "Dead letters deleted to keep within DEAD_LETTERS_MAX (none unless it is set)",
+            p["dropped"],
+        )
         yield from _gauge(
             "beat_last_run_timestamp_seconds",
             "Unix time of beat's last health computation",

@@ -51,6 +51,12 @@ class ListenerStats:
     publisher_restarts: int = 0
     spool_quarantined: int = 0
     auth_retry_at: float | None = None
+    spool_bytes: int = 0
+    spool_max_bytes: int | None = None
+    spool_disk_free_bytes: int | None = None
+    broker_memory_used_bytes: int | None = None
+    broker_memory_max_bytes: int | None = None
+    broker_full: bool = False
 
     def skip(self, reason: str) -> None:
         """Count a frame or message from HA that cannot be used (also in malformed_frames)."""
@@ -94,4 +100,10 @@ class ListenerStats:
             publisher_restarts=self.publisher_restarts,
             spool_quarantined=self.spool_quarantined,
             auth_retry_at=self.auth_retry_at,
+            spool_bytes=self.spool_bytes,
+            spool_max_bytes=self.spool_max_bytes,
+            spool_disk_free_bytes=self.spool_disk_free_bytes,
+            broker_memory_used_bytes=self.broker_memory_used_bytes,
+            broker_memory_max_bytes=self.broker_memory_max_bytes,
+            broker_full=self.broker_full,
         )

@@ -37,6 +37,7 @@ from listener.broker_batches import (
 from listener.handoff_watermark import HandoffWatermark
 from listener.listener_stats import ListenerStats
 from listener.spool import Spool, SpoolFull
+from listener.storage_watch import READ_EVERY_S, BrokerMemoryGate, spool_disk
 
 __all__ = [
     "BrokerBatches",
@@ -66,7 +67,12 @@ class Publisher:
         capacity: int = 20_000,
         batch_size: int = 500,
         backoff: BackoffFactory = lambda: exponential_backoff(initial=0.2, cap=10.0),
+        memory_gate: BrokerMemoryGate | None = None,
+        spool_max_bytes: int | None = None,
     ) -> None:
+        self._memory_gate = memory_gate
+        self._spool_max_bytes = spool_max_bytes
+        self._storage_read_at = -float("inf")
         self._batches = publish if isinstance(publish, BrokerBatches) else CallableBatches(publish)
         self._prepare = self._batches.prepare
         if spool.needs_upgrade:
@@ -172,8 +178,21 @@ class Publisher:
             self._stats.memory_queue_depth = len(self._items)
             self._stats.spool_depth = self._spool.depth
             self._stats.spool_quarantined = self._spool.quarantined
+            self._read_storage()
             if done:
                 return
+
+    def _read_storage(self) -> None:
+        """The spool's size and free disk for the health report, at most once a second."""
+        now = time.monotonic()
+        if now - self._storage_read_at < READ_EVERY_S:
+            return
+        self._storage_read_at = now
+        stats = self._stats
+        disk = spool_disk(self._spool.path, self._spool.size_bytes(), self._spool_max_bytes or 0)
+        stats.spool_bytes = disk.used
+        stats.spool_max_bytes = self._spool_max_bytes
+        stats.spool_disk_free_bytes = disk.disk_free
 
     def _wait_for_items(self, timeout: float) -> None:
         """Sleep until submit() wakes us (or timeout); never misses an item appended meanwhile."""
@@ -245,6 +264,17 @@ class Publisher:
         return batch
 
     def _try_publish(self, batch: list[Any]) -> bool:
+        gate = self._memory_gate
+        if gate is not None:
+            full = gate.check()
+            memory = gate.memory
+            if memory is not None:
+                self._stats.broker_memory_used_bytes = memory.used
+                self._stats.broker_memory_max_bytes = memory.limit
+            self._stats.broker_full = full
+            if full:  # kept on disk until the broker's memory is below its threshold again
+                self._retry_at = time.monotonic() + READ_EVERY_S
+                return False
         try:
             self._batches.publish(batch)
         except Exception as exc:  # noqa: BLE001 - any publish failure means: keep it on disk

@@ -35,6 +35,7 @@ from listener.publisher import Publisher, celery_publisher
 from listener.registries import UPDATE_EVENTS, Call, RegistryRefresher, RegistryStore
 from listener.spool import Spool
 from listener.state_reporter import StateReporter
+from listener.storage_watch import BrokerMemoryGate
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,11 @@ class Listener:
             self.spool,
             self.stats,
             capacity=settings.publish_queue_size,
+            memory_gate=BrokerMemoryGate(
+                settings.celery_broker_url.get_secret_value(),
+                settings.broker_memory_spool_percent,
+            ),
+            spool_max_bytes=settings.spool_max_mb * 1024 * 1024,
         )
         token = settings.ha_token_value()
         if settings.ha_url is None or not token:

@@ -79,6 +79,16 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, to stop, pause and start; append-only, so it keeps its
+    queue across restarts."""
+    server = RedisServer(tmp_path / "own-redis", appendonly=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def influx_db(influxdb_server: InfluxDBServer) -> Iterator[InfluxDatabase]:
     """A fresh InfluxDB 1.x database on the session server, dropped after the test."""
     client = InfluxQL(influxdb_server.url)

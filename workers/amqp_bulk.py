@@ -168,6 +168,8 @@ class AmqpTaker:
         with consumer:
             self._connection = connection
             while not self.stop_event.is_set():
+                if self._pause_after_hand_back(connection):
+                    return
                 batch = self._gather(connection)
                 if batch:
                     self._write(batch)
@@ -188,6 +190,18 @@ class AmqpTaker:
         batch = pending[: self.batch_size]
         del pending[: self.batch_size]
         return batch
+
+    def _pause_after_hand_back(self, connection: Connection) -> bool:
+        """After a hand-back, wait before taking again, keeping the connection's heartbeats
+        (workers/hand_back.py); True when stopping. Prefetched messages wait unacked."""
+        context = worker_context.current()
+        end = time.monotonic() + context.pacer.delay()
+        while (left := end - time.monotonic()) > 0:
+            if self.stop_event.wait(min(left, HEARTBEAT_S / 4)):
+                return True
+            with self._lock:
+                connection.heartbeat_check()
+        return self.stop_event.is_set()
 
     def _write(self, batch: list[Message]) -> None:
         outcome = worker_context.current().ingest([task_arg(m) for m in batch])

@@ -203,10 +203,12 @@ class BulkTaker:
                 self.stop_event.wait(1.0)
 
     def _one_batch(self) -> None:
+        context = worker_context.current()
+        if context.pause_after_hand_back():
+            return
         batch = self._gather()
         if not batch:
             return
-        context = worker_context.current()
         outcome = context.ingest(decode_all(batch))
         self.queue.finish([batch[i] for i in outcome.handed_back])
         self.batches += 1

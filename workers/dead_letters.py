@@ -1,11 +1,17 @@
 """Dead letters: what could not be written, kept in Redis with the reason, never dropped silently.
 
-A Redis stream gives ordered ids to list, replay and delete by. The stream is capped; when it is
-nearly full a warning says so, and the cap itself is a setting (DEAD_LETTERS_MAX).
+Two Redis streams, whose ordered ids list, replay and delete by:
 
-Letters whose reason is in AUTO_REPLAY_REASONS (events that waited too long for an unavailable
-InfluxDB) are also noted in a set, so a worker finds them without scanning the stream and
-replays them by itself once InfluxDB takes writes again (`AutoReplay`).
+- the dead letters proper (invalid events, points InfluxDB rejects, ...), waiting for a person
+  (`ha-ingestor dlq`). Nothing is deleted to make room unless the user set a cap
+  (DEAD_LETTERS_MAX): then the oldest go beyond it, and each one dropped is counted
+  (`dropped`), which makes health `unhealthy` with reason `dropping`;
+- the outage store: events that waited longer than MAX_EVENT_AGE for an unavailable InfluxDB
+  (AUTO_REPLAY_REASONS). Nothing is wrong with them, so no cap ever applies: a worker replays
+  them by itself, oldest first, once InfluxDB takes writes again (`AutoReplay`).
+
+A set of ids marking outage letters in the first stream is what versions before the outage
+store kept; AutoReplay still empties it.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,7 +32,6 @@ log = logging.getLogger(__name__)
 
 List = list  # `list` is also a method name below
 
-DEFAULT_MAX_DEAD_LETTERS: Final = 100_000
 TOO_OLD_DURING_OUTAGE: Final = "too_old_during_outage"
 AUTO_REPLAY_REASONS: Final = frozenset({TOO_OLD_DURING_OUTAGE})
 """Reasons that say nothing is wrong with the event itself: it is replayed without a person."""
@@ -33,12 +39,22 @@ AUTO_REPLAY_REASONS: Final = frozenset({TOO_OLD_DURING_OUTAGE})
 SendMany = Callable[[Sequence[Any]], object]
 """Enqueues task messages (a list of task arguments) for the workers; raises when it cannot."""
 
+CountSink = Callable[[Mapping[str, int]], object]
+"""Adds to named counters (workers/counter_store.py CounterStore.add); must not raise."""
 
-_ADD_MARKED: Final = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', unpack(ARGV, 2))
-redis.call('SADD', KEYS[2], id)
-return id
+DROPPED: Final = "dropped"
+"""Counter of dead letters deleted to keep within DEAD_LETTERS_MAX (health reason `dropping`)."""
+
+# KEYS: stream. ARGV: cap, then the fields. Returns how many letters the cap removed.
+_ADD_CAPPED: Final = """
+local before = redis.call('XLEN', KEYS[1])
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', unpack(ARGV, 2))
+return before + 1 - redis.call('XLEN', KEYS[1])
 """
+
+
+def _no_count(_: Mapping[str, int]) -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,56 +69,78 @@ class DeadLetter:
 
 
 class DeadLetterStore:
-    """Adds, lists and removes dead letters in one Redis stream."""
+    """Adds, lists and removes dead letters (one stream) and outage letters (another)."""
 
     def __init__(
         self,
         client: redis.Redis,
         keys: RedisKeys,
         *,
-        max_len: int = DEFAULT_MAX_DEAD_LETTERS,
+        max_len: int | None = None,
+        count: CountSink = _no_count,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
         self._key = keys.dead_letters()
+        self._outage_key = keys.outage_letters()
         self._auto_key = keys.dead_letters_auto_replay()
         self._max_len = max_len
+        self._count = count
         self._clock = clock
-        self._add_marked = client.register_script(_ADD_MARKED)
+        self._add_capped = client.register_script(_ADD_CAPPED)
+
+    @property
+    def max_len(self) -> int | None:
+        """DEAD_LETTERS_MAX: None (the default) keeps every letter."""
+        return self._max_len
 
     def add_many(self, letters: Iterable[tuple[Any, str, str]]) -> int:
         """Store (message, reason, error) triples; returns how many were stored."""
         now = self._clock()
         pipe = self._redis.pipeline(transaction=False)
-        count = 0
+        count = capped = 0
         for message, reason, error in letters:
-            fields = {
-                "reason": reason,
-                "error": error[:4000],
-                "message": json.dumps(message, ensure_ascii=False, default=str),
-                "at": repr(now),
-            }
+            text = json.dumps(message, ensure_ascii=False, default=str)
             if reason in AUTO_REPLAY_REASONS:
-                # One script: the letter and its replay mark are stored together or not at all.
-                self._add_marked(
-                    keys=[self._key, self._auto_key],
-                    args=[self._max_len, *(v for kv in fields.items() for v in kv)],
-                    client=pipe,
-                )
+                # A long outage moves most events here: compressed, and without the error text
+                # (the same for all, in the worker's log), they take less RAM than in the queue.
+                outage = {"reason": reason, "z": zlib.compress(text.encode(), 6), "at": repr(now)}
+                pipe.xadd(self._outage_key, outage)  # type: ignore[arg-type]
+                count += 1
+                continue
+            fields = {"reason": reason, "error": error[:4000], "message": text, "at": repr(now)}
+            if self._max_len is None:
+                pipe.xadd(self._key, fields)  # type: ignore[arg-type]
             else:
-                pipe.xadd(self._key, fields, maxlen=self._max_len, approximate=False)  # type: ignore[arg-type]
+                args: list[str | int] = [self._max_len, *(v for kv in fields.items() for v in kv)]
+                self._add_capped(keys=[self._key], args=args, client=pipe)
+                capped += 1
             count += 1
         if count:
-            pipe.xlen(self._key)
+            if capped:
+                pipe.xlen(self._key)
             results = pipe.execute()
-            self._warn_if_near_cap(int(results[-1]))
+            if capped:
+                self._note_cap(results, int(results[-1]))
         return count
 
-    def _warn_if_near_cap(self, length: int) -> None:
-        if length >= 0.9 * self._max_len:
+    def _note_cap(self, results: list[Any], length: int) -> None:
+        """Count and say what the user's cap removed; warn before it starts to."""
+        assert self._max_len is not None
+        dropped = sum(int(r) for r in results[:-1] if isinstance(r, int) and r > 0)
+        if dropped:
+            self._count({DROPPED: dropped})
+            log.error(
+                "dead letters: %d of the oldest DELETED to keep within DEAD_LETTERS_MAX=%d. "
+                "Unset DEAD_LETTERS_MAX to keep every letter; look at them with "
+                "`ha-ingestor dlq list`, fix the cause, then `ha-ingestor dlq replay --all`.",
+                dropped,
+                self._max_len,
+            )
+        elif length >= 0.8 * self._max_len:
             log.warning(
-                "dead letters: %d of at most %d kept; the oldest are dropped beyond that. "
-                "Look at them with `ha-ingestor dlq list`, fix the cause, then "
+                "dead letters: %d of at most %d kept (DEAD_LETTERS_MAX); beyond that the oldest "
+                "are deleted. Look at them with `ha-ingestor dlq list`, fix the cause, then "
                 "`ha-ingestor dlq replay --all` or `ha-ingestor dlq purge`.",
                 length,
                 self._max_len,
@@ -110,6 +148,19 @@ class DeadLetterStore:
 
     def count(self) -> int:
         return int(self._redis.xlen(self._key))
+
+    def outage_count(self) -> int:
+        """Events kept in the outage store, waiting for InfluxDB (and for AutoReplay)."""
+        return int(self._redis.xlen(self._outage_key))
+
+    def outage_letters(self, limit: int) -> List[DeadLetter]:
+        """The oldest `limit` letters of the outage store."""
+        found: Any = self._redis.xrange(self._outage_key, count=limit)
+        return [_decode(entry_id, fields) for entry_id, fields in found]
+
+    def delete_outage(self, ids: Iterable[str]) -> int:
+        ids = List(ids)
+        return int(self._redis.xdel(self._outage_key, *ids)) if ids else 0
 
     def list(
         self,
@@ -165,18 +216,23 @@ class DeadLetterStore:
         return int(pipe.execute()[0])
 
     def purge(self) -> int:
-        """Delete every dead letter; returns how many there were."""
+        """Delete every dead letter (not the outage store: those events are fine and are
+        written once InfluxDB is back); returns how many there were."""
         count = self.count()
         self._redis.delete(self._key, self._auto_key)
         return count
 
-    def auto_replay_ids(self, limit: int) -> List[str]:
-        """Up to `limit` ids of letters to replay without a person (see AUTO_REPLAY_REASONS)."""
+    def legacy_auto_replay_ids(self, limit: int) -> List[str]:
+        """Up to `limit` ids of outage letters a version before the outage store marked."""
         found: Any = self._redis.srandmember(self._auto_key, limit)
         return sorted(_text(i) for i in found or ())
 
     def auto_replay_pending(self) -> int:
-        return int(self._redis.scard(self._auto_key))
+        """Letters AutoReplay still has to enqueue again."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xlen(self._outage_key)
+        pipe.scard(self._auto_key)
+        return sum(int(n) for n in pipe.execute())
 
 
 def as_replay(message: Any) -> Any:
@@ -200,12 +256,15 @@ def replay(store: DeadLetterStore, letters: Sequence[DeadLetter], send_many: Sen
 
 
 class AutoReplay:
-    """Replays outage dead letters once InfluxDB takes writes again, a chunk per call.
+    """Replays the outage store once InfluxDB takes writes again, oldest first, a chunk a call.
 
     Called by a worker after each batch that wrote something, so the replay starts with the
     first event written after the outage (a home that sends nothing at all waits for its next
-    event). One worker at a time holds a short lock so two workers do not send the same
-    letters; a worker that dies holding it only delays the replay by the lock's TTL.
+    event). `send_many` puts them where workers take next (workers/task_sender.py), so the
+    oldest events are written first. One worker at a time holds a short lock so two workers do
+    not send the same letters; a worker that dies holding it only delays the replay by the
+    lock's TTL, and one that dies between sending and deleting sends a chunk twice (harmless:
+    a point is identified by its series and time).
     """
 
     def __init__(
@@ -232,10 +291,14 @@ class AutoReplay:
         if not self._redis.set(self._lock, "1", nx=True, ex=self._lock_ttl):
             return 0
         try:
-            ids = self._store.auto_replay_ids(self._chunk)
-            letters = self._store.get(ids)
-            replayed = replay(self._store, letters, self._send_many)
-            self._store.delete(ids)  # also the marks of letters trimmed from the stream
+            letters = self._store.outage_letters(self._chunk)
+            if letters:
+                self._send_many([as_replay(letter.message) for letter in letters])
+                replayed = self._store.delete_outage(letter.id for letter in letters)
+            else:
+                ids = self._store.legacy_auto_replay_ids(self._chunk)
+                replayed = replay(self._store, self._store.get(ids), self._send_many)
+                self._store.delete(ids)  # also the marks of letters trimmed from the stream
         finally:
             self._redis.delete(self._lock)
         if replayed:
@@ -253,11 +316,13 @@ def _text(value: Any) -> str:
 
 
 def _decode(entry_id: Any, fields: dict[Any, Any]) -> DeadLetter:
-    data = {_text(k): _text(v) for k, v in fields.items()}
+    packed = fields.get(b"z", fields.get("z"))
+    data = {_text(k): _text(v) for k, v in fields.items() if k not in (b"z", "z")}
+    text = zlib.decompress(packed).decode() if packed is not None else data.get("message", "null")
     return DeadLetter(
         id=_text(entry_id),
         reason=data.get("reason", ""),
         error=data.get("error", ""),
-        message=json.loads(data.get("message", "null")),
+        message=json.loads(text),
         at=float(data.get("at", "0")),
     )

@@ -64,13 +64,21 @@ def run(args: argparse.Namespace) -> int:
         client.close()
 
 
-def _list(store: DeadLetterStore, args: argparse.Namespace, max_len: int) -> int:
+def _list(store: DeadLetterStore, args: argparse.Namespace, max_len: int | None) -> int:
     letters = store.list(limit=max(0, args.limit), reason=args.reason)
     total = store.count()
-    if total >= 0.9 * max_len:
+    if max_len is not None and total >= 0.8 * max_len:
         print(
             f"warning: {total} dead letters, the most kept is {max_len} (DEAD_LETTERS_MAX); the "
-            "oldest are dropped beyond that. Fix the cause, then replay or purge them.",
+            "oldest are deleted beyond that. Fix the cause, then replay or purge them, or unset "
+            "DEAD_LETTERS_MAX to keep them all.",
+            file=sys.stderr,
+        )
+    waiting = store.outage_count()
+    if waiting:
+        print(
+            f"note: {waiting} events that waited out an InfluxDB outage are in the outage store; "
+            "workers write them by themselves once InfluxDB takes writes again.",
             file=sys.stderr,
         )
     if args.json:

@@ -76,5 +76,9 @@ def _requeue_ids(result: Any) -> set[str] | None:
 def ingest_event(requests: list[SimpleRequest]) -> dict[str, list[str]]:
     """Write a batch of HA events to InfluxDB; returns the ids of requests to requeue."""
     messages = [request.args[0] if request.args else None for request in requests]
-    outcome = worker_context.current().ingest(messages)
+    context = worker_context.current()
+    # After a hand-back, pause before this batch (the previous one is requeued by now), so a
+    # batch InfluxDB refuses is not taken and handed back in a tight loop.
+    context.pause_after_hand_back()
+    outcome = context.ingest(messages)
     return {"requeue": [requests[i].id for i in outcome.handed_back]}

@@ -29,12 +29,15 @@ from core.queue_trend import BeatMemory, QueueReading
 from core.rates import window_count
 from core.task_message import received_at_of
 from workers import bulk_queue
+from workers.dead_letters import DROPPED, TOO_OLD_DURING_OUTAGE
 
 log = logging.getLogger(__name__)
 
-BUCKET_COUNTERS = ("events_received", "reconnects", "written", "retries", "write_errors")
+BUCKET_COUNTERS = (
+    "events_received", "reconnects", "written", "retries", "write_errors", DROPPED,
+)  # fmt: skip
 DEAD_LETTERED = "dead_lettered"
-TOTALS = ("written", "retries", "write_errors", DEAD_LETTERED)
+TOTALS = ("written", "retries", "write_errors", DEAD_LETTERED, DROPPED)
 MAPS = ("events_by_domain", "events_by_entity")
 BUCKET_MINUTES = 120
 """Counters are read back two hours (their TTL): enough for "usual" after a long silence."""
@@ -219,8 +222,10 @@ class Monitor:
                 pipe.hgetall(keys.counter_map_bucket(name, m))
         pipe.get(keys.last_write_error())
         pipe.get(keys.beat_state())
+        pipe.xlen(keys.dead_letters())
+        pipe.xlen(keys.outage_letters())
         state, bucket_values, total_values, *rest = _results(pipe.execute(raise_on_error=False))
-        map_values, (last_error, memory_raw) = rest[:-2], rest[-2:]
+        map_values, (last_error, memory_raw, stored, outage) = rest[:-4], rest[-4:]
         buckets: dict[str, dict[int, int]] = {}
         values = iter(bucket_values)
         for name in names:
@@ -242,6 +247,8 @@ class Monitor:
             dead_letter_reasons=self._dead_letter_reasons(buckets[DEAD_LETTERED], now),
             queue=queue,
             last_write_error=scrub(_text(last_error), self._secrets) if last_error else None,
+            dead_letters_stored=int(stored),
+            outage_letters_stored=int(outage),
         )
         memory = BeatMemory.from_json(json.loads(memory_raw)) if memory_raw else None
         return readings, memory
@@ -253,7 +260,9 @@ class Monitor:
             return {}
         prefix = self._keys.counter(f"{DEAD_LETTERED}:")
         reasons = sorted(
-            _text(key)[len(prefix) :] for key in self._redis.scan_iter(f"{prefix}*", count=500)
+            reason
+            for key in self._redis.scan_iter(f"{prefix}*", count=500)
+            if (reason := _text(key)[len(prefix) :]) != TOO_OLD_DURING_OUTAGE
         )
         minute = int(now // 60)
         minutes = list(range(int((now - window) // 60), minute + 1))

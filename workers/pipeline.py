@@ -81,7 +81,11 @@ class BatchOutcome:
             "retries": self.retries,
             "write_errors": self.write_errors,
             "capped": self.capped,
-            "dead_lettered": sum(self.dead_lettered.values()),
+            # Events that only waited out an outage are not dead letters for a person: they
+            # are counted under their reason alone (and the outage store is reported apart).
+            "dead_lettered": sum(
+                n for reason, n in self.dead_lettered.items() if reason != TOO_OLD_DURING_OUTAGE
+            ),
         }
         out.update({f"skipped:{rule}": n for rule, n in self.skipped.items()})
         out.update({f"dead_lettered:{reason}": n for reason, n in self.dead_lettered.items()})
@@ -102,9 +106,15 @@ class _Entry:
 class _HandBack(Exception):
     """Stop holding the batch; `entries` are the messages not finished yet."""
 
-    def __init__(self, entries: list[_Entry]) -> None:
+    def __init__(
+        self, entries: list[_Entry], *, retry_after: float | None = None, why: str = ""
+    ) -> None:
         super().__init__(f"{len(entries)} messages handed back")
         self.entries = entries
+        self.retry_after = retry_after
+        """InfluxDB's Retry-After when that is what ended the hold: the worker waits it out
+        before taking again (workers/hand_back.py)."""
+        self.why = why
 
 
 def _no_tags(_: str) -> Mapping[str, str]:
@@ -150,11 +160,13 @@ class IngestPipeline:
         self._hold_limit = hold_limit
         self._clock = clock
         self._wall_clock = wall_clock
+        self._deadline = math.inf
+        """When the batch being processed must be handed back (set by `process`)."""
 
     def process(self, messages: Sequence[Any]) -> BatchOutcome:
         """Write every message's point, skip it by rule, dead-letter it, or hand it back."""
         outcome = BatchOutcome()
-        deadline = self._clock() + self._hold_limit
+        deadline = self._deadline = self._clock() + self._hold_limit
         entries, letters = self._prepare(messages, outcome)
         try:
             self._store_dead_letters(letters, outcome)
@@ -165,12 +177,13 @@ class IngestPipeline:
             self._write_isolating(entries, outcome, deadline)
         except _HandBack as back:
             outcome.handed_back = sorted(entry.index for entry in back.entries)
+            outcome.retry_after = back.retry_after
             log.warning(
                 "%d events handed back to the broker unwritten (%s)",
                 len(back.entries),
                 "the worker is stopping"
                 if self._stopping.is_set()
-                else f"InfluxDB unavailable for {self._hold_limit:g} s",
+                else back.why or f"InfluxDB unavailable for {self._hold_limit:g} s",
             )
         final = outcome.counters()
         self._count({k: v for k, v in final.items() if k not in LIVE_COUNTERS})
@@ -179,6 +192,7 @@ class IngestPipeline:
     def dead_letter_all(self, messages: Sequence[Any], reason: str, error: str) -> BatchOutcome:
         """Keep a whole batch as dead letters (after a failure the pipeline did not foresee)."""
         outcome = BatchOutcome()
+        self._deadline = self._clock() + self._hold_limit
         try:
             self._store_dead_letters([(raw, reason, error) for raw in messages], outcome)
         except _HandBack:
@@ -231,8 +245,9 @@ class IngestPipeline:
                     middle = len(chunk) // 2
                     pending.append(chunk[middle:])
                     pending.append(chunk[:middle])
-            except _HandBack:
-                raise _HandBack(chunk + [e for rest in pending for e in rest]) from None
+            except _HandBack as back:
+                unfinished = chunk + [e for rest in pending for e in rest]
+                raise _HandBack(unfinished, retry_after=back.retry_after, why=back.why) from None
 
     def _write_retrying(
         self, chunk: list[_Entry], outcome: BatchOutcome, deadline: float
@@ -261,7 +276,13 @@ class IngestPipeline:
                 delays = delays or self._backoff()
                 delay = max(next(delays), exc.retry_after or 0.0)
                 if self._clock() + delay > deadline:
-                    raise _HandBack(chunk) from exc
+                    why = (
+                        f"InfluxDB asks to wait {exc.retry_after:g} s (Retry-After), more than "
+                        "the hold limit leaves"
+                        if exc.retry_after and exc.retry_after >= delay
+                        else ""
+                    )
+                    raise _HandBack(chunk, retry_after=exc.retry_after, why=why) from exc
                 log.warning(
                     "InfluxDB unavailable (%s); retrying %d points in %.1f s — the events "
                     "wait in the broker meanwhile",
@@ -295,7 +316,8 @@ class IngestPipeline:
     def _store_dead_letters(
         self, letters: list[tuple[Any, str, str]], outcome: BatchOutcome | None = None
     ) -> None:
-        """Store durably, retrying while the store is down; raises _HandBack when stopping."""
+        """Store durably, retrying while the store is down, within the batch's hold limit;
+        raises _HandBack when the limit would pass or the worker stops."""
         if not letters:
             return
         delays: Iterator[float] | None = None
@@ -305,6 +327,13 @@ class IngestPipeline:
             except Exception as exc:
                 delays = delays or self._backoff()
                 delay = next(delays)
+                if self._clock() + delay > self._deadline:
+                    log.warning(
+                        "cannot store dead letters (%s) within the hold limit; the batch goes "
+                        "back to the broker — check REDIS_URL and that Redis answers",
+                        exc,
+                    )
+                    raise _HandBack([], why="the dead-letter store did not answer") from exc
                 log.warning("cannot store dead letters (%s); retrying in %.1f s", exc, delay)
                 if self._stopping.wait(delay):
                     raise _HandBack([]) from exc

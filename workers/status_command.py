@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from core.text_format import format_count, format_duration, format_rate
+from core.text_format import format_bytes, format_count, format_duration, format_rate
 
 EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 EXIT_UNREADABLE = 3
@@ -59,6 +59,38 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
     out.write("\n")
     for label, value in rows(report):
         out.write(f"{label:<22} {value}\n")
+
+
+def _stores(p: dict[str, Any]) -> str:
+    stored, outage, dropped = p["dead_letters_stored"], p["outage_letters_stored"], p["dropped"]
+    text = format_count(p["dead_letters"] or 0) + " in all"
+    if stored is not None:
+        text += f", {format_count(stored)} kept"
+    if outage:
+        text += f"; {format_count(outage)} events in the outage store"
+    if dropped:
+        text += f"; {format_count(dropped)} DELETED by DEAD_LETTERS_MAX"
+    return text
+
+
+def _storage(li: dict[str, Any]) -> str:
+    """The broker's memory and the spool's disk, as the listener last read them."""
+    if not li["present"]:
+        return "unknown (no listener)"
+    parts = []
+    used, limit = li["broker_memory_used_bytes"], li["broker_memory_max_bytes"]
+    if used is not None:
+        of = (
+            f" of {format_bytes(limit)} ({100 * used / limit:.0f}%)" if limit else " (no maxmemory)"
+        )
+        parts.append(f"broker {format_bytes(used)}{of}")
+    if li["spool_max_bytes"]:
+        free = li["spool_disk_free_bytes"]
+        parts.append(
+            f"spool {format_bytes(li['spool_bytes'])} of {format_bytes(li['spool_max_bytes'])}"
+            + (f", {format_bytes(free)} free on its disk" if free is not None else "")
+        )
+    return "; ".join(parts) or "unknown"
 
 
 def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
@@ -132,7 +164,8 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             f"({format_rate(p['write_rate_per_minute']['5m'])} over 5 min), "
             f"{format_count(p['retried'])} retried, {format_count(p['write_errors'])} refused",
         ),
-        ("Dead letters", format_count(p["dead_letters"])),
+        ("Dead letters", _stores(p)),
+        ("Storage", _storage(li)),
         (
             "Beat",
             "has not run"

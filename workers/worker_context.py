@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config.redaction import scrub
 from config.redis_keys import RedisKeys
@@ -46,7 +48,7 @@ class WorkerContext:
         keys = RedisKeys(settings.redis_prefix)
         self.stopping = threading.Event()
         """Set when the worker stops: a batch waiting for InfluxDB hands its messages back."""
-        self.redis = redis.Redis.from_url(settings.state_redis_url())
+        self.redis = state_redis(settings)
         self.sink = make_sink(settings, rules.precision)
         if isinstance(self.sink, V1Sink):
             _ensure_database(self.sink)
@@ -97,6 +99,20 @@ class WorkerContext:
     def _note_write_error(self, text: str) -> None:
         """InfluxDB's own words for beat's `write_errors` reason, with no secret in them."""
         self.counters.note_write_error(scrub(text, self._secrets))
+
+
+def state_redis(settings: Settings) -> redis.Redis:
+    """The state Redis (counters, dead letters, registries) with a deadline on every call: a
+    try and one retry of REDIS_SOCKET_TIMEOUT each, and a PING before reusing a connection
+    idle for 30 s, so a half-open connection fails fast instead of blocking a batch."""
+    timeout = settings.redis_socket_timeout
+    return redis.Redis.from_url(
+        settings.state_redis_url(),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 1),
+    )
 
 
 def _ensure_database(sink: V1Sink) -> None:

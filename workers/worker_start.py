@@ -34,7 +34,7 @@ from workers import broker_transport, worker_context
 from workers.bulk_consumer import on_redis
 from workers.bulk_queue import supports_bulk_take
 from workers.kombu_guard import IncompatibleKombu
-from workers.task_sender import TaskSender
+from workers.task_sender import FrontSender
 from workers.worker_context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def start_worker(app: Celery) -> WorkerContext:
         except IncompatibleKombu as exc:
             raise SystemExit(f"ha-ingestor cannot start: {exc}") from exc
     hold_limit, rules = checked(settings)
-    send_many = TaskSender(app)
+    send_many = FrontSender(settings, app)  # outage replays are written first
     context = worker_context.start(
         lambda: WorkerContext(settings, rules, send_many=send_many, hold_limit=hold_limit)
     )

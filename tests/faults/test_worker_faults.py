@@ -7,10 +7,12 @@ again. Each test prints its figures (events sent, points found, dead letters, re
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,6 @@ from tests.helpers import InfluxDatabase, InfluxQL, wait_until
 from tests.processes import AppProcess, app_env, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
 from workers.bulk_queue import given_back, in_flight
-from workers.dead_letters import TOO_OLD_DURING_OUTAGE
 
 pytestmark = pytest.mark.faults
 
@@ -71,6 +72,7 @@ class Run:
     sim: SimulatorThread = field(init=False)
     processes: list[AppProcess] = field(default_factory=list)
     initial: dict[SeriesKey, Point] = field(default_factory=dict)
+    health_port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
         self.record = self.tmp / "sent.jsonl"
@@ -86,7 +88,7 @@ class Run:
             CELERY_BROKER_URL=self.redis_url,
             INFLUXDB_URL=self.influx.url,
             INFLUXDB_DATABASE=self.influx.name,
-            HEALTH_PORT=str(free_port()),
+            HEALTH_PORT=str(self.health_port),
             DATA_DIR=str(self.tmp / "data"),
             **self.settings,
         )
@@ -128,6 +130,20 @@ class Run:
     def logs(self) -> str:
         return "\n".join(f"== {p.log_path.name}\n{p.log_text()[-3000:]}" for p in self.processes)
 
+    def health(self) -> dict[str, Any]:
+        """The listener's /health (200 or 503, both with the report)."""
+        url = f"http://127.0.0.1:{self.health_port}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                body: dict[str, Any] = json.load(reply)
+        except urllib.error.HTTPError as exc:
+            body = json.load(exc)
+        return body
+
+
+def check_codes(health: dict[str, Any]) -> set[str]:
+    return {check["code"] for check in health["checks"]}
+
 
 def assert_exactly_once(influx: InfluxDatabase, expected: dict[SeriesKey, Point]) -> int:
     """Every expected point once per (series, time), nothing else; returns the rows found."""
@@ -147,74 +163,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-REPLAYED = re.compile(r"(\d+) events that waited too long during the outage were enqueued again")
-
-
-def test_influxdb_down_for_60_s_at_200_events_per_s_loses_nothing(
-    tmp_path: Path, redis_url: str, influx: tuple[InfluxDBServer, InfluxDatabase]
-) -> None:
-    """Events wait in the broker; those older than MAX_EVENT_AGE become dead letters and come
-    back by themselves once writes succeed; batches held longer than the hold limit go back to
-    the broker. Every event lands exactly once per (series, time) and no one has to act."""
-    server, db = influx
-    outage_s, rate = 60.0, 200
-    run = Run(tmp_path, redis_url, db, rate, events=int(rate * (outage_s + 5)), settings={
-        "MAX_EVENT_AGE": "30",  # an outage twice as long: half the events go the DLQ way
-        "CELERY_VISIBILITY_TIMEOUT": "40",  # hold limit 40/2 - (0.5 + 2 + 2) = 15.5 s
-        "INFLUXDB_TIMEOUT": "2",
-        "WRITE_RETRY_MAX_DELAY": "2",
-    })  # fmt: skip
-    try:
-        run.start_flowing(workers=2)
-        workers = run.processes[:2]
-        wait_until(lambda: run.counter("written") >= len(run.initial) + 2 * rate, 30, 0.2,
-                   message="events flowing into InfluxDB")  # fmt: skip
-        rss_before = max(rss_mb(w.pid) for w in workers)
-        server.stop()
-        down_at = time.monotonic()
-        wait_until(lambda: run.counter("write_errors") > 0, 20, 0.2,
-                   message="the worker noticing the outage")  # fmt: skip
-        wait_until(lambda: run.counter(f"dead_lettered:{TOO_OLD_DURING_OUTAGE}") > 0, 50, 0.5,
-                   message="events older than MAX_EVENT_AGE dead-lettered")  # fmt: skip
-        time.sleep(max(0.0, outage_s - (time.monotonic() - down_at)))  # the outage's length
-        rss_during = max(rss_mb(w.pid) for w in workers)
-        write_errors = run.counter("write_errors")
-        server.start()
-        up_at = time.monotonic()
-
-        expected = run.expected()
-        landed_at = run.wait_all_landed(expected, timeout=120)
-        wait_until(lambda: run.client.xlen(KEYS.dead_letters()) == 0, 30, 0.5,
-                   message="the outage dead letters replayed")  # fmt: skip
-        rows = assert_exactly_once(db, expected)
-        too_old = run.counter(f"dead_lettered:{TOO_OLD_DURING_OUTAGE}")
-        replayed = sum(  # as the workers' AutoReplay reports it
-            int(n) for w in workers for n in REPLAYED.findall(w.log_text())
-        )
-        handed_back = sum(w.log_text().count("handed back to the broker") for w in workers)
-        print(
-            f"\nFIGURES influx outage {outage_s:.0f} s at {rate}/s: events sent "
-            f"{len(recorded_events(run.record))} + snapshot {len(run.initial)}, points expected "
-            f"{len(expected)}, points found {rows}; written counter {run.counter('written')}; "
-            f"failed write attempts during the outage {write_errors}; dead letters "
-            f"too_old_during_outage {too_old}, replayed automatically {replayed}, left 0; "
-            f"batch hand-backs {handed_back}; 2 workers, largest RSS {rss_before:.0f} -> "
-            f"{rss_during:.0f} MB; "
-            f"all landed {landed_at - up_at:.1f} s after InfluxDB came back"
-        )
-        assert too_old > 0
-        assert replayed >= too_old
-        assert handed_back > 0, "a batch held past the hold limit went back to the broker"
-        assert write_errors < outage_s * 4, "backoff, not a hot loop"
-        assert rss_during - rss_before < 100, "memory bounded by the prefetch window"
-        assert run.client.scard(KEYS.dead_letters_auto_replay()) == 0
-    except BaseException:
-        print(run.logs())
-        raise
-    finally:
-        run.stop()
 
 
 def held_messages(client: redis.Redis) -> dict[str, list[dict[str, Any]]]:
@@ -390,10 +338,11 @@ def test_after_a_broker_outage_a_lone_event_still_lands_within_a_second(
 def test_a_full_broker_drains_once_influxdb_is_back(
     tmp_path: Path, influx: tuple[InfluxDBServer, InfluxDatabase]
 ) -> None:
-    """Issue 12: Redis with a small maxmemory and noeviction (what docs/operations.md
-    recommends), InfluxDB down until Redis is full and the listener spools, then InfluxDB
-    back: the workers keep taking and finishing at maxmemory, the spool drains, every event
-    lands exactly once, and no one has to act."""
+    """Issues 12 and 14: Redis with a small maxmemory and noeviction (what docs/operations.md
+    recommends), InfluxDB down until the broker's memory passes BROKER_MEMORY_SPOOL_PERCENT
+    (default 90%) and the listener spools, before Redis refuses anything; health says
+    `broker_memory`. Then InfluxDB back: the spool drains, every event lands exactly once, and
+    no one has to act. (Workers at a Redis that is really full: test_bulk_consumer.py.)"""
     server, db = influx
     broker = RedisServer(tmp_path / "full-redis", appendonly=True, extra_args=[
         "--maxmemory", "6mb", "--maxmemory-policy", "noeviction"])  # fmt: skip
@@ -405,14 +354,21 @@ def test_a_full_broker_drains_once_influxdb_is_back(
         run.start_flowing(workers=1)
         server.stop()
         listener = run.processes[-1]
-        wait_until(lambda: "events go to the spool" in listener.log_text(), 60, 0.2,
-                   message="Redis full and the listener spooling")  # fmt: skip
+        wait_until(lambda: "the broker's memory is at" in listener.log_text(), 60, 0.2,
+                   message="the broker at its memory threshold, the listener spooling")  # fmt: skip
         full_at = time.monotonic()
-        with pytest.raises(redis.exceptions.OutOfMemoryError):
-            run.client.lpush("probe", b"x" * 100)
+        wait_until(lambda: "broker_memory" in check_codes(run.health()), 10, 0.2,
+                   message="health says broker_memory")  # fmt: skip
+        health = run.health()
+        assert health["listener"]["broker_full"] is True
+        assert health["listener"]["spool_depth"] > 0
+        memory = run.client.info("memory")
+        used, limit = int(memory["used_memory"]), int(memory["maxmemory"])
+        assert used < limit, "the listener stopped before Redis was full"
+        run.client.lpush("probe", b"x" * 100)  # Redis still takes writes: room for the workers
+        run.client.delete("probe")
         waiting = int(run.client.llen("ha_events"))
         held = sum(in_flight(run.client).values())
-        used = int(run.client.info("memory")["used_memory"])
         expected = run.expected()  # the simulator has sent everything
         time.sleep(max(0.0, 3 - (time.monotonic() - full_at)))  # spooling a while
         server.start()
@@ -421,7 +377,8 @@ def test_a_full_broker_drains_once_influxdb_is_back(
         rows = assert_exactly_once(db, expected)
         drained = "spool drained" in listener.log_text()
         print(
-            f"\nFIGURES full broker (maxmemory 6 MB, noeviction, used {used / 2**20:.1f} MB): "
+            f"\nFIGURES broker at its memory threshold (maxmemory 6 MB, noeviction, used "
+            f"{used / 2**20:.1f} MB = {100 * used / limit:.0f}%): "
             f"events sent {len(recorded_events(run.record))} + snapshot {len(run.initial)}, "
             f"points expected {len(expected)}, points found {rows}; at the full mark "
             f"{waiting} waiting + {held} in flight, the listener spooling; all landed "
@@ -429,6 +386,8 @@ def test_a_full_broker_drains_once_influxdb_is_back(
         )
         assert drained
         assert rows == len(expected)
+        wait_until(lambda: run.health()["listener"]["broker_full"] is False, 10, 0.2,
+                   message="the listener publishing again")  # fmt: skip
     except BaseException:
         print(run.logs())
         raise

@@ -22,6 +22,7 @@ BY_TYPE: dict[str, st.SearchStrategy[Any]] = {
     "float": numbers,
     "float | None": st.none() | numbers,
     "int": counts,
+    "int | None": st.none() | counts,
     "str": st.text(),
     "bool": st.booleans(),
     "bool | None": st.none() | st.booleans(),
