@@ -35,6 +35,8 @@ class Sizes:
     burst_rate: float = 3_700.0
     burst_seconds: float = 60.0
     entities: int = 40
+    import_states: int = 1_000_000
+    import_baseline_states: int = 100_000
 
 
 QUICK = Sizes(
@@ -48,6 +50,8 @@ QUICK = Sizes(
     throughput_seconds=3.0,
     burst_rate=3_600.0,
     burst_seconds=4.0,
+    import_states=20_000,
+    import_baseline_states=10_000,
 )
 
 

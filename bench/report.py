@@ -25,6 +25,10 @@ FIGURES = (
     "stack_cpu_per_event_us",
     "redis_bytes_per_waiting_event",
     "burst_drain_one_worker_s",
+    # issue 15
+    "import_states_rate",
+    "import_statistics_rate",
+    "import_broker_peak_mb",
 )
 
 

@@ -78,10 +78,15 @@ async def _serve(args: argparse.Namespace) -> None:
         events=args.events,
         seed=args.seed,
         record_path=args.record,
+        past_days=args.past_days,
+        past_interval=args.past_interval,
     )
     sim.pause_events()
     await sim.start()
-    _say(url=sim.url, port=sim.port)
+    past = sim.past
+    statistics = sum(past.count_statistics(p, 0, 2**62) for p in ("5minute", "hour"))
+    _say(url=sim.url, port=sim.port, past_start_us=past.start_us, past_end_us=past.end_us,
+         past_states=past.count_states(0, 2**62), past_statistics=statistics)  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -130,6 +135,8 @@ def main() -> None:
         "--settle", type=float, default=0.5, help="seconds between subscription and emission"
     )
     parser.add_argument("--flow-control", type=int, default=0, metavar="HIGH")
+    parser.add_argument("--past-days", type=float, default=0.0, help="recorded past (import)")
+    parser.add_argument("--past-interval", type=float, default=300.0, metavar="SECONDS")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     asyncio.run(_serve(parser.parse_args()))
 

@@ -26,6 +26,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run Flower (refuses to be open without auth)",
     ),
     "dlq": ("workers.dlq_command", "list, replay or purge dead letters"),
+    "import": (
+        "listener.import_command",
+        "import the states and long-term statistics HA already recorded",
+    ),
+    "trace": ("listener.trace_command", "summarise a frame trace (HA_TRACE_FRAMES)"),
     "docs-reference": ("devtools.docs_reference", "generate docs/configuration.md from the code"),
 }
 """name → (module with `add_arguments(parser)` and `run(args) -> int`, help text)."""

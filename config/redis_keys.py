@@ -18,6 +18,9 @@ reconnect history."""
 REGISTRY_TTL_S = 7 * 24 * 3600
 """Registries are refreshed on every connect and on registry updates; a week covers outages."""
 
+IMPORT_RUN_TTL_S = 7 * 24 * 3600
+"""An import run's progress keys outlive any import; a week, renewed while it runs."""
+
 BEAT_STATE_TTL_S = 3600
 """Beat's memory between runs; after an hour without beat it starts afresh."""
 
@@ -90,6 +93,18 @@ class RedisKeys:
         """JSON beat keeps between runs (queue depth samples, time of the last progress);
         TTL 1 h."""
         return f"{self.prefix}beat:state"
+
+    def import_done(self, run: str) -> str:
+        """Bitmap of one `ha-ingestor import` run: bit `seq` is set once that message is
+        written, skipped by a rule or dead-lettered (workers/import_runs.py); the command
+        counts the bits to know when it is finished (a redelivery sets a bit again, harmless).
+        TTL IMPORT_RUN_TTL_S, renewed by each batch."""
+        return f"{self.prefix}import:{run}:done"
+
+    def import_counts(self, run: str) -> str:
+        """Hash of one import run: `written`, `skipped`, `dead_lettered` messages (a
+        redelivered message counts again), added by workers; TTL IMPORT_RUN_TTL_S."""
+        return f"{self.prefix}import:{run}:counts"
 
     def last_write_error(self) -> str:
         """String: InfluxDB's error text for the latest failed write (secrets scrubbed, at most

@@ -224,6 +224,13 @@ class Settings(BaseSettings):
         description="Seconds after which the messages a silent worker took go back to the "
         "queue (its liveness key, renewed every quarter of this by a thread of its own).",
     )
+    import_max_queue: int = Field(
+        default=50_000,
+        ge=100,
+        description="`ha-ingestor import` publishes only while fewer than this many messages "
+        "wait in the ingest queue (read from the broker), so an import of a year never fills "
+        "Redis: about 1 kB of broker memory each.",
+    )
 
     # --- monitoring: beat, health thresholds, Flower ----------------------------------------
     beat_interval: float = Field(

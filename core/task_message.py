@@ -1,10 +1,11 @@
 """The task message (DESIGN §3.1) and its broker envelope, both directions, in one place.
 
 The contract: one Celery task per HA event, its single argument
-`{"event", "received_at", "source", "seq"}` (`TaskMessage`, `parse_message`). The envelope: the
-bytes kombu's Redis transport stores for `app.send_task(INGEST_TASK, args=[arg], queue=queue)`,
-built directly (`TaskWire`) and read back (`decode_stored`, `received_at_of`: workers take
-messages from Redis in bulk and decode them here, workers/bulk_consumer.py). The listener, the
+`{"event", "received_at", "source", "seq"}` and, from `ha-ingestor import`, `run`
+(`TaskMessage`, `parse_message`). The envelope: the bytes kombu's Redis transport stores for
+`app.send_task(INGEST_TASK, args=[arg], queue=queue)`, built directly (`TaskWire`) and read
+back (`decode_stored`, `received_at_of`: workers take messages from Redis in bulk and decode
+them here, workers/bulk_consumer.py). The listener, the
 workers and beat import this module, so the shape is written down exactly once.
 
 Why build the envelope here: `send_task` costs about 0.2-1 ms of CPU per message (argument repr,
@@ -36,8 +37,8 @@ import orjson
 INGEST_TASK = "ha_ingestor.ingest_event"
 """Task name the listener sends to; the worker registers the task under this name."""
 
-Source = Literal["live", "snapshot", "backfill", "replay"]
-SOURCES: frozenset[str] = frozenset(("live", "snapshot", "backfill", "replay"))
+Source = Literal["live", "snapshot", "backfill", "import", "replay"]
+SOURCES: frozenset[str] = frozenset(("live", "snapshot", "backfill", "import", "replay"))
 
 
 class InvalidMessage(ValueError):
@@ -52,15 +53,22 @@ class TaskMessage:
     received_at: float
     source: Source
     seq: int
+    run: str | None = None
+    """The `ha-ingestor import` run a message belongs to (then `seq` numbers it within the
+    run from 0): workers count what became of it per run. Optional, so older messages and
+    older workers carry on as before."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-serialisable task argument."""
-        return {
+        arg: dict[str, Any] = {
             "event": self.event,
             "received_at": self.received_at,
             "source": self.source,
             "seq": self.seq,
         }
+        if self.run is not None:
+            arg["run"] = self.run
+        return arg
 
 
 def parse_message(raw: Any) -> TaskMessage:
@@ -79,7 +87,10 @@ def parse_message(raw: Any) -> TaskMessage:
     seq = raw.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int):
         raise InvalidMessage("'seq' is missing or not an integer")
-    return TaskMessage(event, float(received_at), cast(Source, source), seq)
+    run = raw.get("run")
+    if run is not None and not isinstance(run, str):
+        raise InvalidMessage("'run' is not a string")
+    return TaskMessage(event, float(received_at), cast(Source, source), seq, run)
 
 
 # --- the broker envelope --------------------------------------------------------------------

@@ -90,6 +90,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="exit once the last of --events was sent instead of serving on",
     )
+    parser.add_argument(
+        "--past-days",
+        type=_number(float, "a number of days >= 0", lambda v: 0 <= v < math.inf),
+        default=0.0,
+        help="a recorded past of this many days, history and statistics, for `ha-ingestor "
+        "import` (0)",
+    )
+    parser.add_argument(
+        "--past-interval",
+        type=_number(float, "a number of seconds > 0", lambda v: 0 < v < math.inf),
+        default=300.0,
+        help="seconds between two changes of an entity in that past (300)",
+    )
+    parser.add_argument(
+        "--no-recorder",
+        action="store_true",
+        help="an HA without the recorder: history and statistics answer unknown_command",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
         events=None if args.events is None else int(args.events),
         seed=args.seed,
         record_path=args.record,
+        past_days=args.past_days,
+        past_interval=args.past_interval,
+        recorder=not args.no_recorder,
     )
     return asyncio.run(_serve(simulator, exit_when_done=args.exit_when_done))
 

@@ -77,6 +77,18 @@ def history_request(
     return fields
 
 
+def state_event(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A state_changed event for a state read from HA (snapshot, backfill or import): what the
+    worker turns into the same point as the live event of that state."""
+    return {
+        "event_type": "state_changed",
+        "data": {"entity_id": state.get("entity_id"), "old_state": None, "new_state": state},
+        "origin": "LOCAL",
+        "time_fired": state.get("last_updated"),
+        "context": state.get("context"),
+    }
+
+
 def gap_start(last_seen: datetime, overlap_s: float = OVERLAP_S) -> datetime:
     return last_seen - timedelta(seconds=overlap_s)
 

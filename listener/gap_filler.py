@@ -3,8 +3,8 @@
 The plan is pure (listener.backfill.plan_windows); this module only sends each request with an
 end time and its own reply timeout, retries a failed one with backoff, enqueues the states and
 moves the persisted cursor once a whole time window is durably handed off. A listener killed
-mid-backfill finds the cursor and starts from there; a later `ha-ingestor import` can reuse
-`read_window` for `history/history_during_period`.
+mid-backfill finds the cursor and starts from there. `ha-ingestor import` reads HA's history
+and statistics with the same requests (`read_window`, `call_with_retries`, `shrunk`).
 """
 
 from __future__ import annotations
@@ -86,6 +86,46 @@ class BackfillFailed(Exception):
     """A request kept failing after its retries; the cursor stays where it was."""
 
 
+class CommandRefused(BackfillFailed):
+    """HA refused the request itself (no such command, a field it does not accept): asking
+    again cannot help. `code` is HA's error code (`unknown_command`: no recorder/history)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+REFUSED_CODES = frozenset(("unknown_command", "invalid_format", "unauthorized", "not_found"))
+"""HA error codes that answer the request, not a passing state of HA: never retried."""
+
+
+async def call_with_retries(
+    call: Call,
+    command: str,
+    fields: dict[str, Any],
+    *,
+    what: str,
+    reply_timeout: float,
+    retries: int,
+    backoff: Callable[[], Iterator[float]],
+) -> Any:
+    """One bounded HA request (history or statistics): a reply timeout, retries with backoff;
+    CommandRefused at once when HA refuses the request itself."""
+    delays = backoff()
+    for attempt in range(retries + 1):
+        try:
+            return await call(command, reply_timeout=reply_timeout, **fields)
+        except (TimeoutError, protocol.CommandFailed) as exc:
+            if isinstance(exc, protocol.CommandFailed) and exc.code in REFUSED_CODES:
+                raise CommandRefused(f"HA refused {what} ({exc})", exc.code) from exc
+            if attempt == retries:
+                raise BackfillFailed(f"{what} failed {retries + 1} times ({exc!r})") from exc
+            delay = next(delays)
+            log.warning("%s failed (%r); retrying in %.1f s", what, exc, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 async def read_window(
     call: Call,
     window: Window,
@@ -95,30 +135,22 @@ async def read_window(
     backoff: Callable[[], Iterator[float]],
 ) -> Any:
     """One history request with an end time, a reply timeout and retries with backoff."""
-    delays = backoff()
-    for attempt in range(retries + 1):
-        try:
-            return await call(
-                "history/history_during_period",
-                reply_timeout=reply_timeout,
-                **history_request(window.start, window.entity_ids, window.end),
-            )
-        except (TimeoutError, protocol.CommandFailed) as exc:
-            if attempt == retries:
-                raise BackfillFailed(
-                    f"HA's history for {window.start.isoformat()}..{window.end.isoformat()} "
-                    f"failed {retries + 1} times ({exc!r})"
-                ) from exc
-            delay = next(delays)
-            log.warning(
-                "history request for %s..%s failed (%r); retrying in %.1f s",
-                window.start.isoformat(),
-                window.end.isoformat(),
-                exc,
-                delay,
-            )
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
+    return await call_with_retries(
+        call,
+        "history/history_during_period",
+        history_request(window.start, window.entity_ids, window.end),
+        what=f"HA's history for {window.start.isoformat()}..{window.end.isoformat()}",
+        reply_timeout=reply_timeout,
+        retries=retries,
+        backoff=backoff,
+    )
+
+
+def shrunk(limits: BackfillLimits, shrink: int) -> tuple[float, int]:
+    """(window seconds, entities per request) after `shrink` halvings: what an attempt asks
+    for once earlier ones finished no window (a reply too big for the frame cap)."""
+    window_s = max(MIN_WINDOW_S, limits.window_s / 2**shrink)
+    return window_s, max(1, limits.entities_per_request >> shrink)
 
 
 class GapFiller:
@@ -148,8 +180,7 @@ class GapFiller:
         """
         limits = self._limits
         shrink = await asyncio.to_thread(self._cursor.next_shrink) if track else 0
-        window_s = max(MIN_WINDOW_S, limits.window_s / 2**shrink)
-        per_request = max(1, limits.entities_per_request >> shrink)
+        window_s, per_request = shrunk(limits, shrink)
         if shrink:
             log.warning(
                 "the last backfill attempt finished no window (a reply too big for "

@@ -34,6 +34,7 @@ from core.backoff import BackoffFactory, exponential_backoff
 from core.ha_event import entity_id_of
 from core.line_protocol import encode_point
 from core.rules import Rules
+from core.statistics_point import STATISTICS_EVENT, statistics_to_point
 from core.task_message import InvalidMessage, parse_message
 from core.transform import InvalidEvent, Skipped, event_to_point
 from workers.dead_letters import TOO_OLD_DURING_OUTAGE
@@ -74,6 +75,10 @@ class BatchOutcome:
     """Written events whose point was cut (attributes beyond the limit, very long strings)."""
     handed_back: list[int] = field(default_factory=list)
     """Indexes of the messages to give back to the broker unfinished."""
+    skipped_indexes: list[int] = field(default_factory=list)
+    """Indexes of the messages skipped by a rule (an import counts them per run)."""
+    retry_after: float | None = None
+    """With a hand-back: InfluxDB's Retry-After (seconds), when it gave one."""
 
     def counters(self) -> dict[str, int]:
         out = {
@@ -210,10 +215,19 @@ class IngestPipeline:
         for index, raw in enumerate(messages):
             try:
                 message = parse_message(raw)
-                entity_id = entity_id_of(message.event) or ""
-                result = event_to_point(message.event, self._rules, self._tags_for(entity_id))
+                event = message.event
+                if event.get("event_type") == STATISTICS_EVENT:  # imported statistics row
+                    data = event.get("data")
+                    entity_id = data.get("statistic_id") if isinstance(data, Mapping) else None
+                    to_point = statistics_to_point
+                else:
+                    entity_id = entity_id_of(event)
+                    to_point = event_to_point
+                tags = self._tags_for(entity_id if isinstance(entity_id, str) else "")
+                result = to_point(event, self._rules, tags)
                 if isinstance(result, Skipped):
                     outcome.skipped[result.rule] += 1
+                    outcome.skipped_indexes.append(index)
                     continue
                 line = encode_point(result, precision)
             except (InvalidMessage, InvalidEvent) as exc:

@@ -35,6 +35,7 @@ from devtools.simulator.entities import (
     iso_from_us,
     us_from_datetime,
 )
+from devtools.simulator.recorder_past import DAY_US, RecorderPast
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,24 @@ def _auth_problem(message: Any) -> str | None:
     if "access_token" in message and "api_password" in message:
         problems.append("two or more values in the same group of exclusion 'auth' @ data[<auth>]")
     return "\n".join(sorted(problems)) or None
+
+
+def _statistic_type(value: Any) -> Any:
+    if value not in ("mean", "sum"):
+        raise _Invalid("value must be one of ['mean', 'sum']")
+    return value
+
+
+def _period(value: Any) -> Any:
+    if value not in ("5minute", "hour", "day", "week", "month"):
+        raise _Invalid("not a valid value")
+    return value
+
+
+def _features_any(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise _Invalid("expected a dictionary")
+    return value
 
 
 def _parse_datetime(text: str) -> int | None:
@@ -359,7 +378,11 @@ class HASimulator:
     `history_requests` (history/history_during_period commands received).
     `past_hours`/`past_events` give the recorder a history from before the simulator started
     (a night without a listener); `leave_history_unanswered` makes chosen history requests
-    time out.
+    time out. `past_days` (one change per entity every `past_interval` seconds) and
+    `statistics_days` give it a computed past before that, with long-term statistics, for
+    `ha-ingestor import` (`past`, devtools/simulator/recorder_past.py; `statistics_requests`
+    counts the statistics commands); `recorder=False` is an HA without the recorder: history
+    and statistics commands answer `unknown_command`.
     """
 
     def __init__(
@@ -381,6 +404,10 @@ class HASimulator:
         recorder_commit_interval: float = 0.0,
         past_hours: float = 0.0,
         past_events: int = 0,
+        past_days: float = 0.0,
+        past_interval: float = 300.0,
+        statistics_days: float | None = None,
+        recorder: bool = True,
     ) -> None:
         if not token:
             raise ValueError("token must not be empty")
@@ -407,6 +434,19 @@ class HASimulator:
             now_us=self._past_from_us,
             history_size=history_size or (max(1_000, past_events) if past_events else None),
         )
+        past_end_us = self._past_from_us - 1_000_000
+        self.past = RecorderPast(
+            self._home.states,
+            start_us=past_end_us - int(past_days * DAY_US),
+            end_us=past_end_us,
+            interval_s=past_interval,
+            statistics_start_us=past_end_us - int((statistics_days or past_days) * DAY_US),
+            seed=seed,
+        )
+        """The recorder's computed past before the home's first states (`past_days` of
+        history and 5-minute statistics, `statistics_days` of hourly ones)."""
+        self._recorder = recorder
+        self.statistics_requests = 0
         self.events_emitted = 0
         self.clients_connected = 0
         self.auth_failures = 0
@@ -460,7 +500,27 @@ class HASimulator:
                     },
                 ),
             ),
+            "recorder/list_statistic_ids": (
+                self._list_statistic_ids,
+                _Schema(optional={"statistic_type": (_statistic_type, None)}),
+            ),
+            "recorder/statistics_during_period": (
+                self._statistics_during_period,
+                _Schema(
+                    required={"start_time": _str, "period": _period},
+                    optional={
+                        "end_time": (_str, _NO_DEFAULT),
+                        "statistic_ids": (_str_list, _NO_DEFAULT),
+                        "types": (_str_list, _NO_DEFAULT),
+                        "units": (_features_any, _NO_DEFAULT),
+                    },
+                ),
+            ),
         }
+        if not recorder:  # HA without `recorder:` (and so without history) knows none of them
+            for name in list(self._commands):
+                if name.startswith(("history/", "recorder/")):
+                    del self._commands[name]
 
     # --- lifecycle ---
 
@@ -849,12 +909,40 @@ class HASimulator:
             minimal_response=msg["minimal_response"],
             no_attributes=msg["no_attributes"],
         )
+        if start_us < self.past.end_us:  # the computed past comes before the home's rows
+            past = self.past.history(start_us, end_us, msg.get("entity_ids"))
+            for entity_id, rows in history.items():
+                past[entity_id] = past.get(entity_id, []) + rows
+            history = past
         client.send(result_message(msg["id"], history))
+
+    def _list_statistic_ids(self, client: _Client, msg: JSON) -> None:
+        client.send(result_message(msg["id"], self.past.statistic_ids(msg["statistic_type"])))
+
+    def _statistics_during_period(self, client: _Client, msg: JSON) -> None:
+        """Rows of the computed past whose period starts in [start_time, end_time)."""
+        self.statistics_requests += 1
+        self._notify()
+        start_us = _parse_datetime(msg["start_time"])
+        end_us = _parse_datetime(msg["end_time"]) if msg.get("end_time") else None
+        if start_us is None or (msg.get("end_time") and end_us is None):
+            client.send(error_message(msg["id"], "invalid_start_time", "Invalid start_time"))
+            return
+        result = self.past.statistics(
+            msg["period"],
+            start_us,
+            end_us if end_us is not None else time.time_ns() // 1000,
+            msg.get("statistic_ids"),
+            msg.get("types"),
+        )
+        client.send(result_message(msg["id"], result))
 
     def _config(self) -> JSON:
         domains = {entity_id.split(".", 1)[0] for entity_id in self._home.entity_ids}
-        base = {"api", "auth", "config", "frontend", "history", "homeassistant", "http"}
-        base |= {"logger", "onboarding", "person", "recorder", "websocket_api", "zone"}
+        base = {"api", "auth", "config", "frontend", "homeassistant", "http"}
+        base |= {"logger", "onboarding", "person", "websocket_api", "zone"}
+        if self._recorder:
+            base |= {"history", "recorder"}
         return {
             "latitude": 52.37,
             "longitude": 4.89,

@@ -16,7 +16,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import urllib3
@@ -28,6 +28,7 @@ from packaging.utils import canonicalize_name
 from config.settings import Settings, load_settings
 from core.line_protocol import encode_points
 from core.rules import Rules
+from core.statistics_point import statistics_event, statistics_to_point
 from core.transform import Point, event_to_point
 from tests.helpers import InfluxDatabase
 
@@ -377,6 +378,10 @@ def test_dashboard_influxql_queries_return_the_ingested_data(influx_db: InfluxDa
         ]
     rules = Rules.from_mapping(None)
     points = [p for p in (event_to_point(e, rules) for e in events) if isinstance(p, Point)]
+    hour = int(now // 3600 * 3600) * 1000  # an imported statistics row (the statistics panel)
+    row = {"start": hour, "mean": 21.0, "min": 20.0, "max": 22.0}
+    statistic = statistics_event("sensor.kitchen_temperature", "°C", "hour", row)
+    points.append(cast(Point, statistics_to_point(statistic, rules)))
     body = encode_points(points).encode()
     response = urllib3.request(
         "POST", f"{influx_db.url}/write?db={influx_db.name}&precision=ns", body=body
