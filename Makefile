@@ -12,8 +12,10 @@ TEST_PACKAGES := $(RUN_PACKAGES) victoria-metrics:victoria-metrics chromium:chro
 run: system-packages-run $(STAMP)
 	$(BIN)/ha-ingestor dev
 
+# Two processes, each test file in one of them (module fixtures are shared within a file): the
+# suite mostly waits on real servers and processes, so this halves it on two cores.
 test: system-packages-test $(STAMP) lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import urllib3
+from celery import Celery
 
 from devtools.local_servers import RedisServer
 
@@ -145,3 +146,19 @@ class PasswordRedis(RedisServer):
                 return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
+
+
+def stock_celery_app(broker_url: str, name: str = "stock_test") -> Celery:
+    """A plain Celery app as a user's own worker would configure it (JSON, late acks), to show
+    that what ha-ingestor puts on the broker is ordinary Celery task messages."""
+    app = Celery(name, broker=broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        worker_prefetch_multiplier=0,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app

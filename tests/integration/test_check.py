@@ -160,18 +160,16 @@ def test_influxdb_write_permission_and_database(
 @pytest.mark.parametrize(
     ("url", "detail", "fix"),
     [
-        (
-            f"http://127.0.0.1:{free_port()}",
-            "nothing listens on 127.0.0.1:",
-            "start Home Assistant",
-        ),
+        ("nothing", "nothing listens on 127.0.0.1:", "start Home Assistant"),
         ("influx", "is not HA's WebSocket API (HTTP 404)", "set HA_URL to HA's address"),
     ],
 )
 def test_home_assistant_unreachable_or_not_ha(
     servers: dict[str, Any], url: str, detail: str, fix: str
 ) -> None:
-    if url == "influx":
+    if url == "nothing":
+        url = f"http://127.0.0.1:{free_port()}"  # (chosen here: ids must not vary per process)
+    elif url == "influx":
         url = servers["strict"].url  # an HTTP server that is not HA
     settings = load_settings(ha_url=url, ha_token=TOKEN)
     outcome = by_name(run_checks_only(settings, "home_assistant"))["Home Assistant"]

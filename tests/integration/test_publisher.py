@@ -9,7 +9,6 @@ from typing import Any, cast
 
 import pytest
 import redis
-from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
 from config.settings import Settings, load_settings
@@ -18,7 +17,7 @@ from devtools.local_servers import RedisServer, free_port
 from listener.listener_stats import ListenerStats
 from listener.publisher import KombuBatches, Publisher, WireBatches, celery_publisher
 from listener.spool import Spool
-from tests.helpers import wait_until
+from tests.helpers import stock_celery_app, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -114,20 +113,6 @@ def _spool_while_the_broker_is_down(spool_path: Path, messages: list[Any]) -> li
     return rows
 
 
-def _stock_app(redis_url: str) -> Celery:
-    app = Celery("spool_test", broker=redis_url, set_as_current=False)
-    app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        task_ignore_result=True,
-        task_acks_late=True,
-        worker_prefetch_multiplier=0,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-    )
-    return app
-
-
 def test_spooled_bytes_reach_a_stock_worker_unchanged(redis_url: str, tmp_path: Path) -> None:
     spool_path = tmp_path / "spool.sqlite3"
     sent = [_message(seq) for seq in range(1, 201)]
@@ -144,7 +129,7 @@ def test_spooled_bytes_reach_a_stock_worker_unchanged(redis_url: str, tmp_path: 
     client = redis.Redis.from_url(redis_url)
     assert _queued(client, "spooled") == spooled, "the broker got the spooled bytes as they are"
 
-    app = _stock_app(redis_url)
+    app = stock_celery_app(redis_url, "spool_test")
     seen: list[Any] = []
 
     @app.task(name=INGEST_TASK, acks_late=True, shared=False)  # type: ignore[untyped-decorator]

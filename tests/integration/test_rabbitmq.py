@@ -306,7 +306,7 @@ def _depths(vhost_url: str, queue: str) -> tuple[int, int]:
 def test_the_bulk_consumer_acks_each_batch_with_one_multiple_ack(
     amqp_url: str, redis_url: str, influx_db: InfluxDatabase
 ) -> None:
-    """2,500 messages in batches of 500: every point written, 5 acks (not 2,500), and a batch
+    """2,500 messages in batches of 500: every point written, about 5 acks (not 2,500), and a batch
     the pipeline hands back is requeued, not acknowledged."""
     queue = f"bulk_{uuid.uuid4().hex[:8]}"
     args = _state_args(range(1, 2501))
@@ -330,7 +330,9 @@ def test_the_bulk_consumer_acks_each_batch_with_one_multiple_ack(
                    message="RabbitMQ holds nothing, acknowledged or not")  # fmt: skip
         print(f"\nFIGURES amqp bulk: {len(args)} messages, {taker.batches} batches, "
               f"{taker.acks} basic_ack frames")  # fmt: skip
-        assert taker.batches == taker.acks == 5
+        # Five full batches; under load a batch may close on BATCH_INTERVAL before it is full.
+        assert taker.batches == taker.acks
+        assert 5 <= taker.acks <= 10, "one multiple ack per batch, not one per message"
     finally:
         taker.stop()
         worker_context.current().close()

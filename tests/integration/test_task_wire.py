@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery_batches import Batches, SimpleRequest
 
 from core.task_message import INGEST_TASK, TaskWire
 from listener.publisher import supports
-from tests.helpers import wait_until
+from tests.helpers import stock_celery_app, wait_until
 
 ORIGIN = "gen1@test"
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sample_events.jsonl"
@@ -54,20 +53,6 @@ def _arg(seq: int) -> dict[str, Any]:
     }
 
 
-def _app(redis_url: str) -> Celery:
-    app = Celery("wire_test", broker=redis_url, set_as_current=False)
-    app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        task_ignore_result=True,
-        task_acks_late=True,
-        worker_prefetch_multiplier=0,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-    )
-    return app
-
-
 def _stored(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in reversed(client.lrange(queue, 0, -1))]
 
@@ -89,7 +74,7 @@ def broker(redis_url: str) -> Iterator[redis.Redis]:
 def test_matches_what_send_task_stores_with_zlib_and_leaner_headers(
     redis_url: str, broker: redis.Redis
 ) -> None:
-    app = _app(redis_url)
+    app = stock_celery_app(redis_url, "wire_test")
     app.send_task(INGEST_TASK, args=[_arg(1)], queue="by_celery", compression="zlib")
     broker.lpush("by_wire", TaskWire(INGEST_TASK, "by_wire", origin=ORIGIN).encode(_arg(1)))
     (celery_msg,) = _stored(broker, "by_celery")
@@ -146,7 +131,7 @@ def test_only_plain_redis_brokers_take_the_fast_path() -> None:
 
 
 def test_a_stock_worker_runs_every_message_in_order(redis_url: str, broker: redis.Redis) -> None:
-    app = _app(redis_url)
+    app = stock_celery_app(redis_url, "wire_test")
     seen: list[Any] = []
 
     # shared=False: a shared task of the same name from another test's app would win.
@@ -167,7 +152,7 @@ def test_a_stock_worker_runs_every_message_in_order(redis_url: str, broker: redi
 
 
 def test_a_celery_batches_worker_runs_them(redis_url: str, broker: redis.Redis) -> None:
-    app = _app(redis_url)
+    app = stock_celery_app(redis_url, "wire_test")
     seen: list[Any] = []
     lock = threading.Lock()
 
