@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_PACKAGES := redis-server:redis-server influxd:influxdb
-TEST_PACKAGES := $(RUN_PACKAGES) victoria-metrics:victoria-metrics chromium:chromium docker-compose:docker-compose
+TEST_PACKAGES := $(RUN_PACKAGES) victoria-metrics:victoria-metrics chromium:chromium docker-compose:docker-compose promtool:prometheus
 
 .PHONY: run test lint bench setup clean system-packages-run system-packages-test
 

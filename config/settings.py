@@ -189,6 +189,17 @@ class Settings(BaseSettings):
         description="Largest WebSocket frame taken from HA, in MB (a larger one restarts the "
         "connection).",
     )
+    ha_trace_frames: Path | None = Field(
+        default=None,
+        description="Debugging: write every WebSocket frame to and from HA to this file as JSON "
+        "lines, secrets masked (`ha-ingestor trace summary PATH` reads it). Unset: off.",
+    )
+    ha_trace_max_mb: float = Field(
+        default=50.0, gt=0, description="Size of one frame trace file before it is rotated, in MB."
+    )
+    ha_trace_backups: int = Field(
+        default=3, ge=0, le=100, description="Rotated frame trace files kept (PATH.1 … PATH.N)."
+    )
     backfill_window: float = Field(
         default=900.0,
         gt=0,
@@ -209,6 +220,13 @@ class Settings(BaseSettings):
         description="Retries of a backfill request that failed or timed out, with backoff, "
         "before the backfill waits for the next connection (its cursor kept).",
     )
+    import_max_queue: int = Field(
+        default=50_000,
+        ge=100,
+        description="`ha-ingestor import` publishes only while fewer than this many messages "
+        "wait in the ingest queue (read from the broker), so an import of a year never fills "
+        "Redis: about 1 kB of broker memory each.",
+    )
 
     # --- workers: bulk take from Redis (issue 12) ---------------------------------------
     worker_bulk_take: bool = Field(
@@ -223,13 +241,6 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds after which the messages a silent worker took go back to the "
         "queue (its liveness key, renewed every quarter of this by a thread of its own).",
-    )
-    import_max_queue: int = Field(
-        default=50_000,
-        ge=100,
-        description="`ha-ingestor import` publishes only while fewer than this many messages "
-        "wait in the ingest queue (read from the broker), so an import of a year never fills "
-        "Redis: about 1 kB of broker memory each.",
     )
 
     # --- monitoring: beat, health thresholds, Flower ----------------------------------------

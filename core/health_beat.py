@@ -74,6 +74,11 @@ def beat_figures(
         dead_letter_reasons=readings.dead_letter_reasons,
         last_write_error=readings.last_write_error if refused else None,
         broker_error=queue.error,
+        dead_letters_stored=readings.dead_letters_stored,
+        outage_letters_stored=readings.outage_letters_stored,
+        dropped_window=window_counts["dropped"],
+        dropped_total=int(totals.get("dropped", 0)),
+        workers_alive=queue.workers_alive,
     )
     pipeline = {
         "queue_depth": queue.depth,
@@ -82,6 +87,7 @@ def beat_figures(
             None if queue.in_flight_by_consumer is None else dict(queue.in_flight_by_consumer)
         ),
         "given_back": queue.given_back,
+        "workers_alive": queue.workers_alive,
         "oldest_message_age_s": _round(oldest_age),
         "written": written_total,
         "retried": int(totals.get("retries", 0)),

@@ -38,12 +38,15 @@ metrics of listener/health_server.py and the Grafana dashboard derive from them)
   ``spool_bytes`` / ``spool_max_bytes`` (SPOOL_MAX_MB) / ``spool_disk_free_bytes`` (the spool's
   size, cap and free disk), ``broker_memory_used_bytes`` / ``broker_memory_max_bytes`` (the
   broker Redis's used_memory and maxmemory, 0 = no limit; null on RabbitMQ) and
-  ``broker_full`` (above BROKER_MEMORY_SPOOL_PERCENT: new events go to the spool).
+  ``broker_full`` (above BROKER_MEMORY_SPOOL_PERCENT: new events go to the spool),
+  ``spool_full`` (the spool refused the last batch: reading from HA pauses).
 - ``pipeline`` (from beat; every figure null when beat has not run): ``queue_depth`` (messages
   waiting in the broker), ``in_flight`` (taken by workers, not yet acknowledged),
   ``in_flight_by_consumer`` ({consumer id: messages} of the workers' bulk consumers; null on
   RabbitMQ), ``given_back`` (messages sweeps gave back from workers that stopped renewing their
-  liveness, total; null on RabbitMQ),
+  liveness, total; null on RabbitMQ), ``workers_alive`` (workers taking the queue: bulk
+  consumers with a live liveness key on Redis, the queue's consumers on RabbitMQ; null with
+  WORKER_BULK_TAKE=false on Redis),
   ``oldest_message_age_s`` (age of the oldest event not yet written), ``written``,
   ``retried``, ``write_errors``, ``dead_letters`` (totals), ``depth_trend_per_minute``,
   ``stalled_for_s``, ``window_s`` (HEALTH_WINDOW) with ``written_in_window``,
@@ -93,13 +96,14 @@ LISTENER_FIELDS = (
     "malformed_frames", "snapshot_states", "backfilled_states", "history_available",
     "skipped_messages", "read_stall_max_s", "registry_refreshes", "publisher_restarts",
     "spool_quarantined", "auth_retry_at", "spool_bytes", "spool_max_bytes", "spool_disk_free_bytes",
-    "broker_memory_used_bytes", "broker_memory_max_bytes", "broker_full",
+    "broker_memory_used_bytes", "broker_memory_max_bytes", "broker_full", "spool_full",
 )  # fmt: skip
 PIPELINE_FIELDS = (
     "queue_depth", "in_flight", "oldest_message_age_s", "written", "retried", "write_errors",
     "dead_letters", "depth_trend_per_minute", "stalled_for_s", "window_s", "written_in_window",
     "write_errors_in_window", "dead_letters_in_window", "dead_letter_reasons_in_window",
-    "last_write_error", "broker_error", "in_flight_by_consumer", "given_back",
+    "last_write_error", "broker_error", "in_flight_by_consumer", "given_back", "workers_alive",
+    "dead_letters_stored", "outage_letters_stored", "dropped", "dropped_in_window",
 )  # fmt: skip
 """Beat's pipeline figures; the report's section adds write_rate_per_minute, computed_at, age_s."""
 
@@ -223,6 +227,7 @@ def subscription_figures(
         broker_memory_used_bytes=listener.broker_memory_used_bytes,
         broker_memory_max_bytes=listener.broker_memory_max_bytes,
         broker_full=listener.broker_full,
+        spool_full=listener.spool_full,
     )
 
 
@@ -293,6 +298,7 @@ def _listener(li: ListenerState | None, now: float) -> dict[str, Any]:
             broker_memory_used_bytes=li.broker_memory_used_bytes,
             broker_memory_max_bytes=li.broker_memory_max_bytes,
             broker_full=li.broker_full,
+            spool_full=li.spool_full,
         )
     return section
 

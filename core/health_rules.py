@@ -48,6 +48,7 @@ class SubscriptionFigures:
     broker_memory_used_bytes: int | None = None
     broker_memory_max_bytes: int | None = None
     broker_full: bool = False
+    spool_full: bool = False
 
 
 def subscription_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
@@ -286,6 +287,16 @@ def pipeline_checks(p: PipelineFigures, t: Thresholds) -> list[Check]:
                 "pipeline",
                 f"cannot read the queue ({p.broker_error}) — check CELERY_BROKER_URL and that "
                 "the broker runs",
+            )
+        )
+    if p.workers_alive == 0 and p.broker_error is None:
+        checks.append(
+            Check(
+                "no_workers",
+                "degraded",
+                "pipeline",
+                "no worker takes the ingest queue: events wait in the broker until one runs — "
+                "start `celery -A config.celery_app worker` and read its log",
             )
         )
     pending = (p.queue_depth or 0) + (p.in_flight or 0)

@@ -73,6 +73,8 @@ class ListenerState:
     """The broker Redis's maxmemory; 0 when it has no limit."""
     broker_full: bool = False
     """The broker's memory is above BROKER_MEMORY_SPOOL_PERCENT: new events go to the spool."""
+    spool_full: bool = False
+    """The spool refused the last batch (SPOOL_MAX_MB or its disk): reading from HA pauses."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -127,6 +129,7 @@ class ListenerState:
                 broker_memory_used_bytes=_optional(_count, data.get("broker_memory_used_bytes")),
                 broker_memory_max_bytes=_optional(_count, data.get("broker_memory_max_bytes")),
                 broker_full=_flag(data.get("broker_full", False)),
+                spool_full=_flag(data.get("spool_full", False)),
             )
         except (KeyError, TypeError):
             return None

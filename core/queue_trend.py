@@ -29,6 +29,9 @@ class QueueReading:
     """Consumer id → messages its bulk consumer has in flight (Redis, workers/bulk_queue.py)."""
     given_back: int | None = None
     """Messages sweeps gave back from consumers that stopped renewing their liveness (total)."""
+    workers_alive: int | None = None
+    """Workers taking the queue: bulk consumers with a live liveness key (Redis), consumers of
+    the queue (RabbitMQ); None where the broker cannot tell (Celery's own consumer on Redis)."""
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,8 @@ def _spool_disk(f: SubscriptionFigures) -> Check | None:
     if not limit or free is None:
         return None
     fix = "free disk space on DATA_DIR's file system or raise SPOOL_MAX_MB"
-    if used >= NEAR_FULL * limit or free < 1_000_000:
-        full = used >= 0.99 * limit or free < 1_000_000
+    if f.spool_full or used >= NEAR_FULL * limit or free < 1_000_000:
+        full = f.spool_full or used >= 0.99 * limit or free < 1_000_000
         return Check(
             "spool_disk",
             "unhealthy" if full else "degraded",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -24,7 +23,11 @@ from websockets.asyncio.client import ClientConnection
 from core.backoff import BackoffFactory, exponential_backoff
 from listener import protocol
 from listener.auth_gate import RETRY_AFTER_S, AuthGate
+from listener.frame_trace import FrameTrace, traced_connection
+from listener.ha_connection import HAConnection, protocol_dumps
 from listener.listener_stats import ListenerStats
+
+__all__ = ["HAClient", "HAConnection", "protocol_dumps"]
 
 log = logging.getLogger(__name__)
 
@@ -39,42 +42,6 @@ STABLE_AFTER_S = 30.0
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 """HA's get_states on a large install is tens of MB; anything above this is not HA."""
-
-
-class HAConnection:
-    """One authenticated connection: sends commands and awaits their results."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.session = protocol.Session()
-        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self.frames_received = 0
-
-    async def call(self, type_: str, reply_timeout: float = 30.0, **fields: Any) -> Any:
-        """Send a command and return its result (raises CommandFailed on success=false)."""
-        message = self.session.command(type_, **fields)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending[message["id"]] = future
-        try:
-            await self.ws.send(protocol_dumps(message))
-            reply = await asyncio.wait_for(future, reply_timeout)
-        finally:
-            self.pending.pop(message["id"], None)
-        if reply.get("type") == "pong":
-            return None
-        return protocol.result_of(reply, type_)
-
-    def resolve(self, message: dict[str, Any]) -> bool:
-        """Complete the pending command this message answers; False when it answers none."""
-        future = self.pending.get(message.get("id", -1))
-        if future is None or future.done():
-            return False
-        future.set_result(message)
-        return True
-
-
-def protocol_dumps(message: dict[str, Any]) -> str:
-    return json.dumps(message)
 
 
 class HAClient:
@@ -97,8 +64,10 @@ class HAClient:
         open_timeout: float = 10.0,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         auth_gate: AuthGate | None = None,
+        frame_trace: FrameTrace | None = None,
     ) -> None:
         self._url = url
+        self._connection_class = traced_connection(frame_trace) if frame_trace else ClientConnection
         self._token = token
         self._auth_gate = auth_gate
         self._event_types = event_types
@@ -215,6 +184,7 @@ class HAClient:
             max_size=self._max_frame_bytes,
             max_queue=64,
             compression=None,
+            create_connection=self._connection_class,
         ) as ws:
             self._stats.connection_state = "authenticating"
             hello = await asyncio.wait_for(ws.recv(), self._open_timeout)
@@ -269,8 +239,23 @@ class HAClient:
         with contextlib.suppress(protocol.CommandFailed):  # HA before 2022.x lacks the feature
             await connection.call("supported_features", features={"coalesce_messages": 1})
         self._routes.clear()
+        refused: list[str] = []
         for event_type in self._event_types:
-            await self._subscribe_one(connection, event_type, None)
+            try:
+                await self._subscribe_one(connection, event_type, None)
+            except protocol.CommandFailed as exc:
+                refused.append(event_type)  # the others are still worth recording
+                log.error(  # noqa: TRY400 - the reason is the whole story
+                    "HA refused the subscription to %s (%s): check that type in "
+                    "HA_EVENT_TYPES; a non-admin user's token may subscribe to state_changed "
+                    "but not to every type",
+                    event_type,
+                    exc,
+                )
+        if len(refused) == len(self._event_types):
+            raise protocol.ProtocolError(
+                f"HA refused every subscription ({', '.join(refused)}): check HA_EVENT_TYPES"
+            )
         for event_type, handler in self._control_events.items():
             if event_type in self._event_types:
                 continue
@@ -283,7 +268,7 @@ class HAClient:
         self._stats.connection_state = "subscribed"
         log.info(
             "subscribed to %s (subscription ids %s)",
-            ", ".join(self._event_types),
+            ", ".join(t for t in self._event_types if t not in refused),
             ", ".join(str(i) for i in self._stats.subscriptions.values()),
         )
 

@@ -166,6 +166,9 @@ class HealthCollector(Collector):
             for consumer, count in sorted(by_consumer.items()):
                 per.add_metric([consumer], float(count))
             yield per
+        yield from _gauge(
+            "workers_alive", "Workers taking the ingest queue now", p.get("workers_alive")
+        )
         yield from _counter(
             "messages_given_back",
             "Messages sweeps gave back from workers that stopped renewing their liveness",

@@ -5,19 +5,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from config.settings import get_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No options: everything comes from the environment."""
+    """Everything else comes from the environment."""
+    parser.add_argument(
+        "--trace-frames",
+        metavar="PATH",
+        type=Path,
+        help="write every WebSocket frame to and from HA to PATH (as HA_TRACE_FRAMES does)",
+    )
 
 
-def run(_: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from config.logging_setup import configure_logging
     from listener.service import EXIT_CONFIG, Listener
 
     settings = get_settings()
+    if args.trace_frames is not None:
+        settings = settings.model_copy(update={"ha_trace_frames": args.trace_frames})
     configure_logging(settings.log_level, settings.secrets())
     if settings.ha_url is None or not settings.ha_token_value():
         print(

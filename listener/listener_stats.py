@@ -57,6 +57,7 @@ class ListenerStats:
     broker_memory_used_bytes: int | None = None
     broker_memory_max_bytes: int | None = None
     broker_full: bool = False
+    spool_full: bool = False
 
     def skip(self, reason: str) -> None:
         """Count a frame or message from HA that cannot be used (also in malformed_frames)."""
@@ -106,4 +107,5 @@ class ListenerStats:
             broker_memory_used_bytes=self.broker_memory_used_bytes,
             broker_memory_max_bytes=self.broker_memory_max_bytes,
             broker_full=self.broker_full,
+            spool_full=self.spool_full,
         )

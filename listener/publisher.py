@@ -303,6 +303,7 @@ class Publisher:
             try:
                 self._spool.append(bodies)
             except SpoolFull as exc:
+                self._stats.spool_full = True
                 now = time.monotonic()
                 if now - self._spool_full_logged_at > 30:
                     log.error("%s — reading from HA pauses until there is room", exc)  # noqa: TRY400
@@ -316,6 +317,7 @@ class Publisher:
                     log.critical("stopping with %d events that fit nowhere", len(batch))
                     return
                 continue
+            self._stats.spool_full = False
             self._stats.events_spooled += len(batch)
             self.watermark.handed_off(len(batch))
             return

@@ -23,8 +23,9 @@ from core.ha_event import parse_ha_time
 from core.task_message import Source, TaskMessage
 from listener import protocol
 from listener.auth_gate import AuthGate
-from listener.backfill import OVERLAP_S, gap_start
+from listener.backfill import OVERLAP_S, gap_start, state_event
 from listener.data_dir_lock import DataDirLock
+from listener.frame_trace import FrameTrace
 from listener.gap_filler import BackfillCursor, BackfillFailed, BackfillLimits, GapFiller
 from listener.ha_client import HAClient, HAConnection
 from listener.health_server import HealthServer
@@ -44,15 +45,28 @@ EXIT_AUTH_INVALID = 3
 EXIT_CONFIG = 2
 
 
-def state_event(state: dict[str, Any]) -> dict[str, Any]:
-    """A state_changed event for a state read from HA (snapshot or history)."""
-    return {
-        "event_type": "state_changed",
-        "data": {"entity_id": state.get("entity_id"), "old_state": None, "new_state": state},
-        "origin": "LOCAL",
-        "time_fired": state.get("last_updated"),
-        "context": state.get("context"),
-    }
+def _frame_trace(settings: Settings) -> FrameTrace | None:
+    """HA_TRACE_FRAMES's trace, or None: then frames cost nothing extra."""
+    if settings.ha_trace_frames is None:
+        return None
+    log.warning(
+        "tracing every frame to and from HA into %s (secrets masked, event data included): "
+        "unset HA_TRACE_FRAMES when done debugging; `ha-ingestor trace summary %s` reads it",
+        settings.ha_trace_frames,
+        settings.ha_trace_frames,
+    )
+    try:
+        return FrameTrace(
+            settings.ha_trace_frames,
+            max_bytes=int(settings.ha_trace_max_mb * 1024 * 1024),
+            backups=settings.ha_trace_backups,
+            secrets=settings.secrets(),
+        )
+    except OSError as exc:
+        raise SettingsError(
+            f"HA_TRACE_FRAMES: cannot write the frame trace {settings.ha_trace_frames} ({exc}): "
+            "choose a writable path, or unset it"
+        ) from exc
 
 
 class Listener:
@@ -109,6 +123,7 @@ class Listener:
         token = settings.ha_token_value()
         if settings.ha_url is None or not token:
             raise ValueError("HA_URL and HA_TOKEN are required to run the listener")
+        self.frame_trace = _frame_trace(settings)
         self.client = HAClient(
             settings.ha_url,
             token,
@@ -125,6 +140,7 @@ class Listener:
             ),
             auth_gate=AuthGate(settings.data_dir),
             max_frame_bytes=settings.ha_max_frame_mb * 1024 * 1024,
+            frame_trace=self.frame_trace,
         )
 
     async def on_event(self, event: dict[str, Any], source: Source = "live") -> None:
@@ -315,6 +331,8 @@ class Listener:
             reporter.stop()
             reporter.log_summary()
             self.spool.close()
+            if self.frame_trace is not None:
+                self.frame_trace.close()
             self._lock.release()
         log.info("listener stopped")
         return code

@@ -38,7 +38,7 @@ from celery.signals import worker_shutting_down
 from config.celery_app import app_settings
 from config.settings import Settings
 from core.task_message import INGEST_TASK, InvalidMessage, decode_stored
-from workers import worker_context
+from workers import batch_events, worker_context
 from workers.amqp_bulk import AmqpTaker, uses_amqp_bulk_take
 from workers.bulk_queue import BulkQueue, sweep
 
@@ -254,6 +254,7 @@ class BulkConsumer(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def start(self, c: Any) -> None:
         global _taker
+        batch_events.attach(c)  # every path's batches become tasks in Flower
         settings = app_settings(c.app)
         on_amqp = uses_amqp_bulk_take(settings)
         if not (on_amqp or uses_bulk_take(settings)):

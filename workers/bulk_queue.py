@@ -201,6 +201,14 @@ def oldest_in_flight(client: redis.Redis, counts: dict[str, int]) -> list[bytes]
     return [raw for raw in pipe.execute() if raw is not None]
 
 
+def alive(client: redis.Redis) -> int:
+    """Registered consumers whose liveness key is set: the workers taking from Redis now."""
+    consumers = [_text(c) for c in client.hkeys(broker_consumers())]
+    if not consumers:
+        return 0
+    return int(client.exists(*[broker_alive(c) for c in consumers]))
+
+
 def given_back(client: redis.Redis) -> int:
     """Messages sweeps gave back since the broker's Redis was created."""
     return int(client.get(broker_given_back()) or 0)

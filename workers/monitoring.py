@@ -53,10 +53,14 @@ class QueueProbe(Protocol):
 class RedisQueueProbe:
     """Depth, in-flight count and oldest event of a Celery queue on a Redis broker (kombu)."""
 
-    def __init__(self, client: redis.Redis, queue: str, secrets: list[str]) -> None:
+    def __init__(
+        self, client: redis.Redis, queue: str, secrets: list[str], *, bulk_take: bool = True
+    ) -> None:
         self._redis = client
         self._queue = queue
         self._secrets = secrets
+        self._bulk_take = bulk_take
+        """Workers keep liveness keys only when they take in bulk (WORKER_BULK_TAKE)."""
 
     def read(self) -> QueueReading:
         queue = self._queue
@@ -73,6 +77,7 @@ class RedisQueueProbe:
             by_consumer = bulk_queue.in_flight(self._redis)
             oldest_bulk = bulk_queue.oldest_in_flight(self._redis, by_consumer)
             given_back = bulk_queue.given_back(self._redis)
+            alive = bulk_queue.alive(self._redis) if self._bulk_take else None
         except redis.RedisError as exc:
             return QueueReading(error=scrub(f"{type(exc).__name__}: {exc}", self._secrets))
         taken = (received_at_of(oldest_waiting), received_at_of(oldest_taken), *map(
@@ -84,6 +89,7 @@ class RedisQueueProbe:
             oldest_received_at=min(times) if times else None,
             in_flight_by_consumer=by_consumer,
             given_back=given_back,
+            workers_alive=alive,
         )
 
     def give_back_silent(self) -> dict[str, int]:
@@ -105,12 +111,12 @@ class AmqpQueueProbe:
 
         try:
             with Connection(self._url, connect_timeout=3) as connection:  # type: ignore[no-untyped-call]
-                _, depth, _ = connection.default_channel.queue_declare(
+                _, depth, consumers = connection.default_channel.queue_declare(
                     queue=self._queue, passive=True
                 )
         except Exception as exc:  # noqa: BLE001 - any failure is reported, never raised
             return QueueReading(error=scrub(f"{type(exc).__name__}: {exc}", self._secrets))
-        return QueueReading(depth=int(depth))
+        return QueueReading(depth=int(depth), workers_alive=int(consumers))
 
 
 def quick_client(url: str, timeout: float) -> redis.Redis:
@@ -125,7 +131,12 @@ def queue_probe(settings: Settings) -> QueueProbe:
     url = settings.celery_broker_url.get_secret_value()
     secrets = settings.secrets()
     if urlsplit(url).scheme in ("redis", "rediss", "unix"):
-        return RedisQueueProbe(quick_client(url, 3.0), settings.celery_queue, secrets)
+        return RedisQueueProbe(
+            quick_client(url, 3.0),
+            settings.celery_queue,
+            secrets,
+            bulk_take=settings.worker_bulk_take,
+        )
     return AmqpQueueProbe(url, settings.celery_queue, secrets)
 
 

@@ -24,9 +24,12 @@ from config.settings import Settings
 from core.backoff import exponential_backoff
 from core.enrichment import default_steps
 from core.rules import Rules
+from workers import batch_events
 from workers.counter_store import CounterStore
 from workers.dead_letters import AutoReplay, DeadLetterStore, SendMany
 from workers.errors import SinkError
+from workers.hand_back import HandBackPacer
+from workers.import_runs import ImportRuns
 from workers.influx_sink import V1Sink, make_sink
 from workers.pipeline import BatchOutcome, IngestPipeline, TagsFor
 from workers.registry_cache import Enrichment, RegistryCache
@@ -52,8 +55,14 @@ class WorkerContext:
         self.sink = make_sink(settings, rules.precision)
         if isinstance(self.sink, V1Sink):
             _ensure_database(self.sink)
-        self.dead_letters = DeadLetterStore(self.redis, keys, max_len=settings.dead_letters_max)
         self.counters = CounterStore(self.redis, keys, write_error_ttl=settings.health_window)
+        self.dead_letters = DeadLetterStore(
+            self.redis, keys, max_len=settings.dead_letters_max, count=self.counters.add
+        )
+        self.pacer = HandBackPacer(self.stopping, cap=settings.write_retry_max_delay)
+        self.import_runs = ImportRuns(self.redis, keys)
+        self._lettered: set[int] = set()
+        """ids of this batch's messages stored as dead letters (import runs count them)."""
         self.auto_replay = AutoReplay(self.dead_letters, self.redis, keys, send_many)
         self._secrets = settings.secrets()
         tags_for: TagsFor | None = None
@@ -64,7 +73,7 @@ class WorkerContext:
         self.pipeline = IngestPipeline(
             rules=rules,
             sink=self.sink,
-            dead_letters=self.dead_letters.add_many,
+            dead_letters=self._add_dead_letters,
             count=self.counters.add,
             note_write_error=self._note_write_error,
             backoff=lambda: exponential_backoff(initial=0.5, cap=cap),
@@ -75,15 +84,46 @@ class WorkerContext:
         )
 
     def ingest(self, messages: list[Any]) -> BatchOutcome:
-        """The pipeline, and whatever it did not foresee kept as dead letters, never raised."""
+        """The pipeline, and whatever it did not foresee kept as dead letters, never raised.
+
+        The batch is one task in Flower when the worker sends task events (batch_events).
+        """
+        events = batch_events.current()
+        if events is None:
+            return self._ingest(messages)
+        task = events.started(len(messages))
+        outcome = None
+        try:
+            outcome = self._ingest(messages)
+        finally:
+            events.finished(task, outcome)
+        return outcome
+
+    def _ingest(self, messages: list[Any]) -> BatchOutcome:
+        self._lettered = set()
         try:
             outcome = self.pipeline.process(messages)
         except Exception as exc:
             log.exception("the batch failed unexpectedly; its events are kept as dead letters")
-            return self.pipeline.dead_letter_all(messages, "worker_error", repr(exc))
+            outcome = self.pipeline.dead_letter_all(messages, "worker_error", repr(exc))
+            self.import_runs.record(messages, outcome, self._lettered)
+            return outcome
+        self.import_runs.record(messages, outcome, self._lettered)
+        self.pacer.record(outcome)
         if outcome.written:
             self._replay_outage_letters()
         return outcome
+
+    def pause_after_hand_back(self) -> bool:
+        """Called before taking a batch: after a hand-back, wait (workers/hand_back.py) instead
+        of taking the same messages again at once; True when the worker is stopping."""
+        return self.pacer.wait()
+
+    def _add_dead_letters(self, letters: list[tuple[Any, str, str]]) -> object:
+        """The dead-letter store, remembering which messages of the batch went there."""
+        stored = self.dead_letters.add_many(letters)
+        self._lettered.update(id(raw) for raw, _, _ in letters)
+        return stored
 
     def close(self) -> None:
         self.sink.close()

@@ -455,6 +455,7 @@ class HASimulator:
         self.history_requests = 0
         self._unanswered_history: set[int] = set()
         self._answer_pings = True
+        self._refused_event_types: frozenset[str] = frozenset()
         self._accepting = True
         self._commit_interval_us = int(recorder_commit_interval * 1_000_000)
         self._running = asyncio.Event()
@@ -675,6 +676,11 @@ class HASimulator:
         """When False, pings get no pong but the connection stays open (a hung HA)."""
         self._answer_pings = answer
 
+    def refuse_subscriptions(self, event_types: frozenset[str]) -> None:
+        """Answer `unauthorized` to subscriptions to these types, as HA does for a non-admin
+        user's token and a type outside its SUBSCRIBE_ALLOWLIST (state_changed is inside)."""
+        self._refused_event_types = event_types
+
     def pause_events(self) -> None:
         self._running.clear()
 
@@ -816,6 +822,9 @@ class HASimulator:
 
     def _subscribe_events(self, client: _Client, msg: JSON) -> None:
         event_type = msg["event_type"]
+        if event_type in self._refused_event_types:
+            client.send(error_message(msg["id"], "unauthorized", "Unauthorized"))
+            return
         client.subscriptions[msg["id"]] = None if event_type == MATCH_ALL else event_type
         self._notify()
         log.info("client subscribed to %s (subscription %d)", event_type, msg["id"])

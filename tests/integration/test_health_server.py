@@ -146,7 +146,7 @@ def test_the_endpoints_serve_beat_s_summary_and_the_live_figures(redis_url: str)
         message = TaskMessage(event("sensor.a"), time.time(), "live", seq).to_json()
         app.send_task(INGEST_TASK, args=[message], queue="ha_events")
     beat_report = Monitor.from_settings(settings).run()
-    assert [c["code"] for c in beat_report["checks"]] == ["backlog"]
+    assert [c["code"] for c in beat_report["checks"]] == ["no_workers", "backlog"]
 
     view = HealthView(settings, stats, client)
     server = HealthServer("127.0.0.1", 0, view.report)
@@ -157,7 +157,8 @@ def test_the_endpoints_serve_beat_s_summary_and_the_live_figures(redis_url: str)
         health = json.loads(body)
         assert code == 200
         assert health["status"] == "degraded"
-        assert health["reasons"] == ["queue backlog 4"]
+        assert health["reasons"][1:] == ["queue backlog 4"]
+        assert health["reasons"][0].startswith("no worker takes the ingest queue")
         assert health["subscription"]["total_events_received"] == 3
         assert health["subscription"]["event_rate_per_minute"]["1m"] > 0
         assert health["pipeline"]["queue_depth"] == 4

@@ -373,3 +373,22 @@ def test_a_sigkilled_amqp_worker_has_its_prefetched_messages_redelivered_at_once
         wait_until(lambda: _depths(amqp_url, queue) == (0, 0), 20, 0.2, message="queue empty")
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_beat_counts_the_workers_consuming_the_queue(amqp_url: str) -> None:
+    """Issue 16: `no_workers` on RabbitMQ comes from the queue's consumer count."""
+    from kombu.entity import Queue
+    from kombu.messaging import Consumer
+
+    from workers.monitoring import AmqpQueueProbe
+
+    name = f"alive_{uuid.uuid4().hex[:8]}"
+    probe = AmqpQueueProbe(amqp_url, name, [])
+    with Connection(amqp_url) as connection:
+        queue = Queue(name, channel=connection.default_channel, durable=False)
+        queue.declare()
+        assert probe.read().workers_alive == 0
+        with Consumer(connection.channel(), [queue], accept=["json"]):
+            assert probe.read().workers_alive == 1
+        assert probe.read().workers_alive == 0
+        queue.delete()

@@ -396,3 +396,29 @@ def test_dashboard_influxql_queries_return_the_ingested_data(influx_db: InfluxDa
     assert {row["name"] for row in measurements} >= {"°C", "W"}
     entities = influx_db.query(_grafana_interpolate(variables["entity"]["query"]))
     assert {row["value"] for row in entities} == {"kitchen_temperature", "office_temperature"}
+
+
+def test_monitoring_profile_runs_prometheus_with_the_rules(resolved: dict[str, Any]) -> None:
+    """Issue 16: `--profile monitoring` adds Prometheus, scraping the listener and Flower."""
+    prometheus = resolved["services"]["prometheus"]
+    assert prometheus["profiles"] == ["monitoring"], "Prometheus must stay opt-in"
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prometheus["image"])
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}
+    for name in ("prometheus.yml", "alerts.yml"):
+        source = Path(mounts[f"/etc/prometheus/{name}"])
+        assert source.parts[-3:] == ("deploy", "prometheus", name)
+        assert (REPO / "deploy" / "prometheus" / name).is_file()
+    assert mounts["/prometheus"] == "prometheus-data", "its data survives a recreate"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text("utf-8"))
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    # The targets are the compose services on the ports they serve.
+    listener = resolved["services"]["listener"]["environment"]
+    flower = resolved["services"]["flower"]["environment"]
+    assert listener["HEALTH_HOST"] == "0.0.0.0", "Prometheus scrapes the listener from outside"
+    health_port = listener.get("HEALTH_PORT", Settings.model_fields["health_port"].default)
+    assert targets["ha-ingestor-listener"] == [f"listener:{health_port}"]
+    assert targets["ha-ingestor-flower"] == [f"flower:{flower['FLOWER_PORT']}"]
+    assert set(prometheus["depends_on"]) == {"listener", "flower"}

@@ -296,3 +296,26 @@ def test_the_report_without_a_listener() -> None:
     assert report["connection"]["state"] is None
     assert report["uptime_s"] is None
     assert report["pipeline"]["queue_depth"] is None  # the broker could not be read either
+
+
+@pytest.mark.parametrize(
+    ("alive", "broker_error", "expected"),
+    [
+        (0, None, ["no_workers"]),
+        (1, None, []),
+        (None, None, []),  # the broker cannot tell (Celery's own consumer on Redis)
+        (0, "ConnectionError: refused", ["broker_unreadable"]),  # 0 then means "not read"
+    ],
+)
+def test_no_worker_alive(alive: int | None, broker_error: str | None, expected: list[str]) -> None:
+    figures = replace(OK, workers_alive=alive, broker_error=broker_error)
+    assert codes(figures) == expected
+    if expected == ["no_workers"]:
+        assert "start `celery -A config.celery_app worker`" in message(figures, "no_workers")
+
+
+def test_workers_alive_reaches_the_report() -> None:
+    readings = Readings(now=NOW, listener=None, queue=QueueReading(depth=0, workers_alive=0))
+    figures, _ = beat_figures(readings, None, T)
+    assert figures.pipeline["workers_alive"] == 0
+    assert "no_workers" in [c.code for c in figures.checks]

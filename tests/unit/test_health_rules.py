@@ -48,6 +48,7 @@ def test_a_subscribed_listener_with_events_is_healthy() -> None:
     ("changes", "expected_codes", "severity", "words"),
     [
         ({"heartbeat_age_s": None}, ["listener_down"], "unhealthy", "start `ha-ingestor listener`"),
+        ({"connection_state": "stopped"}, ["listener_down"], "unhealthy", "a clean shutdown"),
         ({"heartbeat_age_s": 15.5}, ["listener_stale"], "unhealthy", "listener silent for 16 s"),
         (
             {"connection_state": "auth_invalid"},

@@ -67,6 +67,10 @@ def test_the_spool_is_reported_near_its_cap_and_unhealthy_when_full() -> None:
     assert "reading from HA is paused" in full[0].message
     no_disk = listener_storage_checks(replace(FINE, spool_disk_free_bytes=500_000), T)
     assert codes_and_severity(no_disk) == [("spool_disk", "unhealthy")]
+    # A batch that does not fit is refused before the cap is reached: that is full too.
+    refused = listener_storage_checks(replace(FINE, spool_bytes=int(0.87 * GB), spool_full=True), T)
+    assert codes_and_severity(refused) == [("spool_disk", "unhealthy")]
+    assert "reading from HA is paused" in refused[0].message
 
 
 def test_a_disk_smaller_than_the_spool_cap_is_reported_when_it_matters() -> None:
