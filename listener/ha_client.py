@@ -252,7 +252,7 @@ class HAClient:
                     event_type,
                     exc,
                 )
-        if len(refused) == len(self._event_types):
+        if refused and len(refused) == len(self._event_types):
             raise protocol.ProtocolError(
                 f"HA refused every subscription ({', '.join(refused)}): check HA_EVENT_TYPES"
             )

@@ -291,6 +291,11 @@ def test_a_slow_broker_never_gets_the_listener_cut_off_by_ha(
         stack.start_worker()
         sim.do(sim.sim.resume_events)
         sim.call(sim.sim.wait_done(), timeout=seconds + 30)
+
+        def all_read() -> bool:
+            return bool(stack.health()["subscription"]["total_events_received"] >= rate * seconds)
+
+        wait_until(all_read, 10, 0.2, message="the last events read")
         health = stack.health()
         assert health["subscription"]["total_events_received"] == rate * seconds
         assert health["listener"]["events_spooled"] > 0, "publishing fell behind and spooled"
