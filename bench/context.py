@@ -78,10 +78,13 @@ class Context:
     _dbs: Any = field(default_factory=lambda: itertools.count(1))
 
     def fresh_db(self) -> int:
-        """A Redis database number nobody used yet in this run (1..15), emptied."""
-        db: int = next(self._dbs)
-        if db > 15:
-            raise RuntimeError("the benchmark ran out of Redis databases (16 per server)")
+        """An emptied Redis database (1..15) for the next scenario step. Numbers are reused once
+        all were handed out (scenarios run one after another and stop their processes), except
+        the capacity scenario's, whose queue later scenarios copy."""
+        while True:
+            db: int = (next(self._dbs) - 1) % 15 + 1
+            if db != self.capacity_db:
+                break
         self.stack.redis(db).flushdb()
         return db
 
