@@ -7,6 +7,7 @@ what it holds is compared with what InfluxDB holds after the command exits.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 from collections.abc import Iterator
@@ -172,6 +173,20 @@ def test_dry_run_counts_and_writes_nothing(stack: ImportStack) -> None:
     assert not (stack.tmp / "data" / "import" / "cursor.json").exists()
 
 
+def _interrupt(stack: ImportStack, command: AppProcess) -> None:
+    """Ctrl-C in the middle of the import: the worker is paused first, so the import cannot
+    finish between the cursor check and the signal (a small past imports in a second)."""
+    assert stack.worker is not None
+    assert command.proc is not None
+    os.kill(stack.worker.pid, signal.SIGSTOP)
+    try:
+        command.proc.send_signal(signal.SIGINT)
+        wait_until(lambda: "interrupted" in command.log_text(), 20, message="the import stopping")
+    finally:
+        os.kill(stack.worker.pid, signal.SIGCONT)
+    assert command.wait(20) == 130, command.log_text()
+
+
 def test_interrupted_import_resumes_and_ends_with_the_same_totals(stack: ImportStack) -> None:
     stack.env["IMPORT_MAX_QUEUE"] = "100"  # slow: the workers pace the import
     stack.start_worker()
@@ -179,9 +194,7 @@ def test_interrupted_import_resumes_and_ends_with_the_same_totals(stack: ImportS
     cursor = stack.tmp / "data" / "import" / "cursor.json"
     first = stack.command("--since", since_text, "--window", "600")
     wait_until(lambda: _states_cursor(cursor) > since + timedelta(hours=3), 30, message="3 h")
-    assert first.proc is not None
-    first.proc.send_signal(signal.SIGINT)
-    assert first.wait(20) == 130, first.log_text()
+    _interrupt(stack, first)
     assert "interrupted" in first.log_text()
     code, out = stack.run("--since", since_text, "--window", "600")
     assert code == 0, out
@@ -205,9 +218,7 @@ def test_restart_starts_over(stack: ImportStack) -> None:
     cursor = stack.tmp / "data" / "import" / "cursor.json"
     first = stack.command("--since", since_text, "--no-statistics", "--window", "600")
     wait_until(lambda: _states_cursor(cursor) > since + timedelta(hours=3), 30, message="3 h")
-    assert first.proc is not None
-    first.proc.send_signal(signal.SIGINT)
-    assert first.wait(20) == 130
+    _interrupt(stack, first)
     code, out = stack.run("--since", since_text, "--no-statistics", "--window", "600", "--restart")
     assert code == 0, out
     assert "resuming" not in out
