@@ -56,6 +56,9 @@ def test_a_wrong_token_stops_the_retries_not_the_process(
             wait_until(
                 lambda: _state(stack) == "auth_invalid", 20, message=f"auth_invalid ({restart})"
             )
+            # The state changes first; the time of the next try is set right after it.
+            wait_until(lambda: stack.health()["listener"]["auth_retry_at"], 5,
+                       message="the next login time")  # fmt: skip
             health = stack.health()
             assert health["status"] == "unhealthy"
             assert [c["code"] for c in health["checks"]][:1] == ["auth_invalid"]
