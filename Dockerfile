@@ -1,6 +1,6 @@
 # ha-ingestor: one image for every process (listener, worker, beat, flower); the command picks
 # the process (docker-compose.yml); devtools/ (simulator, local servers) stays out of it.
-# Linted by hadolint in tests/unit/test_deployment_files.py.
+# Linted by hadolint in tests/unit/deploy/test_deployment_files.py.
 #
 # Dependencies are installed with the pins of constraints.txt (the versions the tests ran with)
 # into a virtualenv in a build stage; the runtime stage copies that virtualenv, runs as an

@@ -4,7 +4,7 @@
 message; `bench.delay_loop` publishes with `task.delay()` through it. A message carrying
 `probe_sent_at` (the latency baseline) has its delay recorded, nothing else does.
 With BENCH_STOCK_TRANSPORT=1 it takes messages through kombu's stock Redis transport instead of
-workers/broker_transport.py: the baseline of that transport's own cost.
+workers/consumers/broker_transport.py: the baseline of that transport's own cost.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from celery import Celery
 from config.celery_app import celery_config
 from config.settings import get_settings
 from core.task_message import INGEST_TASK
-from workers import broker_transport
+from workers.consumers import broker_transport
 
 LATENCY_KEY = "bench:bare_latency"
 

@@ -13,7 +13,7 @@ import redis
 
 from bench.report import Figure, Row
 from bench.stack import Stack
-from workers.bulk_queue import in_flight
+from workers.consumers.bulk_queue import in_flight
 
 
 @dataclass(frozen=True)

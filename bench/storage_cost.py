@@ -24,8 +24,8 @@ from config.redis_keys import RedisKeys
 from core.task_message import INGEST_TASK, TaskMessage, TaskWire
 from devtools.local_servers import RedisServer
 from devtools.simulator.entities import Home
-from listener.spool import Spool
-from workers.dead_letters import TOO_OLD_DURING_OUTAGE, DeadLetterStore
+from listener.handoff.spool import Spool
+from workers.stores.dead_letters import TOO_OLD_DURING_OUTAGE, DeadLetterStore
 
 OUTAGE_ERROR = (
     "waited more than 86400 s (MAX_EVENT_AGE) while InfluxDB was unavailable (cannot reach "
@@ -85,7 +85,7 @@ def run(ctx: Context) -> None:
         ram = (int(client.info("memory")["used_memory"]) - used0) / count
         aof = (aof_bytes(work / "redis") - aof0) / count
         assert client.llen("ha_events") == count, "every message is in the queue"
-        # Older than MAX_EVENT_AGE, they move to the outage store (workers/dead_letters.py).
+        # Older than MAX_EVENT_AGE, they move to the outage store (workers/stores/dead_letters.py).
         used1 = int(client.info("memory")["used_memory"])
         aof1 = aof_bytes(work / "redis")
         store = DeadLetterStore(client, RedisKeys())

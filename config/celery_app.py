@@ -26,13 +26,13 @@ from core.task_message import INGEST_TASK
 PREFETCH_BATCHES = 2
 """Batches a worker process may hold unacknowledged: one being written, one filling."""
 
-TASK_MODULES = ("workers.ingest_task", "workers.beat_tasks")
+TASK_MODULES = ("workers.consumers.ingest_task", "workers.monitoring.beat_tasks")
 """Where the tasks are; a worker or beat imports them at start (their tasks are shared_task)."""
 WORKER_START = "workers.worker_start:WorkerStart"
 """The worker bootstep that builds what a worker needs (workers/worker_start.py)."""
-BULK_CONSUMER = "workers.bulk_consumer:BulkConsumer"
+BULK_CONSUMER = "workers.consumers.bulk_consumer:BulkConsumer"
 """The consumer bootstep that takes the ingest queue from Redis in bulk
-(workers/bulk_consumer.py)."""
+(workers/consumers/bulk_consumer.py)."""
 
 
 REDIS_SCHEMES = frozenset(("redis", "rediss"))
@@ -171,9 +171,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "result_backend": None,
         # A message is acknowledged only once its point is written or dead-lettered; a batch
-        # the worker gives up holding is rejected with requeue (workers/ingest_task.py). With the
-        # prefork pool a killed child's batch is neither acknowledged nor rejected, so it comes
-        # back after the visibility timeout; reject_on_worker_lost covers plain tasks.
+        # the worker gives up holding is rejected with requeue (workers/consumers/ingest_task.py).
+        # With the prefork pool a killed child's batch is neither acknowledged nor rejected, so it
+        # comes back after the visibility timeout; reject_on_worker_lost covers plain tasks.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_default_queue": queue,
@@ -192,9 +192,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_max_memory_per_child": None,
         "worker_hijack_root_logger": True,
         "worker_send_task_events": False,
-        # Beat runs its monitoring jobs itself (workers/beat_tasks.py says why), every
+        # Beat runs its monitoring jobs itself (workers/monitoring/beat_tasks.py says why), every
         # BEAT_INTERVAL seconds.
-        "beat_scheduler": "workers.beat_tasks:InProcessScheduler",
+        "beat_scheduler": "workers.monitoring.beat_tasks:InProcessScheduler",
         "beat_schedule": {
             "compute-health": {
                 "task": "ha_ingestor.compute_health",
@@ -222,7 +222,8 @@ class IngestorApp(Celery):  # type: ignore[misc]
 def create_app(settings: Settings) -> Celery:
     """Build the app for these settings; nothing else happens (no import of worker code, no
     transport installed). A worker started on it runs WORKER_START first: that bootstep takes
-    messages from Redis through workers/broker_transport.py, which loses none to a kill."""
+    messages from Redis through workers/consumers/broker_transport.py, which loses none to a
+    kill."""
     app = IngestorApp("ha_ingestor", include=list(TASK_MODULES))
     app.settings = settings
     app.conf.update(celery_config(settings))

@@ -19,18 +19,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "listener": ("listener.listener_command", "keep HA's subscription and enqueue every event"),
     "simulate": ("devtools.simulate_command", "run the built-in Home Assistant simulator"),
     "dev": ("devtools.dev_command", "run the whole stack locally (what `make run` does)"),
-    "status": ("workers.status_command", "health summary (exit code 0 healthy, 1 degraded, 2 not)"),
+    "status": (
+        "workers.monitoring.status_command",
+        "health summary (exit code 0 healthy, 1 degraded, 2 not)",
+    ),
     "check": ("config.check_command", "verify configuration, HA login, broker, Redis and InfluxDB"),
     "flower": (
-        "workers.flower_command",
+        "workers.monitoring.flower_command",
         "run Flower (refuses to be open without auth)",
     ),
-    "dlq": ("workers.dlq_command", "list, replay or purge dead letters"),
+    "dlq": ("workers.stores.dlq_command", "list, replay or purge dead letters"),
     "import": (
-        "listener.import_command",
+        "listener.importing.import_command",
         "import the states and long-term statistics HA already recorded",
     ),
-    "trace": ("listener.trace_command", "summarise a frame trace (HA_TRACE_FRAMES)"),
+    "trace": ("listener.ha.trace_command", "summarise a frame trace (HA_TRACE_FRAMES)"),
     "docs-reference": ("devtools.docs_reference", "generate docs/configuration.md from the code"),
 }
 """name → (module with `add_arguments(parser)` and `run(args) -> int`, help text)."""

@@ -96,7 +96,7 @@ class RedisKeys:
 
     def import_done(self, run: str) -> str:
         """Bitmap of one `ha-ingestor import` run: bit `seq` is set once that message is
-        written, skipped by a rule or dead-lettered (workers/import_runs.py); the command
+        written, skipped by a rule or dead-lettered (workers/stores/import_runs.py); the command
         counts the bits to know when it is finished (a redelivery sets a bit again, harmless).
         TTL IMPORT_RUN_TTL_S, renewed by each batch."""
         return f"{self.prefix}import:{run}:done"
@@ -108,13 +108,13 @@ class RedisKeys:
 
     def last_write_error(self) -> str:
         """String: InfluxDB's error text for the latest failed write (secrets scrubbed, at most
-        1000 characters), set by workers at each failed write (workers/counter_store.py) and
+        1000 characters), set by workers at each failed write (workers/stores/counter_store.py) and
         quoted by beat's `write_errors` reason; TTL = HEALTH_WINDOW."""
         return f"{self.prefix}last_write_error"
 
 
-# Keys of the workers' bulk consumer (workers/bulk_queue.py). They live in the broker's Redis
-# beside kombu's own (`unacked`, `_kombu.binding.*`), so they take no configurable prefix.
+# Keys of the workers' bulk consumer (workers/consumers/bulk_queue.py). They live in the broker's
+# Redis beside kombu's own (`unacked`, `_kombu.binding.*`), so they take no configurable prefix.
 
 
 def broker_inflight(consumer: str) -> str:
@@ -138,6 +138,6 @@ def broker_consumers() -> str:
 
 def broker_given_back() -> str:
     """Integer: messages a sweep gave back from consumers that stopped renewing their liveness
-    key (workers/bulk_queue.py), since the broker's Redis was created; no TTL. Beat reports it
-    (/health `pipeline.given_back`, /metrics `ha_ingestor_messages_given_back_total`)."""
+    key (workers/consumers/bulk_queue.py), since the broker's Redis was created; no TTL. Beat
+    reports it (/health `pipeline.given_back`, /metrics `ha_ingestor_messages_given_back_total`)."""
     return "_ha_ingestor.given_back"

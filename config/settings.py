@@ -232,8 +232,8 @@ class Settings(BaseSettings):
     worker_bulk_take: bool = Field(
         default=True,
         description="On a Redis broker, workers take up to BATCH_SIZE messages per round trip "
-        "and acknowledge each batch at once (workers/bulk_consumer.py); false: Celery's own "
-        "consumer, one message at a time.",
+        "and acknowledge each batch at once (workers/consumers/bulk_consumer.py); false: "
+        "Celery's own consumer, one message at a time.",
     )
     worker_liveness_timeout: float = Field(
         default=20.0,

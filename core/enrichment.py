@@ -11,7 +11,8 @@ and the registries (as HA's `config/*_registry/list` returns them):
   enrichment tags come first in the core.
 
 Nothing here stops ingestion: missing or malformed registries only mean fewer tags. Where the
-registries come from (Redis, read at most once per TTL) is workers/registry_cache.py's business.
+registries come from (Redis, read at most once per TTL) is workers/stores/registry_cache.py's
+business.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `beat_figures` turns one `Readings` (everything beat read in one go) and beat's memory of its
 previous run into the pipeline figures, the event rates and the pipeline rules' verdict
 (`BeatFigures`), which go with the listener's state to the one report builder
-(core/health_report.py). workers/monitoring.py does the reading and the storing.
+(core/health_report.py). workers/monitoring/health_job.py does the reading and the storing.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the `BeatFigures` read back from the report beat stored in Redis; beat and `ha-i
 status` feed it the `ListenerState` read from Redis and the figures they just computed
 (core/health_beat.py). Every report has every field below, whichever view built it; a figure
 nobody could know is null. Fields (a public API: /health, docs/operations.md, the Prometheus
-metrics of listener/health_server.py and the Grafana dashboard derive from them):
+metrics of listener/health/server.py and the Grafana dashboard derive from them):
 
 - ``status``: ``healthy`` | ``degraded`` (events safe but something needs a look: spooled,
   queued, late, refused and waiting) | ``unhealthy`` (events are not being recorded).

@@ -26,7 +26,8 @@ class QueueReading:
     oldest_received_at: float | None = None
     error: str | None = None
     in_flight_by_consumer: Mapping[str, int] | None = None
-    """Consumer id → messages its bulk consumer has in flight (Redis, workers/bulk_queue.py)."""
+    """Consumer id → messages its bulk consumer has in flight (Redis,
+    workers/consumers/bulk_queue.py)."""
     given_back: int | None = None
     """Messages sweeps gave back from consumers that stopped renewing their liveness (total)."""
     workers_alive: int | None = None

@@ -5,7 +5,7 @@ The contract: one Celery task per HA event, its single argument
 (`TaskMessage`, `parse_message`). The envelope: the bytes kombu's Redis transport stores for
 `app.send_task(INGEST_TASK, args=[arg], queue=queue)`, built directly (`TaskWire`) and read
 back (`decode_stored`, `received_at_of`: workers take messages from Redis in bulk and decode
-them here, workers/bulk_consumer.py). The listener, the
+them here, workers/consumers/bulk_consumer.py). The listener, the
 workers and beat import this module, so the shape is written down exactly once.
 
 Why build the envelope here: `send_task` costs about 0.2-1 ms of CPU per message (argument repr,
@@ -15,9 +15,9 @@ of the task argument, zlib and a string template. It is Celery's task protocol 2
 envelope (base64 body, the default exchange routing to `queue`), the body the JSON value
 send_task writes, compressed as `compression="zlib"` does, and only the headers and properties
 a worker needs (TaskWire says which, and why: Redis memory per waiting event);
-tests/integration/test_task_wire.py proves stock Celery workers (a plain task and a
-celery-batches one) consume it. Only Redis brokers take this path (listener/publisher.py decides),
-and a message is encoded once: the listener's spool keeps these bytes as they are.
+tests/integration/listener/handoff/test_task_wire.py proves stock Celery workers (a plain task and a
+celery-batches one) consume it. Only Redis brokers take this path (listener/handoff/publisher.py
+decides), and a message is encoded once: the listener's spool keeps these bytes as they are.
 """
 
 from __future__ import annotations

@@ -21,22 +21,22 @@ from config.settings import Settings, SettingsError, load_settings
 from core.backoff import exponential_backoff
 from core.ha_event import parse_ha_time
 from core.task_message import Source, TaskMessage
-from listener import protocol
-from listener.auth_gate import AuthGate
-from listener.backfill import OVERLAP_S, gap_start, state_event
 from listener.data_dir_lock import DataDirLock
-from listener.frame_trace import FrameTrace
-from listener.gap_filler import BackfillCursor, BackfillFailed, BackfillLimits, GapFiller
-from listener.ha_client import HAClient, HAConnection
-from listener.health_server import HealthServer
-from listener.health_view import HealthView
-from listener.listener_memory import CURSOR_FILE, STATE_FILE, ListenerMemory
-from listener.listener_stats import ListenerStats
-from listener.publisher import Publisher, celery_publisher
-from listener.registries import UPDATE_EVENTS, Call, RegistryRefresher, RegistryStore
-from listener.spool import Spool
-from listener.state_reporter import StateReporter
-from listener.storage_watch import BrokerMemoryGate
+from listener.ha import protocol
+from listener.ha.auth_gate import AuthGate
+from listener.ha.client import HAClient, HAConnection
+from listener.ha.frame_trace import FrameTrace
+from listener.ha.registries import UPDATE_EVENTS, Call, RegistryRefresher, RegistryStore
+from listener.handoff.publisher import Publisher, celery_publisher
+from listener.handoff.spool import Spool
+from listener.handoff.storage_watch import BrokerMemoryGate
+from listener.health.server import HealthServer
+from listener.health.state_reporter import StateReporter
+from listener.health.stats import ListenerStats
+from listener.health.view import HealthView
+from listener.history.backfill import OVERLAP_S, gap_start, state_event
+from listener.history.gap_filler import BackfillCursor, BackfillFailed, BackfillLimits, GapFiller
+from listener.state_files import CURSOR_FILE, STATE_FILE, ListenerMemory
 
 log = logging.getLogger(__name__)
 

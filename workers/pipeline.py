@@ -9,7 +9,7 @@ for a message other than a successful write:
 
 - it is older than `max_event_age` (received by the listener that long ago): it goes to the
   dead letters with reason `too_old_during_outage`, which workers replay by themselves once
-  writes succeed again (workers/dead_letters.py, AutoReplay);
+  writes succeed again (workers/stores/dead_letters.py, AutoReplay);
 - the batch has been held `hold_limit` seconds: its unfinished messages are handed back to the
   broker, so no message stays unacknowledged past the broker's visibility timeout
   (config/celery_app.py explains the arithmetic);
@@ -37,9 +37,9 @@ from core.rules import Rules
 from core.statistics_point import STATISTICS_EVENT, statistics_to_point
 from core.task_message import InvalidMessage, parse_message
 from core.transform import InvalidEvent, Skipped, event_to_point
-from workers.dead_letters import TOO_OLD_DURING_OUTAGE
-from workers.errors import PointsRejected, SinkUnavailable
-from workers.influx_sink import Sink
+from workers.sinks.errors import PointsRejected, SinkUnavailable
+from workers.sinks.influx_sink import Sink
+from workers.stores.dead_letters import TOO_OLD_DURING_OUTAGE
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,11 @@ TagsFor = Callable[[str], Mapping[str, str]]
 """Enrichment tags (area, device) for an entity_id."""
 
 CountSink = Callable[[Mapping[str, int]], object]
-"""Adds to named counters (workers/counter_store.py CounterStore.add); must not raise."""
+"""Adds to named counters (workers/stores/counter_store.py CounterStore.add); must not raise."""
 
 WriteErrorNote = Callable[[str], object]
 """Keeps InfluxDB's text for the latest failed write, which the health report quotes
-(workers/counter_store.py CounterStore.note_write_error); must not raise."""
+(workers/stores/counter_store.py CounterStore.note_write_error); must not raise."""
 
 LIVE_COUNTERS = ("retries", "write_errors")
 """Counted as they happen, so an outage shows while a batch still waits; the rest per batch."""
@@ -118,7 +118,7 @@ class _HandBack(Exception):
         self.entries = entries
         self.retry_after = retry_after
         """InfluxDB's Retry-After when that is what ended the hold: the worker waits it out
-        before taking again (workers/hand_back.py)."""
+        before taking again (workers/consumers/hand_back.py)."""
         self.why = why
 
 

@@ -16,10 +16,10 @@ from kombu.connection import Connection
 
 from config.check_outcome import CHECK_TIMEOUT_S, Outcome
 from config.redaction import redact_url
-from workers.broker_transport import takes_reliably
-from workers.bulk_queue import supports_bulk_take
-from workers.errors import SinkUnavailable
-from workers.influx_sink import make_sink
+from workers.consumers.broker_transport import takes_reliably
+from workers.consumers.bulk_queue import supports_bulk_take
+from workers.sinks.errors import SinkUnavailable
+from workers.sinks.influx_sink import make_sink
 
 if TYPE_CHECKING:
     from config.settings import Settings

@@ -24,15 +24,15 @@ from config.settings import Settings
 from core.backoff import exponential_backoff
 from core.enrichment import default_steps
 from core.rules import Rules
-from workers import batch_events
-from workers.counter_store import CounterStore
-from workers.dead_letters import AutoReplay, DeadLetterStore, SendMany
-from workers.errors import SinkError
-from workers.hand_back import HandBackPacer
-from workers.import_runs import ImportRuns
-from workers.influx_sink import V1Sink, make_sink
+from workers.consumers import batch_events
+from workers.consumers.hand_back import HandBackPacer
 from workers.pipeline import BatchOutcome, IngestPipeline, TagsFor
-from workers.registry_cache import Enrichment, RegistryCache
+from workers.sinks.errors import SinkError
+from workers.sinks.influx_sink import V1Sink, make_sink
+from workers.stores.counter_store import CounterStore
+from workers.stores.dead_letters import AutoReplay, DeadLetterStore, SendMany
+from workers.stores.import_runs import ImportRuns
+from workers.stores.registry_cache import Enrichment, RegistryCache
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ class WorkerContext:
         return outcome
 
     def pause_after_hand_back(self) -> bool:
-        """Called before taking a batch: after a hand-back, wait (workers/hand_back.py) instead
-        of taking the same messages again at once; True when the worker is stopping."""
+        """Called before taking a batch: after a hand-back, wait (workers/consumers/hand_back.py)
+        instead of taking the same messages again at once; True when the worker is stopping."""
         return self.pacer.wait()
 
     def _add_dead_letters(self, letters: list[tuple[Any, str, str]]) -> object:

@@ -4,10 +4,10 @@ A worker bootstep, which config/celery_app.py names by dotted name (config impor
 code, so the listener, beat and Flower never load this). While Celery builds the worker, before
 any step starts and so before the consumer connects, it
 
-1. on Redis, either leaves the ingest queue to the bulk consumer (workers/bulk_consumer.py, a
-   consumer bootstep; the default), or, with WORKER_BULK_TAKE=false, installs the workers'
-   kombu transport for redis:// URLs (workers/broker_transport.py: a killed worker loses no
-   message it took);
+1. on Redis, either leaves the ingest queue to the bulk consumer
+   (workers/consumers/bulk_consumer.py, a consumer bootstep; the default), or, with
+   WORKER_BULK_TAKE=false, installs the workers' kombu transport for redis:// URLs
+   (workers/consumers/broker_transport.py: a killed worker loses no message it took);
 2. checks the delivery timing settings (config/celery_app.py, batch_hold_limit) and reads the
    rules file, and refuses to start with one message naming every problem and a non-zero exit
    (SystemExit: Celery lets it through, where it would log and swallow an exception);
@@ -30,11 +30,12 @@ from config.celery_app import DeliveryTimingError, app_settings, batch_hold_limi
 from config.rules_file import load_rules
 from config.settings import Settings
 from core.rules import Rules, RulesError
-from workers import broker_transport, worker_context
-from workers.bulk_consumer import on_redis
-from workers.bulk_queue import supports_bulk_take
-from workers.kombu_guard import IncompatibleKombu
-from workers.task_sender import FrontSender
+from workers import worker_context
+from workers.consumers import broker_transport
+from workers.consumers.bulk_consumer import on_redis
+from workers.consumers.bulk_queue import supports_bulk_take
+from workers.consumers.kombu_guard import IncompatibleKombu
+from workers.consumers.task_sender import FrontSender
 from workers.worker_context import WorkerContext
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ worker paced by a slow InfluxDB, a broker too full to take events, a second HA w
 recorder flooding a 1 MB spool. Then /health, /metrics, the status page, `ha-ingestor status`
 and Prometheus must agree (tests/e2e/alert_stack.py).
 
-`listener_stale` has no alert (see tests/unit/test_alert_rules.py). `spool_disk` is seen
+`listener_stale` has no alert (see tests/unit/deploy/test_alert_rules.py). `spool_disk` is seen
 degraded past 80% of SPOOL_MAX_MB, then unhealthy once the spool refuses a batch (reading from
 HA pauses).
 """

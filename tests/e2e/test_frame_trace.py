@@ -16,7 +16,7 @@ import pytest
 
 from config.redaction import MASK
 from devtools.local_servers import free_port
-from listener.frame_trace import trace_files
+from listener.ha.frame_trace import trace_files
 from tests.helpers import wait_until
 from tests.processes import BIN, AppProcess, app_env, listener_argv
 from tests.sim_thread import SimulatorThread

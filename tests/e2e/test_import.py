@@ -23,7 +23,7 @@ from core.rules import Rules
 from core.statistics_point import PERIODS
 from devtools.local_servers import free_port
 from devtools.simulator.entities import us_from_datetime
-from listener.backfill import state_event, states_from_history
+from listener.history.backfill import state_event, states_from_history
 from tests.expectations import expected_points
 from tests.helpers import InfluxDatabase, wait_until
 from tests.processes import BIN, AppProcess, app_env, worker_argv

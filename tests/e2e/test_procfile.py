@@ -35,7 +35,7 @@ from tests.expectations import (
 from tests.helpers import InfluxDatabase, wait_until
 from tests.processes import BIN, AppProcess, app_env, worker_argv
 from tests.sim_thread import SimulatorThread
-from tests.unit.test_deployment_files import dashboard_metric_names
+from tests.unit.deploy.test_deployment_files import dashboard_metric_names
 
 pytestmark = pytest.mark.e2e
 

@@ -25,8 +25,8 @@ from tests.faults.test_worker_faults import Run, assert_exactly_once, check_code
 from tests.faults.test_worker_faults import influx as influx  # the fixture
 from tests.helpers import InfluxDatabase, wait_until
 from tests.processes import beat_argv
-from workers.bulk_queue import given_back, in_flight
-from workers.dead_letters import TOO_OLD_DURING_OUTAGE
+from workers.consumers.bulk_queue import given_back, in_flight
+from workers.stores.dead_letters import TOO_OLD_DURING_OUTAGE
 
 pytestmark = pytest.mark.faults
 

@@ -36,7 +36,7 @@ from tests.expectations import (
 from tests.helpers import InfluxDatabase, InfluxQL, wait_until
 from tests.processes import AppProcess, app_env, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
-from workers.bulk_queue import given_back, in_flight
+from workers.consumers.bulk_queue import given_back, in_flight
 
 pytestmark = pytest.mark.faults
 

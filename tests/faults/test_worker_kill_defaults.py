@@ -16,7 +16,7 @@ from core.task_message import INGEST_TASK, TaskWire
 from tests.expectations import state_events
 from tests.helpers import wait_until
 from tests.processes import AppProcess, app_env, beat_argv, worker_argv
-from workers.bulk_queue import given_back, in_flight
+from workers.consumers.bulk_queue import given_back, in_flight
 
 pytestmark = pytest.mark.faults
 

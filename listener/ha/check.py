@@ -1,0 +1,100 @@
+"""`ha-ingestor check`'s Home Assistant check: a real WebSocket login with the configured token,
+through the listener's own protocol code, so what passes here is what the listener will do."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import websockets
+from websockets.sync.client import connect
+
+from config.check_outcome import CHECK_TIMEOUT_S, Outcome
+from listener.ha import protocol
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+NAME = "Home Assistant"
+
+
+def check_home_assistant(settings: Settings) -> Outcome:
+    """A real login on HA's WebSocket API with the configured token."""
+    url = settings.ha_url
+    token = settings.ha_token_value()
+    if url is None or not token:
+        return Outcome(
+            NAME,
+            False,
+            "HA_URL or HA_TOKEN is not set",
+            "set HA_URL (e.g. http://homeassistant.local:8123) and HA_TOKEN (a long-lived "
+            "access token from your HA profile, Security tab) or HA_TOKEN_FILE",
+        )
+    where = _host_port(url)
+    timeout = CHECK_TIMEOUT_S
+    try:
+        with connect(url, open_timeout=timeout, close_timeout=2, max_size=2**24) as ws:
+            hello = protocol.parse_frame(ws.recv(timeout=timeout))[0]
+            if hello.get("type") != "auth_required":
+                return Outcome(
+                    NAME,
+                    False,
+                    f"{url} answered {hello.get('type')!r} instead of auth_required",
+                    "point HA_URL at Home Assistant itself (http://host:8123)",
+                )
+            ws.send(json.dumps(protocol.auth_message(token)))
+            version = protocol.check_auth_reply(protocol.parse_frame(ws.recv(timeout=timeout))[0])
+    except protocol.AuthInvalid as exc:
+        return Outcome(
+            NAME,
+            False,
+            f"HA at {where} rejected the token (auth_invalid: {exc})",
+            "create a new long-lived access token in your HA profile (Security tab) and set "
+            "HA_TOKEN; HA bans an address after repeated failed logins, so fix it before "
+            "starting the listener",
+        )
+    except websockets.InvalidStatus as exc:
+        status = exc.response.status_code
+        return Outcome(
+            NAME,
+            False,
+            f"{url} is not HA's WebSocket API (HTTP {status})",
+            "set HA_URL to HA's address, e.g. http://homeassistant.local:8123 (behind a proxy, "
+            "make it forward WebSocket upgrades on /api/websocket)",
+        )
+    except ConnectionRefusedError:
+        return Outcome(
+            NAME,
+            False,
+            f"nothing listens on {where}",
+            "start Home Assistant or correct the host and port in HA_URL",
+        )
+    except socket.gaierror:
+        return Outcome(
+            NAME,
+            False,
+            f"cannot resolve the host of {where}",
+            "correct the host name in HA_URL (or use its IP address)",
+        )
+    except TimeoutError:
+        return Outcome(
+            NAME,
+            False,
+            f"no answer from {where} within {timeout:g} s",
+            "check that HA runs and that no firewall drops the connection",
+        )
+    except (OSError, websockets.WebSocketException, protocol.ProtocolError) as exc:
+        return Outcome(
+            NAME,
+            False,
+            f"cannot talk to HA at {where}: {type(exc).__name__}: {exc}",
+            "check HA_URL (http:// or https://, host and port) and that HA runs",
+        )
+    return Outcome(NAME, True, f"logged in to Home Assistant {version} at {where}")
+
+
+def _host_port(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)

@@ -1,0 +1,281 @@
+"""`ha-ingestor import`: import the states and long-term statistics HA already recorded.
+
+Exit codes: 0 everything read was written (or dead-lettered); 1 not finished (HA unreachable,
+a request failing after its retries, workers not finishing): run the same command again to
+resume; 2 bad input or a request HA refuses; 130 interrupted (Ctrl-C): run it again to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import signal
+import sys
+import uuid
+from datetime import UTC, datetime
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+CONNECT_ATTEMPTS = 3
+"""Failed connections in a row that end the import (HA is not there); a run again resumes."""
+
+log = logging.getLogger("listener.import")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--since",
+        required=True,
+        metavar="WHEN",
+        help="from: an ISO date (2024-03-01), date and time (2024-03-01T12:00) or an age "
+        "(30d, 12h)",
+    )
+    parser.add_argument("--until", metavar="WHEN", help="up to (default: now), as --since")
+    parser.add_argument(
+        "--entities", default="", metavar="ID,…", help="only these entities and statistics"
+    )
+    parser.add_argument(
+        "--entity-globs", default="", metavar="GLOB,…", help="only ids matching these patterns"
+    )
+    parser.add_argument("--no-states", action="store_true", help="skip the states (history)")
+    parser.add_argument(
+        "--no-statistics", action="store_true", help="skip the long-term statistics"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="read and count everything, publish nothing"
+    )
+    parser.add_argument(
+        "--restart", action="store_true", help="forget a previous run's cursor and start over"
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="seconds of history per request (default 3600)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up when the workers finish nothing for this long (default 300)",
+    )
+
+
+def _ids(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def run(args: argparse.Namespace) -> int:
+    from config.logging_setup import configure_logging
+    from config.settings import get_settings
+    from core.import_time import BadWhen, import_range
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.secrets())
+    if settings.ha_url is None or not settings.ha_token_value():
+        print(
+            "ha-ingestor import: set HA_URL (e.g. http://homeassistant.local:8123) and HA_TOKEN "
+            "(a long-lived access token from your HA profile, Security tab).",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    if args.no_states and args.no_statistics:
+        print("ha-ingestor import: --no-states and --no-statistics leave nothing to import: "
+              "drop one of them", file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
+    if args.window < 60:
+        print("ha-ingestor import: --window must be at least 60 seconds", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    now = datetime.now(UTC)
+    try:
+        start, end = import_range(args.since, args.until, now)
+    except BadWhen as exc:
+        print(f"ha-ingestor import: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return asyncio.run(_main(args, settings, start, end))
+
+
+def _request_key(args: argparse.Namespace) -> str:
+    """What makes two invocations the same request (the cursor resumes only for it)."""
+    fields = [args.since, args.until, _ids(args.entities), _ids(args.entity_globs),
+              args.no_states, args.no_statistics, args.window]  # fmt: skip
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
+
+
+async def _main(args: argparse.Namespace, settings: object, start: datetime, end: datetime) -> int:
+    import redis
+
+    from config.redaction import scrub
+    from config.redis_keys import RedisKeys
+    from config.settings import Settings
+    from core.backoff import exponential_backoff
+    from listener.ha import protocol
+    from listener.ha.client import HAClient, HAConnection
+    from listener.health.stats import ListenerStats
+    from listener.history.gap_filler import BackfillLimits
+    from listener.importing.broker import ImportBroker
+    from listener.importing.cursor import CURSOR_PATH, ImportCursor
+    from listener.importing.importer import (
+        HistoryImport,
+        ImportIncomplete,
+        ImportRefused,
+        ImportRequest,
+    )
+    from listener.importing.progress import ImportProgress
+    from listener.importing.run_progress import RunProgress
+
+    assert isinstance(settings, Settings)
+    cursor = ImportCursor(settings.data_dir / CURSOR_PATH)
+    key = _request_key(args)
+    if args.restart:
+        cursor.clear()
+    if args.dry_run:
+        cursor.start, cursor.end = start, end
+    elif cursor.resume(key):
+        assert cursor.start is not None
+        assert cursor.end is not None
+        start, end = cursor.start, cursor.end
+        log.info("resuming the import of %s..%s where it stopped (--restart starts over)",
+                 start.isoformat(), end.isoformat())  # fmt: skip
+    else:
+        cursor.begin(key, start, end)
+    request = ImportRequest(
+        start=start,
+        end=end,
+        entities=_ids(args.entities),
+        globs=_ids(args.entity_globs),
+        states=not args.no_states,
+        statistics=not args.no_statistics,
+        dry_run=args.dry_run,
+    )
+    run_id = uuid.uuid4().hex[:12]
+    broker = tracker = state = None
+    if not args.dry_run:
+        broker = ImportBroker(settings)
+        state = redis.Redis.from_url(settings.state_redis_url(), socket_timeout=10)
+        tracker = RunProgress(state, RedisKeys(settings.redis_prefix), run_id)
+    progress = ImportProgress()
+    limits = BackfillLimits(
+        window_s=args.window,
+        entities_per_request=settings.backfill_entities_per_request,
+        reply_timeout=settings.backfill_reply_timeout,
+        retries=settings.backfill_retries,
+    )
+    importer = HistoryImport(
+        request,
+        run_id=run_id,
+        cursor=cursor,
+        progress=progress,
+        limits=limits,
+        broker=broker,
+        tracker=tracker,
+        max_queue=settings.import_max_queue,
+        wait_s=args.wait,
+        backoff=lambda: exponential_backoff(initial=1.0, cap=30.0),
+    )
+    stats = ListenerStats()
+
+    async def on_connected(connection: HAConnection) -> None:
+        await importer.run(connection.call)
+        await client.stop()
+
+    stopping: set[asyncio.Task[None]] = set()
+    failed_before = [0, 0]  # (connects_ok, connects_failed) at the last login
+
+    def on_disconnected() -> None:
+        """Give up after CONNECT_ATTEMPTS failed connections in a row (HA is not there)."""
+        if stats.connects_ok != failed_before[0]:
+            failed_before[:] = [stats.connects_ok, stats.connects_failed]
+        if stats.connects_failed - failed_before[1] >= CONNECT_ATTEMPTS:
+            stopping.add(asyncio.ensure_future(client.stop()))
+
+    async def _noop(_: dict[str, object]) -> None:
+        return None
+
+    token = settings.ha_token_value()
+    assert settings.ha_url is not None
+    assert token
+    client = HAClient(
+        settings.ha_url,
+        token,
+        (),
+        _noop,
+        stats,
+        on_connected=on_connected,
+        on_disconnected=on_disconnected,
+        heartbeat_interval=settings.ha_heartbeat_interval,
+        heartbeat_timeout=settings.ha_heartbeat_timeout,
+        backoff=lambda: exponential_backoff(initial=1.0, cap=10.0),
+        max_frame_bytes=settings.ha_max_frame_mb * 1024 * 1024,
+    )
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGINT, task.cancel)
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    code = EXIT_INCOMPLETE
+    try:
+        await client.run()
+        summary = importer.summary
+        if summary.complete:
+            if not args.dry_run:
+                cursor.clear()
+            _print_summary(summary, dry_run=args.dry_run)
+            code = EXIT_OK
+        else:
+            print(f"ha-ingestor import: cannot reach Home Assistant ({stats.last_error}): check "
+                  "HA_URL and that HA runs (`ha-ingestor check`)", file=sys.stderr)  # fmt: skip
+    except protocol.AuthInvalid as exc:
+        print(f"ha-ingestor import: HA rejected the token (auth_invalid: {exc}): create a new "
+              "long-lived access token in your HA profile and set HA_TOKEN",
+              file=sys.stderr)  # fmt: skip
+        code = EXIT_BAD_INPUT
+    except ImportRefused as exc:
+        print(f"ha-ingestor import: {exc}", file=sys.stderr)
+        code = EXIT_BAD_INPUT
+    except ImportIncomplete as exc:
+        print(f"ha-ingestor import: {exc}", file=sys.stderr)
+        _print_summary(importer.summary, dry_run=args.dry_run, partial=True)
+    except (redis.RedisError, OSError) as exc:
+        print(f"ha-ingestor import: cannot reach the broker or Redis ({type(exc).__name__}: "
+              f"{scrub(str(exc), settings.secrets())}): check CELERY_BROKER_URL and REDIS_URL "
+              "(`ha-ingestor check`), then run the same command again to resume",
+              file=sys.stderr)  # fmt: skip
+        _print_summary(importer.summary, dry_run=args.dry_run, partial=True)
+    except asyncio.CancelledError:
+        print("ha-ingestor import: interrupted; the cursor keeps what is finished: run the same "
+              "command again to go on (--restart to start over)", file=sys.stderr)  # fmt: skip
+        _print_summary(importer.summary, dry_run=args.dry_run, partial=True)
+        code = EXIT_INTERRUPTED
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        progress.close()
+        with contextlib.suppress(Exception):
+            await client.stop()
+        if broker is not None:
+            broker.close()
+        if state is not None:
+            state.close()
+    return code
+
+
+def _print_summary(summary: object, *, dry_run: bool, partial: bool = False) -> None:
+    from listener.importing.importer import ImportSummary
+
+    assert isinstance(summary, ImportSummary)
+    if dry_run:
+        print(f"dry run: {summary.states} states and {summary.statistics_rows} statistics rows "
+              f"to import, read in {summary.seconds:.1f} s; nothing was published")  # fmt: skip
+        return
+    head = "import so far" if partial else f"import finished in {summary.seconds:.1f} s"
+    print(
+        f"{head}: {summary.states} states, {summary.statistics_rows} statistics rows "
+        f"({summary.published} messages); {summary.written} points written, "
+        f"{summary.skipped} skipped by rules, {summary.dead_lettered} dead letters"
+    )

@@ -1,0 +1,324 @@
+"""The I/O half of beat's health job: read Redis and the broker, store the report.
+
+A few pipelined round trips per run, whatever the number of entities. The computation itself is
+pure (core/health_beat.py, then the one report builder, core/health_report.py); `ha-ingestor
+status` runs the same code without storing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from config.redaction import scrub
+from config.redis_keys import BEAT_STATE_TTL_S, RedisKeys
+from config.settings import Settings
+from core.health_beat import Readings, beat_figures
+from core.health_check import Thresholds
+from core.health_report import BeatFigures, build_report
+from core.listener_state import ListenerState
+from core.queue_trend import BeatMemory, QueueReading
+from core.rates import window_count
+from core.task_message import received_at_of
+from workers.consumers import bulk_queue
+from workers.stores.dead_letters import DROPPED, TOO_OLD_DURING_OUTAGE
+
+log = logging.getLogger(__name__)
+
+BUCKET_COUNTERS = (
+    "events_received", "reconnects", "written", "retries", "write_errors", DROPPED,
+)  # fmt: skip
+DEAD_LETTERED = "dead_lettered"
+TOTALS = ("written", "retries", "write_errors", DEAD_LETTERED, DROPPED)
+MAPS = ("events_by_domain", "events_by_entity")
+BUCKET_MINUTES = 120
+"""Counters are read back two hours (their TTL): enough for "usual" after a long silence."""
+MAP_MINUTES = 16
+PRIORITY_SEPARATOR = "\x06\x16"
+KOMBU_PRIORITY_STEPS = (3, 6, 9)
+
+
+class QueueProbe(Protocol):
+    def read(self) -> QueueReading: ...
+
+
+class RedisQueueProbe:
+    """Depth, in-flight count and oldest event of a Celery queue on a Redis broker (kombu)."""
+
+    def __init__(
+        self, client: redis.Redis, queue: str, secrets: list[str], *, bulk_take: bool = True
+    ) -> None:
+        self._redis = client
+        self._queue = queue
+        self._secrets = secrets
+        self._bulk_take = bulk_take
+        """Workers keep liveness keys only when they take in bulk (WORKER_BULK_TAKE)."""
+
+    def read(self) -> QueueReading:
+        queue = self._queue
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.llen(queue)
+            for step in KOMBU_PRIORITY_STEPS:
+                pipe.llen(f"{queue}{PRIORITY_SEPARATOR}{step}")
+            pipe.zcard("unacked_index")
+            pipe.lindex(queue, -1)  # kombu pushes on the left, consumers pop on the right
+            pipe.zrange("unacked_index", 0, 0)
+            depth, *priority, in_flight, oldest_waiting, oldest_tag = pipe.execute()
+            oldest_taken = self._redis.hget("unacked", oldest_tag[0]) if oldest_tag else None
+            by_consumer = bulk_queue.in_flight(self._redis)
+            oldest_bulk = bulk_queue.oldest_in_flight(self._redis, by_consumer)
+            given_back = bulk_queue.given_back(self._redis)
+            alive = bulk_queue.alive(self._redis) if self._bulk_take else None
+        except redis.RedisError as exc:
+            return QueueReading(error=scrub(f"{type(exc).__name__}: {exc}", self._secrets))
+        taken = (received_at_of(oldest_waiting), received_at_of(oldest_taken), *map(
+            received_at_of, oldest_bulk))  # fmt: skip
+        times = [t for t in taken if t]
+        return QueueReading(
+            depth=int(depth) + sum(int(n) for n in priority),
+            in_flight=int(in_flight) + sum(by_consumer.values()),
+            oldest_received_at=min(times) if times else None,
+            in_flight_by_consumer=by_consumer,
+            given_back=given_back,
+            workers_alive=alive,
+        )
+
+    def give_back_silent(self) -> dict[str, int]:
+        """Beat's sweep: the messages of workers that stopped renewing their liveness key go
+        back to the queue, even when no other worker runs to do it."""
+        return bulk_queue.sweep(self._redis)
+
+
+class AmqpQueueProbe:
+    """Depth of a RabbitMQ queue (the broker does not say how old its messages are)."""
+
+    def __init__(self, url: str, queue: str, secrets: list[str]) -> None:
+        self._url = url
+        self._queue = queue
+        self._secrets = secrets
+
+    def read(self) -> QueueReading:
+        from kombu.connection import Connection
+
+        try:
+            with Connection(self._url, connect_timeout=3) as connection:  # type: ignore[no-untyped-call]
+                _, depth, consumers = connection.default_channel.queue_declare(
+                    queue=self._queue, passive=True
+                )
+        except Exception as exc:  # noqa: BLE001 - any failure is reported, never raised
+            return QueueReading(error=scrub(f"{type(exc).__name__}: {exc}", self._secrets))
+        return QueueReading(depth=int(depth), workers_alive=int(consumers))
+
+
+def quick_client(url: str, timeout: float) -> redis.Redis:
+    """A client that fails at once instead of retrying: a health check reports, it waits not."""
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
+
+
+def queue_probe(settings: Settings) -> QueueProbe:
+    """The probe for the configured broker."""
+    url = settings.celery_broker_url.get_secret_value()
+    secrets = settings.secrets()
+    if urlsplit(url).scheme in ("redis", "rediss", "unix"):
+        return RedisQueueProbe(
+            quick_client(url, 3.0),
+            settings.celery_queue,
+            secrets,
+            bulk_take=settings.worker_bulk_take,
+        )
+    return AmqpQueueProbe(url, settings.celery_queue, secrets)
+
+
+class Monitor:
+    """Reads, computes and (for beat) stores the health summary."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        probe: QueueProbe,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = client
+        self._keys = RedisKeys(settings.redis_prefix)
+        self._probe = probe
+        self._clock = clock
+        self._secrets = settings.secrets()
+        self.thresholds = Thresholds.from_settings(settings)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Monitor:
+        return cls(settings, quick_client(settings.state_redis_url(), 5.0), queue_probe(settings))
+
+    def run(self) -> dict[str, Any]:
+        """Beat's job: give back what silent workers held, then compute and store the report,
+        the rates and beat's memory."""
+        self._give_back_silent()
+        readings, figures, memory = self._figures()
+        report = self._report(readings, figures, beat_ran_at=readings.now)
+        ttl = int(10 * self.thresholds.beat_interval_s + 60)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self._keys.health(), json.dumps(report), ex=ttl)
+        pipe.set(self._keys.rates(), json.dumps(_rates(figures)), ex=ttl)
+        pipe.set(self._keys.beat_state(), json.dumps(memory.as_json()), ex=BEAT_STATE_TTL_S)
+        pipe.execute()
+        return report
+
+    def _give_back_silent(self) -> None:
+        sweep = getattr(self._probe, "give_back_silent", None)
+        if sweep is None:
+            return
+        try:
+            given = sweep()
+        except redis.RedisError as exc:
+            log.warning("beat: could not sweep silent workers yet (%s)", type(exc).__name__)
+            return
+        for consumer, count in given.items():
+            log.warning(
+                "beat: %d messages taken by worker %s, which stopped responding, are back in "
+                "the queue",
+                count,
+                consumer,
+            )
+
+    def compute(self) -> tuple[dict[str, Any], BeatMemory]:
+        """Beat's report as of now and its next memory, storing neither."""
+        readings, figures, memory = self._figures()
+        return self._report(readings, figures, beat_ran_at=readings.now), memory
+
+    def status(self) -> dict[str, Any]:
+        """The report afresh, judging beat by the report it last stored (`ha-ingestor status`)."""
+        stored = BeatFigures.from_report(_json(self._redis.get(self._keys.health())))
+        readings, figures, _ = self._figures()
+        return self._report(readings, figures, beat_ran_at=stored.computed_at if stored else None)
+
+    def _figures(self) -> tuple[Readings, BeatFigures, BeatMemory]:
+        readings, memory = self.read()
+        figures, memory = beat_figures(readings, memory, self.thresholds)
+        return readings, figures, memory
+
+    def _report(
+        self, readings: Readings, figures: BeatFigures, *, beat_ran_at: float | None
+    ) -> dict[str, Any]:
+        return build_report(
+            readings.now, readings.listener, figures, self.thresholds, beat_ran_at=beat_ran_at
+        )
+
+    def read(self) -> tuple[Readings, BeatMemory | None]:
+        """Everything the computation needs, in three pipelined round trips."""
+        keys = self._keys
+        queue = self._probe.read()
+        now = self._clock()
+        minute = int(now // 60)
+        minutes = list(range(minute - BUCKET_MINUTES + 1, minute + 1))
+        map_minutes = minutes[-MAP_MINUTES:]
+        names = (*BUCKET_COUNTERS, DEAD_LETTERED)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(keys.listener_state())
+        pipe.mget([keys.counter_bucket(n, m) for n in names for m in minutes])
+        pipe.mget([keys.counter(n) for n in TOTALS])
+        for name in MAPS:
+            for m in map_minutes:
+                pipe.hgetall(keys.counter_map_bucket(name, m))
+        pipe.get(keys.last_write_error())
+        pipe.get(keys.beat_state())
+        pipe.xlen(keys.dead_letters())
+        pipe.xlen(keys.outage_letters())
+        state, bucket_values, total_values, *rest = _results(pipe.execute(raise_on_error=False))
+        map_values, (last_error, memory_raw, stored, outage) = rest[:-4], rest[-4:]
+        buckets: dict[str, dict[int, int]] = {}
+        values = iter(bucket_values)
+        for name in names:
+            buckets[name] = {m: int(v) for m, v in zip(minutes, values, strict=False) if v}
+        maps: dict[str, dict[int, dict[str, int]]] = {}
+        hashes = iter(map_values)
+        for name in MAPS:
+            maps[name] = {}
+            for m in map_minutes:
+                counts = {_text(k): int(v) for k, v in next(hashes).items()}
+                if counts:
+                    maps[name][m] = counts
+        readings = Readings(
+            now=now,
+            listener=ListenerState.from_json(state),
+            buckets=buckets,
+            maps=maps,
+            totals={n: int(v or 0) for n, v in zip(TOTALS, total_values, strict=True)},
+            dead_letter_reasons=self._dead_letter_reasons(buckets[DEAD_LETTERED], now),
+            queue=queue,
+            last_write_error=scrub(_text(last_error), self._secrets) if last_error else None,
+            dead_letters_stored=int(stored),
+            outage_letters_stored=int(outage),
+        )
+        memory = BeatMemory.from_json(json.loads(memory_raw)) if memory_raw else None
+        return readings, memory
+
+    def _dead_letter_reasons(self, buckets: dict[int, int], now: float) -> dict[str, int]:
+        """Dead letters per reason in the window; looked up only when there are any."""
+        window = self.thresholds.window_s
+        if not window_count(buckets, now, window):
+            return {}
+        prefix = self._keys.counter(f"{DEAD_LETTERED}:")
+        reasons = sorted(
+            reason
+            for key in self._redis.scan_iter(f"{prefix}*", count=500)
+            if (reason := _text(key)[len(prefix) :]) != TOO_OLD_DURING_OUTAGE
+        )
+        minute = int(now // 60)
+        minutes = list(range(int((now - window) // 60), minute + 1))
+        out: dict[str, int] = {}
+        for reason in reasons:
+            name = f"{DEAD_LETTERED}:{reason}"
+            values = self._redis.mget([self._keys.counter_bucket(name, m) for m in minutes])
+            count = sum(int(v or 0) for v in values)
+            if count:
+                out[reason] = count
+        return out
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _results(results: list[Any]) -> list[Any]:
+    """The pipeline's replies, the listener's state first. A listener older than its JSON state
+    leaves a hash there (WRONGTYPE): that reads as no state until it is upgraded; any other
+    error is raised."""
+    state, *rest = results
+    for reply in rest:
+        if isinstance(reply, Exception):
+            raise reply
+    if isinstance(state, redis.ResponseError):
+        state = None
+    elif isinstance(state, Exception):
+        raise state
+    return [state, *rest]
+
+
+def _json(raw: bytes | str | None) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _rates(figures: BeatFigures) -> dict[str, Any]:
+    """The `rates` key: beat's event rates on their own (as they always were)."""
+    return {
+        "computed_at": figures.computed_at,
+        "events_per_minute": figures.events_per_minute,
+        "usual_per_minute": figures.usual_per_minute,
+        **figures.rates,
+        "written_per_minute": figures.written_per_minute,
+    }

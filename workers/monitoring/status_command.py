@@ -1,0 +1,176 @@
+"""`ha-ingestor status`: the health summary as a table (or JSON), exit code = status.
+
+It computes the report afresh from Redis and the broker — the same code beat runs, the same
+shape as /health — so it answers even when beat or the listener's HTTP port is down, and says
+so.
+
+Exit codes: 0 healthy, 1 degraded, 2 unhealthy (or a configuration error), 3 Redis could not
+be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, TextIO
+
+from core.text_format import format_bytes, format_count, format_duration, format_rate
+
+EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+EXIT_UNREADABLE = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import redis
+
+    from config.redaction import scrub
+    from config.settings import get_settings
+    from workers.monitoring.health_job import Monitor
+
+    settings = get_settings()
+    try:
+        report = Monitor.from_settings(settings).status()
+    except redis.RedisError as exc:
+        text = scrub(f"{type(exc).__name__}: {exc}", settings.secrets())
+        print(
+            f"ha-ingestor status: cannot read Redis ({text}): check REDIS_URL (or "
+            "CELERY_BROKER_URL) and that Redis runs",
+            file=sys.stderr,
+        )
+        return EXIT_UNREADABLE
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    else:
+        print_table(report, sys.stdout)
+    return EXIT_CODES[report["status"]]
+
+
+def print_table(report: dict[str, Any], out: TextIO) -> None:
+    """The readable form: status and reasons first, then one line per figure."""
+    out.write(f"ha-ingestor: {report['status'].upper()}\n")
+    for reason in report["reasons"]:
+        out.write(f"  - {reason}\n")
+    out.write("\n")
+    for label, value in rows(report):
+        out.write(f"{label:<22} {value}\n")
+
+
+def _stores(p: dict[str, Any]) -> str:
+    stored, outage, dropped = p["dead_letters_stored"], p["outage_letters_stored"], p["dropped"]
+    text = format_count(p["dead_letters"] or 0) + " in all"
+    if stored is not None:
+        text += f", {format_count(stored)} kept"
+    if outage:
+        text += f"; {format_count(outage)} events in the outage store"
+    if dropped:
+        text += f"; {format_count(dropped)} DELETED by DEAD_LETTERS_MAX"
+    return text
+
+
+def _storage(li: dict[str, Any]) -> str:
+    """The broker's memory and the spool's disk, as the listener last read them."""
+    if not li["present"]:
+        return "unknown (no listener)"
+    parts = []
+    used, limit = li["broker_memory_used_bytes"], li["broker_memory_max_bytes"]
+    if used is not None:
+        of = (
+            f" of {format_bytes(limit)} ({100 * used / limit:.0f}%)" if limit else " (no maxmemory)"
+        )
+        parts.append(f"broker {format_bytes(used)}{of}")
+    if li["spool_max_bytes"]:
+        free = li["spool_disk_free_bytes"]
+        parts.append(
+            f"spool {format_bytes(li['spool_bytes'])} of {format_bytes(li['spool_max_bytes'])}"
+            + (f", {format_bytes(free)} free on its disk" if free is not None else "")
+        )
+    return "; ".join(parts) or "unknown"
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) lines from a report of core/health_report.py's shape."""
+    c, s, li = report["connection"], report["subscription"], report["listener"]
+    rates, p, beat = report["rates"], report["pipeline"], report["beat"]
+    out: list[tuple[str, str]] = []
+    if li["present"]:
+        version = f" (HA {c['ha_version']})" if c["ha_version"] else ""
+        out += [
+            ("Home Assistant", f"{c['state']}{version}"),
+            (
+                "Subscriptions",
+                f"{s['active_subscriptions']} active; {c['attempts']} connection attempts, "
+                f"{c['failed']} failed; {c['reconnects_last_hour']} reconnects in the last hour",
+            ),
+            ("Last error", c["last_error"] or "none"),
+            (
+                "Listener",
+                f"reported {format_duration(li['heartbeat_age_s'])} ago, up "
+                f"{format_duration(report['uptime_s'])}, spool {format_count(li['spool_depth'])}"
+                f"{'' if li['broker_up'] else ' (broker unreachable)'}",
+            ),
+            (
+                "Events received",
+                f"{format_count(s['total_events_received'])}; last "
+                + (
+                    "never"
+                    if s["last_event_age_s"] is None
+                    else f"{format_duration(s['last_event_age_s'])} ago"
+                ),
+            ),
+        ]
+    else:
+        out.append(("Listener", "no state in Redis"))
+    per_min = s["event_rate_per_minute"]
+    usual = s["usual_rate_per_minute"]
+    out.append(
+        (
+            "Events 1/5/15 min",
+            " · ".join(format_rate(per_min[w]) for w in ("1m", "5m", "15m"))
+            + (f" (usually {format_rate(usual)})" if usual else ""),
+        )
+    )
+    domains = list(rates["by_domain"].items())[:6]
+    if domains:
+        out.append(
+            ("Busiest domains", ", ".join(f"{d} {format_rate(r['5m'])}" for d, r in domains))
+        )
+    entities = rates["top_entities"][:5]
+    if entities:
+        out.append(
+            (
+                "Busiest entities",
+                ", ".join(f"{e['entity_id']} {format_rate(e['5m'])}" for e in entities),
+            )
+        )
+    oldest = p["oldest_message_age_s"]
+    out += [
+        (
+            "Queue",
+            "unreadable"
+            if p["queue_depth"] is None
+            else f"{format_count(p['queue_depth'])} waiting, "
+            f"{format_count(p['in_flight'] or 0)} taken by workers"
+            + (f", oldest {format_duration(oldest)}" if oldest is not None else ""),
+        ),
+        (
+            "InfluxDB writes",
+            f"{format_count(p['written'])} written "
+            f"({format_rate(p['write_rate_per_minute']['5m'])} over 5 min), "
+            f"{format_count(p['retried'])} retried, {format_count(p['write_errors'])} refused",
+        ),
+        ("Dead letters", _stores(p)),
+        ("Storage", _storage(li)),
+        (
+            "Beat",
+            "has not run"
+            if beat["age_s"] is None
+            else f"last run {format_duration(beat['age_s'])} ago",
+        ),
+    ]
+    return out
