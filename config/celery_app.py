@@ -15,11 +15,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 
+from config.broker_kind import BrokerKind
 from config.settings import Settings, SettingsError, get_settings
 from core.task_message import INGEST_TASK
 
@@ -34,9 +34,6 @@ BULK_CONSUMER = "workers.consumers.bulk_consumer:BulkConsumer"
 """The consumer bootstep that takes the ingest queue from Redis in bulk
 (workers/consumers/bulk_consumer.py)."""
 
-
-REDIS_SCHEMES = frozenset(("redis", "rediss"))
-"""Broker URL schemes whose queue is a plain Redis list WireBatches can push to."""
 
 SUPPORTED_TRANSPORT_OPTIONS = frozenset(
     (
@@ -58,10 +55,10 @@ SUPPORTED_TRANSPORT_OPTIONS = frozenset(
 a message is stored (a key prefix, for one, would: then kombu publishes)."""
 
 
-def supports(broker_url: str, transport_options: Mapping[str, Any] | None = None) -> bool:
+def supports(kind: BrokerKind, transport_options: Mapping[str, Any] | None = None) -> bool:
     """Whether core.task_message can build this broker's messages (Redis, plain options): the
     listener publishes them itself then, and workers put replays where they are taken next."""
-    if urlsplit(broker_url).scheme not in REDIS_SCHEMES:
+    if kind is not BrokerKind.REDIS:
         return False
     return set(transport_options or {}) <= SUPPORTED_TRANSPORT_OPTIONS
 
@@ -133,8 +130,7 @@ def restore_interval(settings: Settings) -> float:
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
     """Per-broker options: Redis's redelivery timing; RabbitMQ's publisher confirms."""
-    url = settings.celery_broker_url.get_secret_value()
-    if url.startswith(("amqp", "pyamqp")):
+    if settings.broker_kind is BrokerKind.AMQP:
         # Without confirms a message RabbitMQ took but lost in a crash would count as
         # enqueued; with them, publishing fails and the listener spools it (half the speed).
         return {"confirm_publish": True}

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config.broker_kind import BrokerKind, broker_kind, check_redis_url
 from config.redaction import redact_url
 
 
@@ -324,20 +325,14 @@ class Settings(BaseSettings):
     @field_validator("celery_broker_url")
     @classmethod
     def _check_broker(cls, value: SecretStr) -> SecretStr:
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in ("redis", "rediss", "amqp", "amqps", "pyamqp"):
-            raise ValueError("must be redis://host:6379/0 or amqp://user:password@host:5672//")
+        broker_kind(value.get_secret_value())
         return value
 
     @field_validator("redis_url")
     @classmethod
     def _check_redis(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and urlsplit(value.get_secret_value()).scheme not in (
-            "redis",
-            "rediss",
-            "unix",
-        ):
-            raise ValueError("must be redis://host:6379/0")
+        if value is not None:
+            check_redis_url(value.get_secret_value())
         return value
 
     @field_validator("influxdb_api_version")
@@ -362,7 +357,7 @@ class Settings(BaseSettings):
             problems.append("HA_TOKEN and HA_TOKEN_FILE: set only one of them")
         if self.ha_token_file is not None and not self.ha_token_file.is_file():
             problems.append(f"HA_TOKEN_FILE: {self.ha_token_file} is not a readable file")
-        if self.redis_url is None and not _is_redis(self.celery_broker_url.get_secret_value()):
+        if self.redis_url is None and self.broker_kind is not BrokerKind.REDIS:
             problems.append(
                 "REDIS_URL: required when the broker is not Redis (state and dead letters "
                 "live in Redis), e.g. REDIS_URL=redis://127.0.0.1:6379/0"
@@ -388,6 +383,11 @@ class Settings(BaseSettings):
         if self.ha_token_file is not None:
             return self.ha_token_file.read_text(encoding="utf-8").strip()
         return None
+
+    @functools.cached_property
+    def broker_kind(self) -> BrokerKind:
+        """The broker CELERY_BROKER_URL names (validated when the settings were built)."""
+        return broker_kind(self.celery_broker_url.get_secret_value())
 
     def state_redis_url(self) -> str:
         """Redis for state: REDIS_URL, else the broker (validated to be Redis then)."""
@@ -417,10 +417,6 @@ class Settings(BaseSettings):
                 value = redact_url(raw) if "://" in raw else "********"
             out[name.upper()] = "" if value is None else str(value)
         return out
-
-
-def _is_redis(url: str) -> bool:
-    return urlsplit(url).scheme in ("redis", "rediss", "unix")
 
 
 def _password(url: str) -> str | None:

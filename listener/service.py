@@ -116,6 +116,7 @@ class Listener:
             capacity=settings.publish_queue_size,
             memory_gate=BrokerMemoryGate(
                 settings.celery_broker_url.get_secret_value(),
+                settings.broker_kind,
                 settings.broker_memory_spool_percent,
             ),
             spool_max_bytes=settings.spool_max_mb * 1024 * 1024,

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import redis
 from kombu.connection import Connection
 
+from config.broker_kind import BrokerKind
 from config.check_outcome import CHECK_TIMEOUT_S, Outcome
 from config.redaction import redact_url
 from workers.consumers.broker_transport import takes_reliably
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 def check_broker(settings: Settings) -> Outcome:
     url = settings.celery_broker_url.get_secret_value()
-    if urlsplit(url).scheme in ("redis", "rediss", "unix"):
+    if settings.broker_kind is BrokerKind.REDIS:
         return _check_redis_url("broker", url, "CELERY_BROKER_URL", settings, queue=True)
     try:
         with Connection(url, connect_timeout=CHECK_TIMEOUT_S) as connection:  # type: ignore[no-untyped-call]

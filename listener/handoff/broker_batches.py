@@ -21,7 +21,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config.celery_app import (
-    REDIS_SCHEMES,
     SUPPORTED_TRANSPORT_OPTIONS,
     broker_transport_options,
     create_app,
@@ -31,7 +30,7 @@ from config.settings import Settings
 from core import task_message
 from core.task_message import INGEST_TASK
 
-__all__ = ["REDIS_SCHEMES", "SUPPORTED_TRANSPORT_OPTIONS", "supports"]
+__all__ = ["SUPPORTED_TRANSPORT_OPTIONS", "supports"]
 
 Message = dict[str, Any]
 PublishBatch = Callable[[list[Message]], None]
@@ -68,7 +67,7 @@ def celery_publisher(settings: Settings) -> BrokerBatches:
     goes through kombu, with an app built for it.
     """
     broker_url = settings.celery_broker_url.get_secret_value()
-    if supports(broker_url, broker_transport_options(settings)):
+    if supports(settings.broker_kind, broker_transport_options(settings)):
         return WireBatches(
             broker_url, settings.celery_queue, timeout=settings.listener_broker_timeout
         )

@@ -19,13 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config.celery_app import REDIS_SCHEMES
+from config.broker_kind import BrokerKind
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +49,13 @@ class BrokerMemoryGate:
     def __init__(
         self,
         broker_url: str,
+        kind: BrokerKind,
         spool_percent: float,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client: redis.Redis | None = None
-        if urlsplit(broker_url).scheme in REDIS_SCHEMES:
+        if kind is BrokerKind.REDIS:
             self._client = redis.Redis.from_url(
                 broker_url,
                 socket_timeout=1.0,

@@ -9,13 +9,13 @@ only while fewer than IMPORT_MAX_QUEUE messages wait.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 from kombu.connection import Connection
 
+from config.broker_kind import BrokerKind
 from config.settings import Settings
-from listener.handoff.broker_batches import REDIS_SCHEMES, celery_publisher
+from listener.handoff.broker_batches import celery_publisher
 
 
 class ImportBroker:
@@ -27,7 +27,7 @@ class ImportBroker:
         self._batches = celery_publisher(settings)
         self._redis = (
             redis.Redis.from_url(self._url, socket_timeout=10)
-            if urlsplit(self._url).scheme in REDIS_SCHEMES
+            if settings.broker_kind is BrokerKind.REDIS
             else None
         )
 

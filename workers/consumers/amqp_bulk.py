@@ -35,6 +35,7 @@ from kombu.entity import Queue
 from kombu.message import Message
 from kombu.messaging import Consumer
 
+from config.broker_kind import BrokerKind
 from config.celery_app import PREFETCH_BATCHES
 from config.settings import Settings
 from core.task_message import INGEST_TASK
@@ -42,7 +43,6 @@ from workers import worker_context
 
 log = logging.getLogger(__name__)
 
-AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 HEARTBEAT_S = 60.0
 """AMQP heartbeat of the bulk connection: a vanished worker host is noticed within twice this."""
 POLL_S = 1.0
@@ -52,8 +52,7 @@ RETRY_CAP_S = 5.0
 
 def uses_amqp_bulk_take(settings: Settings) -> bool:
     """Whether the worker takes the ingest queue itself from RabbitMQ (WORKER_BULK_TAKE)."""
-    url = settings.celery_broker_url.get_secret_value()
-    return settings.worker_bulk_take and url.startswith(AMQP_SCHEMES)
+    return settings.worker_bulk_take and settings.broker_kind is BrokerKind.AMQP
 
 
 def task_arg(message: Message) -> Any:

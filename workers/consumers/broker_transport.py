@@ -38,6 +38,7 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
+from config.broker_kind import BROKER_SCHEMES, BrokerKind
 from config.redis_keys import broker_alive, broker_consumers, broker_inflight
 from workers.consumers import kombu_guard
 
@@ -299,7 +300,8 @@ def install() -> None:
     """
     kombu_guard.check()
     name = f"{__name__}:{Transport.__name__}"
-    for scheme in ("redis", "rediss"):
+    redis_schemes = [s for s, kind in BROKER_SCHEMES.items() if kind is BrokerKind.REDIS]
+    for scheme in redis_schemes:
         if kombu.transport.TRANSPORT_ALIASES.get(scheme) != name:
             kombu.transport.TRANSPORT_ALIASES[scheme] = name
             kombu.transport._transport_cache.pop(scheme, None)  # resolved before: forget it

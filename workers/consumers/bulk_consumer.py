@@ -36,6 +36,7 @@ import redis
 from celery import bootsteps
 from celery.signals import worker_shutting_down
 
+from config.broker_kind import BrokerKind
 from config.celery_app import app_settings
 from config.settings import Settings
 from core.task_message import INGEST_TASK, InvalidMessage, decode_stored
@@ -56,8 +57,7 @@ FILL_POLL_S = 0.05
 
 def on_redis(settings: Settings) -> bool:
     """Whether the broker is Redis."""
-    url = settings.celery_broker_url.get_secret_value()
-    return url.startswith(("redis://", "rediss://", "unix://"))
+    return settings.broker_kind is BrokerKind.REDIS
 
 
 def uses_bulk_take(settings: Settings) -> bool:

@@ -40,7 +40,7 @@ class FrontSender:
         self._fallback = TaskSender(app)
         url = settings.celery_broker_url.get_secret_value()
         self._client: redis.Redis | None = None
-        if supports(url, broker_transport_options(settings)):
+        if supports(settings.broker_kind, broker_transport_options(settings)):
             self._client = redis.Redis.from_url(
                 url, socket_timeout=settings.redis_socket_timeout, socket_connect_timeout=5
             )

@@ -12,12 +12,12 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from config.broker_kind import BrokerKind
 from config.redaction import scrub
 from config.redis_keys import BEAT_STATE_TTL_S, RedisKeys
 from config.settings import Settings
@@ -130,7 +130,7 @@ def queue_probe(settings: Settings) -> QueueProbe:
     """The probe for the configured broker."""
     url = settings.celery_broker_url.get_secret_value()
     secrets = settings.secrets()
-    if urlsplit(url).scheme in ("redis", "rediss", "unix"):
+    if settings.broker_kind is BrokerKind.REDIS:
         return RedisQueueProbe(
             quick_client(url, 3.0),
             settings.celery_queue,

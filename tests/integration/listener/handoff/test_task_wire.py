@@ -15,6 +15,7 @@ import redis
 from celery.contrib.testing.worker import start_worker
 from celery_batches import Batches, SimpleRequest
 
+from config.broker_kind import BrokerKind
 from core.task_message import INGEST_TASK, TaskWire
 from listener.handoff.publisher import supports
 from tests.helpers import stock_celery_app, wait_until
@@ -125,9 +126,9 @@ def test_ids_are_unique_uuids(redis_url: str) -> None:
 
 
 def test_only_plain_redis_brokers_take_the_fast_path() -> None:
-    assert supports("redis://127.0.0.1:6379/0", {"visibility_timeout": 10})
-    assert not supports("amqp://guest@127.0.0.1//")
-    assert not supports("redis://127.0.0.1/0", {"global_keyprefix": "x:"})
+    assert supports(BrokerKind.REDIS, {"visibility_timeout": 10})
+    assert not supports(BrokerKind.AMQP)
+    assert not supports(BrokerKind.REDIS, {"global_keyprefix": "x:"})
 
 
 def test_a_stock_worker_runs_every_message_in_order(redis_url: str, broker: redis.Redis) -> None:
