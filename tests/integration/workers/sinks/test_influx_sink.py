@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,7 +176,11 @@ def test_v1_missing_retention_policy_is_unavailable(influx_db: InfluxDatabase) -
 
 
 def test_v1_empty_batch_sends_nothing() -> None:
-    V1Sink("http://127.0.0.1:1", "db").write([])
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        V1Sink(f"http://127.0.0.1:{server.getsockname()[1]}", "db", timeout=1).write([])
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()  # no connection came: a request would be waiting here
 
 
 def test_v1_stopped_server_is_unavailable_then_recovers(tmp_path: Path) -> None:
@@ -349,9 +354,14 @@ def test_v2_against_influxdb_1_6_says_to_check_the_url(influxdb_server: InfluxDB
 
 
 def test_v2_empty_batch_sends_nothing() -> None:
-    sink = V2Sink("http://127.0.0.1:1", token=TOKEN, org="home", bucket="ha")
-    sink.write([])
-    sink.close()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        sink = V2Sink(url, token=TOKEN, org="home", bucket="ha", timeout=1)
+        sink.write([])
+        sink.close()
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()  # no connection came: a request would be waiting here
 
 
 # -- probe(): the empty write of `ha-ingestor check`, with what to fix ----------------------------
