@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from devtools.local_servers import InfluxDBServer, VictoriaMetricsServer
-from tests.helpers import InfluxDatabase, InfluxQL, Victoria
+from tests.helpers import InfluxDatabase, InfluxQL, Victoria, wait_until
 from workers.sinks.errors import PointsRejected, SinkError, SinkUnavailable
 from workers.sinks.influx_http import error_for_status, parse_retry_after
 from workers.sinks.influx_sink import V1Sink, V2Sink
@@ -35,6 +35,18 @@ def assert_secret_free(exc: BaseException, *secrets: str) -> None:
         assert secret not in repr(exc)
         if exc.__cause__ is not None:
             assert secret not in str(exc.__cause__)
+
+
+def every_thread_stopped(pid: int) -> bool:
+    """Whether every thread of the process is in state T (stopped), from /proc."""
+    try:
+        states = [
+            (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            for task in Path(f"/proc/{pid}/task").iterdir()
+        ]
+    except FileNotFoundError:  # a thread ended while we looked: look again
+        return False
+    return bool(states) and all(state == "T" for state in states)
 
 
 @pytest.fixture
@@ -204,12 +216,15 @@ def test_v1_unresponsive_server_times_out_as_unavailable(tmp_path: Path) -> None
     with InfluxDBServer(tmp_path) as server:
         sink = V1Sink(server.url, "db", timeout=0.3)
         assert server.pid is not None
-        os.kill(server.pid, signal.SIGSTOP)  # the kernel still accepts connections; no answer
+        pid = server.pid
+        os.kill(pid, signal.SIGSTOP)  # the kernel still accepts connections; no answer
         try:
+            # SIGSTOP lands on each thread in its own time: a running one could still answer.
+            wait_until(lambda: every_thread_stopped(pid), 10, message="influxd paused")
             with pytest.raises(SinkUnavailable, match="timed out"):
                 sink.write([f"m value=1 {T0}"])
         finally:
-            os.kill(server.pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")
