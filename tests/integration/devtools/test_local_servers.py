@@ -48,6 +48,8 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+        assert sock.getsockname() == ("127.0.0.1", port)
+    assert 0 < port < 65536
 
 
 def test_redis_restart_keeps_port_and_appendonly_data(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from devtools.local_servers import InfluxDBServer, VictoriaMetricsServer
-from tests.helpers import InfluxDatabase, InfluxQL, Victoria
+from tests.helpers import InfluxDatabase, InfluxQL, Victoria, wait_until
 from workers.sinks.errors import PointsRejected, SinkError, SinkUnavailable
 from workers.sinks.influx_http import error_for_status, parse_retry_after
 from workers.sinks.influx_sink import V1Sink, V2Sink
@@ -34,6 +35,18 @@ def assert_secret_free(exc: BaseException, *secrets: str) -> None:
         assert secret not in repr(exc)
         if exc.__cause__ is not None:
             assert secret not in str(exc.__cause__)
+
+
+def every_thread_stopped(pid: int) -> bool:
+    """Whether every thread of the process is in state T (stopped), from /proc."""
+    try:
+        states = [
+            (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            for task in Path(f"/proc/{pid}/task").iterdir()
+        ]
+    except FileNotFoundError:  # a thread ended while we looked: look again
+        return False
+    return bool(states) and all(state == "T" for state in states)
 
 
 @pytest.fixture
@@ -175,7 +188,11 @@ def test_v1_missing_retention_policy_is_unavailable(influx_db: InfluxDatabase) -
 
 
 def test_v1_empty_batch_sends_nothing() -> None:
-    V1Sink("http://127.0.0.1:1", "db").write([])
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        V1Sink(f"http://127.0.0.1:{server.getsockname()[1]}", "db", timeout=1).write([])
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()  # no connection came: a request would be waiting here
 
 
 def test_v1_stopped_server_is_unavailable_then_recovers(tmp_path: Path) -> None:
@@ -199,12 +216,15 @@ def test_v1_unresponsive_server_times_out_as_unavailable(tmp_path: Path) -> None
     with InfluxDBServer(tmp_path) as server:
         sink = V1Sink(server.url, "db", timeout=0.3)
         assert server.pid is not None
-        os.kill(server.pid, signal.SIGSTOP)  # the kernel still accepts connections; no answer
+        pid = server.pid
+        os.kill(pid, signal.SIGSTOP)  # the kernel still accepts connections; no answer
         try:
+            # SIGSTOP lands on each thread in its own time: a running one could still answer.
+            wait_until(lambda: every_thread_stopped(pid), 10, message="influxd paused")
             with pytest.raises(SinkUnavailable, match="timed out"):
                 sink.write([f"m value=1 {T0}"])
         finally:
-            os.kill(server.pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")
@@ -349,9 +369,14 @@ def test_v2_against_influxdb_1_6_says_to_check_the_url(influxdb_server: InfluxDB
 
 
 def test_v2_empty_batch_sends_nothing() -> None:
-    sink = V2Sink("http://127.0.0.1:1", token=TOKEN, org="home", bucket="ha")
-    sink.write([])
-    sink.close()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        sink = V2Sink(url, token=TOKEN, org="home", bucket="ha", timeout=1)
+        sink.write([])
+        sink.close()
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()  # no connection came: a request would be waiting here
 
 
 # -- probe(): the empty write of `ha-ingestor check`, with what to fix ----------------------------
