@@ -1,4 +1,8 @@
-"""Capped exponential backoff with full jitter, shared by reconnects and write retries.
+"""Capped exponential backoff with equal jitter, shared by reconnects and write retries.
+
+Equal jitter: each delay is drawn from the upper half of its step, [step/2, step], so a retry
+never comes at once (full jitter, [0, step], can draw a delay near zero and hammer a server that
+just failed) while clients that failed together still spread out.
 
 A generator of delays is a seam: tests pass short ones instead of patching sleeps.
 """
@@ -15,7 +19,8 @@ def exponential_backoff(
     cap: float = 60.0,
     jitter: Callable[[float], float] = lambda upper: random.uniform(upper / 2, upper),
 ) -> Iterator[float]:
-    """Yield delays initial, initial*factor, … capped at `cap`, each jittered (never zero)."""
+    """Yield delays for steps initial, initial*factor, … capped at `cap`, each jittered into
+    [step/2, step] (never zero)."""
     delay = initial
     while True:
         yield jitter(min(delay, cap))

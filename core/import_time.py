@@ -1,8 +1,8 @@
-"""`ha-ingestor import --since/--until WHEN`: parsing, and the periods statistics come in. Pure.
+"""`ha-ingestor import --since/--until WHEN`: the moments WHEN names, and the range they make.
 
 WHEN is an ISO date (`2024-03-01`, midnight UTC), an ISO date and time (`2024-03-01T12:00`,
-UTC unless it names its offset), or an age before `now`: `30d`, `12h`, `90m`. The clock is the
-caller's: `now` is passed in.
+UTC unless it names its offset), or an age before `now` in weeks, days, hours or minutes:
+`2w`, `30d`, `12h`, `90m`, `1.5d`. Pure: the clock is the caller's, `now` is passed in.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Final
 
 _AGE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhmw])\s*$")
 _UNITS: Final = {"w": 7 * 86_400, "d": 86_400, "h": 3_600, "m": 60}
-PERIOD_SECONDS: Final = {"5minute": 300, "hour": 3_600}
 
 
 class BadWhen(ValueError):
@@ -56,10 +55,3 @@ def import_range(since: str, until: str | None, now: datetime) -> tuple[datetime
             "to import up to now"
         )
     return start, end
-
-
-def period_floor(moment: datetime, period: str) -> datetime:
-    """The start of the statistics period holding `moment` (periods are aligned to UTC)."""
-    step = PERIOD_SECONDS[period]
-    seconds = int(moment.timestamp()) // step * step
-    return datetime.fromtimestamp(seconds, UTC)

@@ -62,32 +62,15 @@ class _Parser:
         for key in data:
             if key not in OPTIONS and key not in IGNORED_OPTIONS:
                 self._unknown(str(key), key, OPTIONS)
-        include = self._filter_part(data, "include")
-        exclude = self._filter_part(data, "exclude")
-        measurement_attr = self._string(data, "measurement_attr")
-        if measurement_attr is None:
-            measurement_attr = "unit_of_measurement"
-        elif measurement_attr not in MEASUREMENT_ATTRS:
-            self.problems.append(
-                not_one_of("measurement_attr", measurement_attr, MEASUREMENT_ATTRS)
-            )
-        precision = self._string(data, "precision")
-        if precision is None:
-            precision = "ns"
-        elif precision not in PRECISIONS:
-            self.problems.append(not_one_of("precision", precision, tuple(PRECISIONS)))
+        entity_filter = self._entity_filter(data)
+        measurement_attr = self._choice(
+            data, "measurement_attr", "unit_of_measurement", MEASUREMENT_ATTRS
+        )
+        precision = self._choice(data, "precision", "ns", tuple(PRECISIONS))
         if data.get("ignore_states") is None:
             ignore_states = list(DEFAULT_IGNORE_STATES)
         else:
             ignore_states = self._strings(data["ignore_states"], "ignore_states")
-        entity_filter = EntityFilter(
-            include_domains=frozenset(include["domains"]),
-            include_entities=frozenset(include["entities"]),
-            include_entity_globs=frozenset(include["entity_globs"]),
-            exclude_domains=frozenset(exclude["domains"]),
-            exclude_entities=frozenset(exclude["entities"]),
-            exclude_entity_globs=frozenset(exclude["entity_globs"]),
-        )
         tags = self._tags(data.get("tags"))
         tags_attributes = self._strings(data.get("tags_attributes"), "tags_attributes")
         ignore_attributes = self._strings(data.get("ignore_attributes"), "ignore_attributes")
@@ -112,6 +95,28 @@ class _Parser:
             precision=precision,
             ignore_states=frozenset(ignore_states),
         )
+
+    def _entity_filter(self, data: Mapping[str, Any]) -> EntityFilter:
+        """HA's `include` and `exclude`."""
+        include = self._filter_part(data, "include")
+        exclude = self._filter_part(data, "exclude")
+        return EntityFilter(
+            include_domains=frozenset(include["domains"]),
+            include_entities=frozenset(include["entities"]),
+            include_entity_globs=frozenset(include["entity_globs"]),
+            exclude_domains=frozenset(exclude["domains"]),
+            exclude_entities=frozenset(exclude["entities"]),
+            exclude_entity_globs=frozenset(exclude["entity_globs"]),
+        )
+
+    def _choice(self, data: Mapping[str, Any], key: str, default: str, valid: Sequence[str]) -> str:
+        """An option with a fixed set of values; the default when it is not set."""
+        value = self._string(data, key)
+        if value is None:
+            return default
+        if value not in valid:
+            self.problems.append(not_one_of(key, value, valid))
+        return value
 
     def _unknown(self, path: str, key: object, valid: Sequence[str]) -> None:
         close = difflib.get_close_matches(str(key), valid, n=1)

@@ -35,7 +35,7 @@ def format_rate(per_minute: float) -> str:
 
 
 def format_bytes(n: float) -> str:
-    """812 MB, 1.5 GB, 40 kB: sizes in decimal units, as disks and Redis's INFO round them."""
+    """812 MB, 1.5 GB, 40 kB: sizes in decimal units (1 kB = 1,000 bytes), as disks count."""
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= size:
             value = n / size

@@ -1,6 +1,7 @@
 """One HA event → one InfluxDB point, the way HA's InfluxDB integration builds it (DESIGN §3.2).
 
-The pure core: no I/O, no clock, no mutable globals, shared by live ingest, backfill and replay.
+The pure core: no I/O, no clock, no mutable globals, shared by live ingest, the snapshot,
+backfill, import and replay.
 It follows `event_to_json` in HA's `components/influxdb/__init__.py`, with these deliberate
 differences:
 
@@ -38,7 +39,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from core.rules import Rules
+from core.rules import EntityRules, Rules
 
 MAX_ATTRIBUTES: Final = 200
 MAX_STRING_BYTES: Final = 64 * 1024
@@ -103,7 +104,47 @@ class InvalidEvent(ValueError):
 def event_to_point(
     event: Mapping[str, Any], rules: Rules, extra_tags: Mapping[str, str] | None = None
 ) -> Point | Skipped:
-    """The point for a `state_changed` event, or why there is none; raises InvalidEvent."""
+    """The point for a `state_changed` event, or why there is none; raises InvalidEvent.
+
+    The steps, each a function below: the new state (or the rule that skips it) and its time,
+    then the measurement, the tags and the fields; the event is checked whole before any of it.
+    """
+    data = _state_changed_data(event)
+    if isinstance(data, Skipped):
+        return data
+    new_state = data.get("new_state")
+    if new_state is None:
+        return NO_NEW_STATE
+    if not isinstance(new_state, Mapping):
+        raise InvalidEvent("new_state is not an object")
+    entity_id, domain, object_id = _entity_id(new_state, data)
+    state = _state_text(new_state)
+    if state is None or state in rules.ignore_states:
+        return IGNORED_STATE
+    entity = rules.for_entity(entity_id)
+    if entity is None:
+        return FILTERED
+    attributes = _attributes(new_state)
+    time_ns = _time_ns(new_state.get("last_updated"))
+
+    measurement, measured_by = _measurement(entity_id, domain, attributes, rules, entity)
+    tags = _entity_tags(domain, object_id, extra_tags)
+    fields, capped = _state_fields(state)
+    capped += _add_attributes(
+        attributes, rules.tags_attributes, entity.ignore_attributes, measured_by, tags, fields
+    )
+    tags.update(rules.static_tags)
+    return Point(
+        measurement=measurement,
+        tags=tuple(sorted(tags.items())),
+        fields=tuple(sorted(fields.items())),
+        time_ns=time_ns,
+        capped=capped,
+    )
+
+
+def _state_changed_data(event: Mapping[str, Any]) -> Mapping[str, Any] | Skipped:
+    """The `data` of a `state_changed` event; NOT_A_STATE_EVENT for any other event type."""
     if not isinstance(event, Mapping):
         raise InvalidEvent(f"the event is a {type(event).__name__}, not an object")
     event_type = event.get("event_type")
@@ -116,12 +157,11 @@ def event_to_point(
     data = event.get("data")
     if not isinstance(data, Mapping):
         raise InvalidEvent("data is missing" if data is None else "data is not an object")
-    new_state = data.get("new_state")
-    if new_state is None:
-        return NO_NEW_STATE
-    if not isinstance(new_state, Mapping):
-        raise InvalidEvent("new_state is not an object")
+    return data
 
+
+def _entity_id(new_state: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(entity id, domain, object id) of the state; the event's entity id if the state has none."""
     entity_id = new_state.get("entity_id") or data.get("entity_id")
     if not isinstance(entity_id, str):
         raise InvalidEvent("new_state.entity_id is missing")
@@ -130,64 +170,61 @@ def event_to_point(
         raise InvalidEvent(f"entity_id {entity_id[:100]!r} has no domain")
     if not object_id:
         raise InvalidEvent(f"entity_id {entity_id[:100]!r} has no object id")
+    return entity_id, domain, object_id
 
+
+def _state_text(new_state: Mapping[str, Any]) -> str | None:
+    """The state as text (a JSON number read as its text); None for a null state."""
     state = new_state.get("state", _MISSING)
     if state is _MISSING:
         raise InvalidEvent("new_state.state is missing")
-    if state is None:
-        return IGNORED_STATE
-    if not isinstance(state, str):
-        if isinstance(state, bool) or not isinstance(state, int | float):
-            raise InvalidEvent(f"new_state.state is a {type(state).__name__}, not a string")
-        state = str(state)
-    if state in rules.ignore_states:
-        return IGNORED_STATE
-    entity = rules.for_entity(entity_id)
-    if entity is None:
-        return FILTERED
+    if state is None or isinstance(state, str):
+        return state
+    if isinstance(state, bool) or not isinstance(state, int | float):
+        raise InvalidEvent(f"new_state.state is a {type(state).__name__}, not a string")
+    return str(state)
 
+
+def _attributes(new_state: Mapping[str, Any]) -> Mapping[Any, Any]:
+    """The state's attributes; none when HA sent null."""
     attributes = new_state.get("attributes")
     if attributes is None:
-        attributes = {}
-    elif not isinstance(attributes, Mapping):
+        return {}
+    if not isinstance(attributes, Mapping):
         raise InvalidEvent("new_state.attributes is not an object")
-    time_ns = _time_ns(new_state.get("last_updated"))
+    return attributes
 
-    capped = 0
-    fields: dict[str, float | str] = {}
-    number = _as_float(state)
-    if number is not None and math.isfinite(number):
-        fields["value"] = number
-    else:
-        state, cut = _capped_text(state)
-        capped += cut
-        fields["state"] = state
-        if (as_number := STATE_AS_NUMBER.get(state)) is not None:
-            fields["value"] = as_number
 
-    include_uom = include_dc = True
-    measurement: Any = entity.override_measurement
-    if not measurement:
-        if rules.override_measurement:
-            measurement = rules.override_measurement
-        else:
-            measurement_attr = rules.measurement_attr
-            if measurement_attr == "entity_id":
-                measurement = entity_id
-            elif measurement_attr == "domain__device_class":
-                device_class = attributes.get("device_class")
-                if device_class is None:
-                    measurement = domain
-                else:
-                    measurement = f"{domain}__{_text(device_class)}"
-                    include_dc = False
-            else:
-                measurement = attributes.get(measurement_attr)
-            if measurement is None or measurement == "":
-                measurement = rules.default_measurement or entity_id
-            else:
-                include_uom = measurement_attr != "unit_of_measurement"
+def _measurement(
+    entity_id: str,
+    domain: str,
+    attributes: Mapping[Any, Any],
+    rules: Rules,
+    entity: EntityRules,
+) -> tuple[str, str | None]:
+    """The measurement, the first choice that applies (DESIGN §3.2), and the attribute it was
+    taken from, if any: as in HA, that attribute is then not also a field."""
+    if entity.override_measurement:
+        return _clean(entity.override_measurement), None
+    if rules.override_measurement:
+        return _clean(rules.override_measurement), None
+    if rules.measurement_attr == "entity_id":
+        return _clean(entity_id), None
+    if rules.measurement_attr == "domain__device_class":
+        device_class = attributes.get("device_class")
+        if device_class is None:
+            return _clean(domain), None
+        return _clean(f"{domain}__{_text(device_class)}"), "device_class"
+    unit = attributes.get("unit_of_measurement")
+    if unit is None or unit == "":
+        return _clean(rules.default_measurement or entity_id), None
+    return _clean(_text(unit)), "unit_of_measurement"
 
+
+def _entity_tags(
+    domain: str, object_id: str, extra_tags: Mapping[str, str] | None
+) -> dict[str, str]:
+    """Enrichment tags first, then HA's `domain` and `entity_id` (the object id) over them."""
     tags: dict[str, str] = {}
     if extra_tags:
         for key, value in extra_tags.items():
@@ -195,10 +232,34 @@ def event_to_point(
                 tags[_clean(str(key))] = _clean(str(value))
     tags["domain"] = _clean(domain)
     tags["entity_id"] = _clean(object_id)
+    return tags
 
-    tags_attributes = rules.tags_attributes
-    ignore_attributes = entity.ignore_attributes
-    kept = 0
+
+def _state_fields(state: str) -> tuple[dict[str, float | str], int]:
+    """The state's fields and 1 if its text was cut: `value` for a number; else `state`, plus
+    `value` where HA's `state_as_number` maps it to one."""
+    number = _as_float(state)
+    if number is not None and math.isfinite(number):
+        return {"value": number}, 0
+    text, cut = _capped_text(state)
+    fields: dict[str, float | str] = {"state": text}
+    if (as_number := STATE_AS_NUMBER.get(text)) is not None:
+        fields["value"] = as_number
+    return fields, cut
+
+
+def _add_attributes(
+    attributes: Mapping[Any, Any],
+    tags_attributes: frozenset[str],
+    ignore_attributes: frozenset[str],
+    measured_by: str | None,
+    tags: dict[str, str],
+    fields: dict[str, float | str],
+) -> int:
+    """Each attribute into `tags` (HA's `tags_attributes`) or `fields` (the others, but the
+    ignored ones, the one the measurement was taken from and those beyond MAX_ATTRIBUTES);
+    returns how many were dropped or cut."""
+    capped = kept = 0
     for key, value in attributes.items():
         if not isinstance(key, str):
             key = str(key)  # only from non-JSON callers
@@ -208,37 +269,31 @@ def event_to_point(
             if value is not None and (text := _clean(_text(value))):
                 tags[_clean(key)] = text
             continue
-        if (
-            (key == "unit_of_measurement" and not include_uom)
-            or (key == "device_class" and not include_dc)
-            or key in ignore_attributes
-        ):
+        if key == measured_by or key in ignore_attributes:
             continue
         kept += 1
         if kept > MAX_ATTRIBUTES:
             capped += 1
             continue
-        key = _clean(key)
-        if key in fields:
-            key += "_"
-        number = _as_float(value)
-        if number is None:
-            text, cut = _capped_text(_text(value))
-            capped += cut
-            fields[key + "_str"] = text
-            if len(text) <= MAX_DIGIT_TAIL_CHARS and RE_DIGIT_TAIL.match(text):
-                number = _as_float(RE_DECIMAL.sub("", text))
-        if number is not None and math.isfinite(number):
-            fields[_float_key(key)] = number
+        capped += _add_attribute_fields(_clean(key), value, fields)
+    return capped
 
-    tags.update(rules.static_tags)
-    return Point(
-        measurement=_clean(measurement if isinstance(measurement, str) else _text(measurement)),
-        tags=tuple(sorted(tags.items())),
-        fields=tuple(sorted(fields.items())),
-        time_ns=time_ns,
-        capped=capped,
-    )
+
+def _add_attribute_fields(key: str, value: Any, fields: dict[str, float | str]) -> int:
+    """A float field for a number; else `<key>_str`, and the number of a string that ends in
+    digits as `<key>`. A key already taken gets HA's `_` suffix. Returns 1 if text was cut."""
+    if key in fields:
+        key += "_"
+    cut = 0
+    number = _as_float(value)
+    if number is None:
+        text, cut = _capped_text(_text(value))
+        fields[key + "_str"] = text
+        if len(text) <= MAX_DIGIT_TAIL_CHARS and RE_DIGIT_TAIL.match(text):
+            number = _as_float(RE_DECIMAL.sub("", text))
+    if number is not None and math.isfinite(number):
+        fields[_float_key(key)] = number
+    return cut
 
 
 def _as_float(value: Any) -> float | None:

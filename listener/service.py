@@ -36,7 +36,7 @@ from listener.health.stats import ListenerStats
 from listener.health.view import HealthView
 from listener.history.backfill import OVERLAP_S, gap_start, state_event
 from listener.history.gap_filler import BackfillCursor, BackfillFailed, BackfillLimits, GapFiller
-from listener.state_files import CURSOR_FILE, STATE_FILE, ListenerMemory
+from listener.state_files import CURSOR_FILE, STATE_FILE, WatermarkFile
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Listener:
         self._last_event_time: Any = None
         # First of all: a second listener on this DATA_DIR stops here (DataDirBusy).
         self._lock = DataDirLock(settings.data_dir)
-        self._memory = ListenerMemory(settings.data_dir / STATE_FILE)
+        self._memory = WatermarkFile(settings.data_dir / STATE_FILE)
         # Where the next gap starts: the last event received before the connection was lost
         # (this process still holds what it received), or, at start, the newest event a
         # previous run durably handed off (None on the very first start).

@@ -44,8 +44,9 @@ def read_document(path: Path) -> dict[str, Any]:
     return document if isinstance(document, dict) else {}
 
 
-class ListenerMemory:
-    """The live watermark: HA's `time_fired` of the newest event durably handed off."""
+class WatermarkFile:
+    """The live watermark on disk: HA's `time_fired` of the newest event durably handed off
+    (listener/handoff/watermark.py tracks it in the running listener)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path

@@ -33,66 +33,57 @@ def check_home_assistant(settings: Settings) -> Outcome:
             "access token from your HA profile, Security tab) or HA_TOKEN_FILE",
         )
     where = _host_port(url)
-    timeout = CHECK_TIMEOUT_S
     try:
-        with connect(url, open_timeout=timeout, close_timeout=2, max_size=2**24) as ws:
-            hello = protocol.parse_frame(ws.recv(timeout=timeout))[0]
-            if hello.get("type") != "auth_required":
-                return Outcome(
-                    NAME,
-                    False,
-                    f"{url} answered {hello.get('type')!r} instead of auth_required",
-                    "point HA_URL at Home Assistant itself (http://host:8123)",
-                )
-            ws.send(json.dumps(protocol.auth_message(token)))
-            version = protocol.check_auth_reply(protocol.parse_frame(ws.recv(timeout=timeout))[0])
-    except protocol.AuthInvalid as exc:
-        return Outcome(
-            NAME,
-            False,
-            f"HA at {where} rejected the token (auth_invalid: {exc})",
+        return _login(url, token, where)
+    except (OSError, websockets.WebSocketException, protocol.ProtocolError) as exc:
+        return _failed_login(exc, url, where)
+
+
+def _login(url: str, token: str, where: str) -> Outcome:
+    """The login itself, each wait bounded by CHECK_TIMEOUT_S; what fails on the way raises."""
+    timeout = CHECK_TIMEOUT_S
+    with connect(url, open_timeout=timeout, close_timeout=2, max_size=2**24) as ws:
+        hello = protocol.parse_frame(ws.recv(timeout=timeout))[0]
+        if hello.get("type") != "auth_required":
+            return Outcome(
+                NAME,
+                False,
+                f"{url} answered {hello.get('type')!r} instead of auth_required",
+                "point HA_URL at Home Assistant itself (http://host:8123)",
+            )
+        ws.send(json.dumps(protocol.auth_message(token)))
+        version = protocol.check_auth_reply(protocol.parse_frame(ws.recv(timeout=timeout))[0])
+    return Outcome(NAME, True, f"logged in to Home Assistant {version} at {where}")
+
+
+def _failed_login(exc: Exception, url: str, where: str) -> Outcome:
+    """What a failed login says about the setup, and how to fix it (most specific first)."""
+    if isinstance(exc, protocol.AuthInvalid):
+        problem = f"HA at {where} rejected the token (auth_invalid: {exc})"
+        fix = (
             "create a new long-lived access token in your HA profile (Security tab) and set "
             "HA_TOKEN; HA bans an address after repeated failed logins, so fix it before "
-            "starting the listener",
+            "starting the listener"
         )
-    except websockets.InvalidStatus as exc:
-        status = exc.response.status_code
-        return Outcome(
-            NAME,
-            False,
-            f"{url} is not HA's WebSocket API (HTTP {status})",
+    elif isinstance(exc, websockets.InvalidStatus):
+        problem = f"{url} is not HA's WebSocket API (HTTP {exc.response.status_code})"
+        fix = (
             "set HA_URL to HA's address, e.g. http://homeassistant.local:8123 (behind a proxy, "
-            "make it forward WebSocket upgrades on /api/websocket)",
+            "make it forward WebSocket upgrades on /api/websocket)"
         )
-    except ConnectionRefusedError:
-        return Outcome(
-            NAME,
-            False,
-            f"nothing listens on {where}",
-            "start Home Assistant or correct the host and port in HA_URL",
-        )
-    except socket.gaierror:
-        return Outcome(
-            NAME,
-            False,
-            f"cannot resolve the host of {where}",
-            "correct the host name in HA_URL (or use its IP address)",
-        )
-    except TimeoutError:
-        return Outcome(
-            NAME,
-            False,
-            f"no answer from {where} within {timeout:g} s",
-            "check that HA runs and that no firewall drops the connection",
-        )
-    except (OSError, websockets.WebSocketException, protocol.ProtocolError) as exc:
-        return Outcome(
-            NAME,
-            False,
-            f"cannot talk to HA at {where}: {type(exc).__name__}: {exc}",
-            "check HA_URL (http:// or https://, host and port) and that HA runs",
-        )
-    return Outcome(NAME, True, f"logged in to Home Assistant {version} at {where}")
+    elif isinstance(exc, ConnectionRefusedError):
+        problem = f"nothing listens on {where}"
+        fix = "start Home Assistant or correct the host and port in HA_URL"
+    elif isinstance(exc, socket.gaierror):
+        problem = f"cannot resolve the host of {where}"
+        fix = "correct the host name in HA_URL (or use its IP address)"
+    elif isinstance(exc, TimeoutError):
+        problem = f"no answer from {where} within {CHECK_TIMEOUT_S:g} s"
+        fix = "check that HA runs and that no firewall drops the connection"
+    else:
+        problem = f"cannot talk to HA at {where}: {type(exc).__name__}: {exc}"
+        fix = "check HA_URL (http:// or https://, host and port) and that HA runs"
+    return Outcome(NAME, False, problem, fix)
 
 
 def _host_port(url: str) -> str:

@@ -1,8 +1,9 @@
 """Filling the gap after a reconnect from HA's history, sans I/O.
 
-HA does not replay what a client missed. After a reconnect (or a listener restart) we ask the
-recorder for every state change since the last event seen and enqueue them; points are keyed by
-`last_updated`, so the overlap with what was already written overwrites instead of duplicating.
+HA does not replay what a client missed. After a reconnect we ask the recorder for every state
+change since the last event delivered (after a listener restart: since the newest event durably
+handed off) and enqueue them; points are keyed by `last_updated`, so the overlap with what was
+already written overwrites instead of duplicating.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 OVERLAP_S = 5.0
-"""Ask from a little before the last event seen: clocks and in-flight events overlap."""
+"""Ask from a little before the gap starts: clocks and in-flight events overlap."""
 
 
 @dataclass(frozen=True)

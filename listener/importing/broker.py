@@ -1,9 +1,9 @@
 """Where `ha-ingestor import` puts its messages, and how full that is (its back-pressure).
 
-The messages are ordinary task messages published the listener's way (listener/broker_batches
-.py: one LPUSH per batch on Redis, kombu's batches elsewhere); the depth is read from the
-broker itself (LLEN on Redis, a passive queue declare on RabbitMQ), so the import publishes
-only while fewer than IMPORT_MAX_QUEUE messages wait.
+The messages are ordinary task messages published the listener's way
+(listener/handoff/broker_batches.py: one LPUSH per batch on Redis, kombu's batches elsewhere);
+the depth is read from the broker itself (LLEN on Redis, a passive queue declare on
+RabbitMQ), so the import publishes only while fewer than IMPORT_MAX_QUEUE messages wait.
 """
 
 from __future__ import annotations

@@ -17,8 +17,34 @@ import signal
 import sys
 import uuid
 from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from config.logging_setup import configure_logging
+from config.redaction import scrub
+from config.redis_keys import RedisKeys
+from config.settings import Settings, get_settings
+from core.backoff import exponential_backoff
+from core.import_time import BadWhen, import_range
+from listener.ha import protocol
+from listener.ha.client import HAClient, HAConnection
+from listener.health.stats import ListenerStats
+from listener.history.gap_filler import BackfillLimits
+from listener.importing.broker import ImportBroker
+from listener.importing.cursor import CURSOR_PATH, ImportCursor
+from listener.importing.importer import (
+    HistoryImport,
+    ImportIncomplete,
+    ImportRefused,
+    ImportRequest,
+    ImportSummary,
+)
+from listener.importing.progress import ImportProgress
+from listener.importing.run_progress import RunProgress
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CONNECT_ATTEMPTS = 3
 """Failed connections in a row that end the import (HA is not there); a run again resumes."""
 
@@ -71,31 +97,25 @@ def _ids(text: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from config.logging_setup import configure_logging
-    from config.settings import get_settings
-    from core.import_time import BadWhen, import_range
-
     settings = get_settings()
     configure_logging(settings.log_level, settings.secrets())
     if settings.ha_url is None or not settings.ha_token_value():
-        print(
-            "ha-ingestor import: set HA_URL (e.g. http://homeassistant.local:8123) and HA_TOKEN "
-            "(a long-lived access token from your HA profile, Security tab).",
-            file=sys.stderr,
+        _say(
+            "set HA_URL (e.g. http://homeassistant.local:8123) and HA_TOKEN (a long-lived "
+            "access token from your HA profile, Security tab)."
         )
         return EXIT_BAD_INPUT
     if args.no_states and args.no_statistics:
-        print("ha-ingestor import: --no-states and --no-statistics leave nothing to import: "
-              "drop one of them", file=sys.stderr)  # fmt: skip
+        _say("--no-states and --no-statistics leave nothing to import: drop one of them")
         return EXIT_BAD_INPUT
     if args.window < 60:
-        print("ha-ingestor import: --window must be at least 60 seconds", file=sys.stderr)
+        _say("--window must be at least 60 seconds")
         return EXIT_BAD_INPUT
     now = datetime.now(UTC)
     try:
         start, end = import_range(args.since, args.until, now)
     except BadWhen as exc:
-        print(f"ha-ingestor import: {exc}", file=sys.stderr)
+        _say(str(exc))
         return EXIT_BAD_INPUT
     return asyncio.run(_main(args, settings, start, end))
 
@@ -107,29 +127,64 @@ def _request_key(args: argparse.Namespace) -> str:
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
 
-async def _main(args: argparse.Namespace, settings: object, start: datetime, end: datetime) -> int:
-    import redis
+async def _main(
+    args: argparse.Namespace, settings: Settings, start: datetime, end: datetime
+) -> int:
+    """Import [start, end), or what is left of the same request's last run; the exit code.
 
-    from config.redaction import scrub
-    from config.redis_keys import RedisKeys
-    from config.settings import Settings
-    from core.backoff import exponential_backoff
-    from listener.ha import protocol
-    from listener.ha.client import HAClient, HAConnection
-    from listener.health.stats import ListenerStats
-    from listener.history.gap_filler import BackfillLimits
-    from listener.importing.broker import ImportBroker
-    from listener.importing.cursor import CURSOR_PATH, ImportCursor
-    from listener.importing.importer import (
-        HistoryImport,
-        ImportIncomplete,
-        ImportRefused,
-        ImportRequest,
+    Ctrl-C or SIGTERM cancels it; whatever happened, everything it opened is closed again.
+    """
+    cursor, request = _cursor_and_request(args, settings, start, end)
+    run_id = uuid.uuid4().hex[:12]
+    broker = tracker = state = None
+    if not args.dry_run:
+        broker = ImportBroker(settings)
+        state = redis.Redis.from_url(settings.state_redis_url(), socket_timeout=10)
+        tracker = RunProgress(state, RedisKeys(settings.redis_prefix), run_id)
+    progress = ImportProgress()
+    importer = HistoryImport(
+        request,
+        run_id=run_id,
+        cursor=cursor,
+        progress=progress,
+        limits=BackfillLimits(
+            window_s=args.window,
+            entities_per_request=settings.backfill_entities_per_request,
+            reply_timeout=settings.backfill_reply_timeout,
+            retries=settings.backfill_retries,
+        ),
+        broker=broker,
+        tracker=tracker,
+        max_queue=settings.import_max_queue,
+        wait_s=args.wait,
+        backoff=lambda: exponential_backoff(initial=1.0, cap=30.0),
     )
-    from listener.importing.progress import ImportProgress
-    from listener.importing.run_progress import RunProgress
+    stats = ListenerStats()
+    client = _ha_client(settings, importer, stats)
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        return await _import(client, importer, cursor, stats, settings, dry_run=args.dry_run)
+    finally:
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+        progress.close()
+        with contextlib.suppress(Exception):
+            await client.stop()
+        if broker is not None:
+            broker.close()
+        if state is not None:
+            state.close()
 
-    assert isinstance(settings, Settings)
+
+def _cursor_and_request(
+    args: argparse.Namespace, settings: Settings, start: datetime, end: datetime
+) -> tuple[ImportCursor, ImportRequest]:
+    """The cursor of this request and what to import: [start, end), or the range the same
+    command resolved when it first ran, if it resumes (`--since 30d` is not moved on)."""
     cursor = ImportCursor(settings.data_dir / CURSOR_PATH)
     key = _request_key(args)
     if args.restart:
@@ -153,49 +208,24 @@ async def _main(args: argparse.Namespace, settings: object, start: datetime, end
         statistics=not args.no_statistics,
         dry_run=args.dry_run,
     )
-    run_id = uuid.uuid4().hex[:12]
-    broker = tracker = state = None
-    if not args.dry_run:
-        broker = ImportBroker(settings)
-        state = redis.Redis.from_url(settings.state_redis_url(), socket_timeout=10)
-        tracker = RunProgress(state, RedisKeys(settings.redis_prefix), run_id)
-    progress = ImportProgress()
-    limits = BackfillLimits(
-        window_s=args.window,
-        entities_per_request=settings.backfill_entities_per_request,
-        reply_timeout=settings.backfill_reply_timeout,
-        retries=settings.backfill_retries,
-    )
-    importer = HistoryImport(
-        request,
-        run_id=run_id,
-        cursor=cursor,
-        progress=progress,
-        limits=limits,
-        broker=broker,
-        tracker=tracker,
-        max_queue=settings.import_max_queue,
-        wait_s=args.wait,
-        backoff=lambda: exponential_backoff(initial=1.0, cap=30.0),
-    )
-    stats = ListenerStats()
+    return cursor, request
+
+
+def _ha_client(settings: Settings, importer: HistoryImport, stats: ListenerStats) -> HAClient:
+    """The listener's HA client, subscribed to nothing: once logged in it runs the import and
+    stops. After CONNECT_ATTEMPTS failed connections in a row it stops too (HA is not there)."""
+    stopping: set[asyncio.Task[None]] = set()
+    failed_before = [0, 0]  # (connects_ok, connects_failed) at the last login
 
     async def on_connected(connection: HAConnection) -> None:
         await importer.run(connection.call)
         await client.stop()
 
-    stopping: set[asyncio.Task[None]] = set()
-    failed_before = [0, 0]  # (connects_ok, connects_failed) at the last login
-
     def on_disconnected() -> None:
-        """Give up after CONNECT_ATTEMPTS failed connections in a row (HA is not there)."""
         if stats.connects_ok != failed_before[0]:
             failed_before[:] = [stats.connects_ok, stats.connects_failed]
         if stats.connects_failed - failed_before[1] >= CONNECT_ATTEMPTS:
             stopping.add(asyncio.ensure_future(client.stop()))
-
-    async def _noop(_: dict[str, object]) -> None:
-        return None
 
     token = settings.ha_token_value()
     assert settings.ha_url is not None
@@ -204,7 +234,7 @@ async def _main(args: argparse.Namespace, settings: object, start: datetime, end
         settings.ha_url,
         token,
         (),
-        _noop,
+        _ignore_event,
         stats,
         on_connected=on_connected,
         on_disconnected=on_disconnected,
@@ -213,62 +243,75 @@ async def _main(args: argparse.Namespace, settings: object, start: datetime, end
         backoff=lambda: exponential_backoff(initial=1.0, cap=10.0),
         max_frame_bytes=settings.ha_max_frame_mb * 1024 * 1024,
     )
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    loop.add_signal_handler(signal.SIGINT, task.cancel)
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    code = EXIT_INCOMPLETE
+    return client
+
+
+async def _ignore_event(_: dict[str, Any]) -> None:
+    """The import subscribes to no event type: nothing arrives here."""
+
+
+async def _import(
+    client: HAClient,
+    importer: HistoryImport,
+    cursor: ImportCursor,
+    stats: ListenerStats,
+    settings: Settings,
+    *,
+    dry_run: bool,
+) -> int:
+    """Run the client until the import ends; tell the user how it ended; the exit code."""
     try:
         await client.run()
-        summary = importer.summary
-        if summary.complete:
-            if not args.dry_run:
-                cursor.clear()
-            _print_summary(summary, dry_run=args.dry_run)
-            code = EXIT_OK
-        else:
-            print(f"ha-ingestor import: cannot reach Home Assistant ({stats.last_error}): check "
-                  "HA_URL and that HA runs (`ha-ingestor check`)", file=sys.stderr)  # fmt: skip
+        return _finished(importer.summary, cursor, stats, dry_run=dry_run)
     except protocol.AuthInvalid as exc:
-        print(f"ha-ingestor import: HA rejected the token (auth_invalid: {exc}): create a new "
-              "long-lived access token in your HA profile and set HA_TOKEN",
-              file=sys.stderr)  # fmt: skip
-        code = EXIT_BAD_INPUT
+        _say(
+            f"HA rejected the token (auth_invalid: {exc}): create a new long-lived access "
+            "token in your HA profile and set HA_TOKEN"
+        )
+        return EXIT_BAD_INPUT
     except ImportRefused as exc:
-        print(f"ha-ingestor import: {exc}", file=sys.stderr)
-        code = EXIT_BAD_INPUT
+        _say(str(exc))
+        return EXIT_BAD_INPUT
     except ImportIncomplete as exc:
-        print(f"ha-ingestor import: {exc}", file=sys.stderr)
-        _print_summary(importer.summary, dry_run=args.dry_run, partial=True)
+        _say(str(exc))
     except (redis.RedisError, OSError) as exc:
-        print(f"ha-ingestor import: cannot reach the broker or Redis ({type(exc).__name__}: "
-              f"{scrub(str(exc), settings.secrets())}): check CELERY_BROKER_URL and REDIS_URL "
-              "(`ha-ingestor check`), then run the same command again to resume",
-              file=sys.stderr)  # fmt: skip
-        _print_summary(importer.summary, dry_run=args.dry_run, partial=True)
+        _say(
+            f"cannot reach the broker or Redis ({type(exc).__name__}: "
+            f"{scrub(str(exc), settings.secrets())}): check CELERY_BROKER_URL and REDIS_URL "
+            "(`ha-ingestor check`), then run the same command again to resume"
+        )
     except asyncio.CancelledError:
-        print("ha-ingestor import: interrupted; the cursor keeps what is finished: run the same "
-              "command again to go on (--restart to start over)", file=sys.stderr)  # fmt: skip
-        _print_summary(importer.summary, dry_run=args.dry_run, partial=True)
-        code = EXIT_INTERRUPTED
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        progress.close()
-        with contextlib.suppress(Exception):
-            await client.stop()
-        if broker is not None:
-            broker.close()
-        if state is not None:
-            state.close()
-    return code
+        _say(
+            "interrupted; the cursor keeps what is finished: run the same command again to "
+            "go on (--restart to start over)"
+        )
+        _print_summary(importer.summary, dry_run=dry_run, partial=True)
+        return EXIT_INTERRUPTED
+    _print_summary(importer.summary, dry_run=dry_run, partial=True)
+    return EXIT_INCOMPLETE
 
 
-def _print_summary(summary: object, *, dry_run: bool, partial: bool = False) -> None:
-    from listener.importing.importer import ImportSummary
+def _finished(
+    summary: ImportSummary, cursor: ImportCursor, stats: ListenerStats, *, dry_run: bool
+) -> int:
+    """After the client stopped: the import is complete, or HA could not be reached."""
+    if not summary.complete:
+        _say(
+            f"cannot reach Home Assistant ({stats.last_error}): check HA_URL and that HA "
+            "runs (`ha-ingestor check`)"
+        )
+        return EXIT_INCOMPLETE
+    if not dry_run:
+        cursor.clear()
+    _print_summary(summary, dry_run=dry_run)
+    return EXIT_OK
 
-    assert isinstance(summary, ImportSummary)
+
+def _say(text: str) -> None:
+    print(f"ha-ingestor import: {text}", file=sys.stderr)
+
+
+def _print_summary(summary: ImportSummary, *, dry_run: bool, partial: bool = False) -> None:
     if dry_run:
         print(f"dry run: {summary.states} states and {summary.statistics_rows} statistics rows "
               f"to import, read in {summary.seconds:.1f} s; nothing was published")  # fmt: skip

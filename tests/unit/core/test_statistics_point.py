@@ -117,6 +117,8 @@ def test_unreadable_rows_are_invalid(event: dict[str, object]) -> None:
         ("30d", datetime(2026, 11, 1, 12, 0, tzinfo=UTC)),
         ("12h", datetime(2026, 12, 1, 0, 0, tzinfo=UTC)),
         ("90m", datetime(2026, 12, 1, 10, 30, tzinfo=UTC)),
+        ("2w", datetime(2026, 11, 17, 12, 0, tzinfo=UTC)),
+        ("1.5d", datetime(2026, 11, 30, 0, 0, tzinfo=UTC)),
     ],
 )
 def test_when_accepts_dates_times_and_ages(text: str, moment: datetime) -> None:

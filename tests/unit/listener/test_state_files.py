@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from listener.handoff.watermark import HandoffWatermark
-from listener.state_files import ListenerMemory, read_document, write_atomically
+from listener.state_files import WatermarkFile, read_document, write_atomically
 
 
 def test_an_atomic_write_replaces_the_whole_file_and_fsyncs_file_and_folder(
@@ -46,17 +46,17 @@ def test_a_garbled_file_reads_as_empty_not_as_an_error(tmp_path: Path, content: 
     path = tmp_path / "state.json"
     path.write_text(content)
     assert read_document(path) == {}
-    assert ListenerMemory(path).handed_off_through() is None
+    assert WatermarkFile(path).handed_off_through() is None
 
 
-def test_the_memory_reads_what_older_listeners_wrote(tmp_path: Path) -> None:
+def test_the_watermark_file_reads_what_older_listeners_wrote(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     path.write_text('{"last_event_time": "2024-03-01T10:00:00+00:00"}')
-    assert ListenerMemory(path).handed_off_through() == "2024-03-01T10:00:00+00:00"
-    memory = ListenerMemory(path)
-    memory.save("2024-03-01T11:00:00+00:00")
-    memory.save(None)  # nothing handed off yet this run: the old mark stays
-    assert ListenerMemory(path).handed_off_through() == "2024-03-01T11:00:00+00:00"
+    assert WatermarkFile(path).handed_off_through() == "2024-03-01T10:00:00+00:00"
+    saved = WatermarkFile(path)
+    saved.save("2024-03-01T11:00:00+00:00")
+    saved.save(None)  # nothing handed off yet this run: the old mark stays
+    assert WatermarkFile(path).handed_off_through() == "2024-03-01T11:00:00+00:00"
 
 
 def test_the_watermark_moves_only_past_what_is_handed_off_in_order() -> None:
