@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import AliasChoices, Field
 
-from config.settings import SettingsError, load_settings
+from config.setting_groups import SettingGroup, group_of, in_group, set_first
+from config.settings import Settings, SettingsError, environment_names, load_settings
 
 
 def test_defaults_are_a_local_install() -> None:
@@ -81,3 +83,49 @@ def test_secrets_never_show_in_descriptions_or_errors(monkeypatch) -> None:
         load_settings()
     for secret in ("ha-secret-token-123", "broker-pass-456", "influx-pass-789"):
         assert secret not in str(info.value)
+
+
+def test_every_setting_has_a_group_and_the_class_lists_them_group_by_group() -> None:
+    groups = [group_of(name, field) for name, field in Settings.model_fields.items()]
+    order = list(SettingGroup)
+    assert groups == sorted(groups, key=order.index), "fields out of their group's place"
+    assert set(groups) == set(SettingGroup), "a group with no setting"
+
+
+def test_a_field_without_a_group_is_named() -> None:
+    class Ungrouped(Settings):
+        mystery_knob: int = Field(default=3, description="?")
+
+    with pytest.raises(ValueError, match=r"Settings.mystery_knob has no group: give its Field"):
+        group_of("mystery_knob", Ungrouped.model_fields["mystery_knob"])
+
+
+def test_the_settings_a_user_sets_first() -> None:
+    first = [
+        environment_names(name, field)[0]
+        for name, field in Settings.model_fields.items()
+        if set_first(field)
+    ]
+    assert first[:4] == ["HA_URL", "HA_TOKEN", "HA_TOKEN_FILE", "CELERY_BROKER_URL"]
+    assert {"INFLUXDB_URL", "INFLUXDB_DATABASE", "INFLUXDB_TOKEN", "HA_INGESTOR_CONFIG"} <= set(
+        first
+    )
+
+
+def test_variables_of_a_field_with_aliases(monkeypatch) -> None:
+    """A renamed setting keeps its old name as an alias; both are read."""
+
+    class Renamed(Settings):
+        new_knob: int = Field(
+            default=1,
+            validation_alias=AliasChoices("new_knob", "old_knob"),
+            description="?",
+            json_schema_extra=in_group(SettingGroup.WORKERS),
+        )
+
+    assert environment_names("new_knob", Renamed.model_fields["new_knob"]) == (
+        "NEW_KNOB",
+        "OLD_KNOB",
+    )
+    monkeypatch.setenv("OLD_KNOB", "7")
+    assert Renamed().new_knob == 7
