@@ -1,7 +1,8 @@
 """All settings, from environment variables (12-factor), validated once at process start.
 
 One frozen object is loaded at each entry point (listener CLI, Celery app) and passed down.
-Every bad value produces one line naming the variable and what would be valid.
+Every bad value produces one line naming the variable and what would be valid, and every rule
+between two settings is checked at start the same way.
 
 The model is flat, so every variable name users set keeps working; the fields are listed group
 by group (config/setting_groups.py), each carrying its group in its metadata, and the
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -29,6 +30,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from config.broker_kind import BrokerKind, broker_kind, check_redis_url
 from config.redaction import redact_url
 from config.setting_groups import SettingGroup, in_group
+
+LISTENER_REPORT_INTERVAL_S: Final = 2.0
+"""How often the listener writes its state (its heartbeat) to Redis; fixed, not a setting."""
+LISTENER_STALE_REPORTS: Final = 3
+"""Reports in a row a listener may miss before it counts as down (a slow Redis call delays one
+report; a threshold below the interval itself would never clear)."""
+LISTENER_STALE_MIN_S: Final = LISTENER_STALE_REPORTS * LISTENER_REPORT_INTERVAL_S
 
 
 class SettingsError(ValueError):
@@ -87,7 +95,8 @@ class Settings(BaseSettings):
     ha_reconnect_initial_delay: float = Field(
         default=1.0,
         gt=0,
-        description="First reconnect delay, in seconds (doubles each time).",
+        description="First reconnect delay, in seconds (doubles each time); at most "
+        "HA_RECONNECT_MAX_DELAY.",
         json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT),
     )
     ha_reconnect_max_delay: float = Field(
@@ -142,7 +151,7 @@ class Settings(BaseSettings):
         ge=1,
         le=100,
         description="Broker Redis memory (used_memory of maxmemory) from which health is "
-        "degraded with reason `broker_memory`.",
+        "degraded with reason `broker_memory`; below BROKER_MEMORY_SPOOL_PERCENT.",
         json_schema_extra=in_group(SettingGroup.BROKER),
     )
     broker_memory_spool_percent: int = Field(
@@ -373,8 +382,10 @@ class Settings(BaseSettings):
     )
     health_listener_stale: float = Field(
         default=15.0,
-        gt=0,
-        description="Seconds without a listener heartbeat in Redis before it counts as down.",
+        ge=LISTENER_STALE_MIN_S,
+        description="Seconds without a listener heartbeat in Redis before it counts as down; at "
+        f"least {LISTENER_STALE_REPORTS} times the listener's "
+        f"{LISTENER_REPORT_INTERVAL_S:g} s report interval.",
         json_schema_extra=in_group(SettingGroup.HEALTH),
     )
     health_reconnects_per_hour: int = Field(
@@ -495,6 +506,21 @@ class Settings(BaseSettings):
             check_redis_url(value.get_secret_value())
         return value
 
+    @field_validator("health_listener_stale", mode="before")
+    @classmethod
+    def _check_listener_stale(cls, value: Any) -> Any:
+        """Before the field's own `ge`, so the line says where the minimum comes from."""
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            return value  # not a number: the type check says so
+        if seconds < LISTENER_STALE_MIN_S:
+            raise ValueError(
+                f"must be at least {LISTENER_STALE_MIN_S:g} s ({LISTENER_STALE_REPORTS} times the "
+                f"listener's {LISTENER_REPORT_INTERVAL_S:g} s report interval)"
+            )
+        return value
+
     @field_validator("influxdb_api_version")
     @classmethod
     def _check_api_version(cls, value: int) -> int:
@@ -530,9 +556,33 @@ class Settings(BaseSettings):
             problems.append("HA_HEARTBEAT_TIMEOUT: must be far below CELERY_VISIBILITY_TIMEOUT")
         if self.ha_ingestor_config is not None and not self.ha_ingestor_config.is_file():
             problems.append(f"HA_INGESTOR_CONFIG: {self.ha_ingestor_config} is not a file")
+        problems += self._threshold_problems()
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
+
+    def _threshold_problems(self) -> list[str]:
+        """Pairs where one setting must stay below the other: a warning before its action, a
+        backoff's start below its cap. One line each, naming both and what would be valid.
+
+        (HEALTH_QUEUE_MAX_AGE and MAX_EVENT_AGE are no such pair: the first is about workers
+        falling behind, the second only applies while InfluxDB is unavailable.)"""
+        problems = []
+        warn, spool = self.broker_memory_warn_percent, self.broker_memory_spool_percent
+        if warn >= spool:
+            problems.append(
+                f"BROKER_MEMORY_WARN_PERCENT ({warn}) must be below BROKER_MEMORY_SPOOL_PERCENT "
+                f"({spool}): health warns before the listener spools "
+                + _defaults("broker_memory_warn_percent", "broker_memory_spool_percent")
+            )
+        first, cap = self.ha_reconnect_initial_delay, self.ha_reconnect_max_delay
+        if first > cap:
+            problems.append(
+                f"HA_RECONNECT_INITIAL_DELAY ({first:g} s) must not exceed HA_RECONNECT_MAX_DELAY "
+                f"({cap:g} s), the cap of the backoff it starts "
+                + _defaults("ha_reconnect_initial_delay", "ha_reconnect_max_delay")
+            )
+        return problems
 
     # --- derived values ------------------------------------------------------------------
 
@@ -583,6 +633,12 @@ def _password(url: str) -> str | None:
     return urlsplit(url).password
 
 
+def _defaults(*names: str) -> str:
+    """`(the defaults are 80 and 90)`: a valid pair, read from the model."""
+    values = [f"{Settings.model_fields[name].default:g}" for name in names]
+    return f"(the defaults are {' and '.join(values)})"
+
+
 def environment_names(name: str, field: FieldInfo) -> tuple[str, ...]:
     """The variables a field is read from, upper-cased: its aliases when it has them (the
     current name first), else its name."""
@@ -605,7 +661,10 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"]) or "settings"
             message = str(error["msg"]).removeprefix("Value error, ")
-            lines.append(f"  {field.upper()}: {message}" if error["loc"] else f"  {message}")
+            if error["loc"]:
+                lines.append(f"  {field.upper()}: {message}")
+            else:
+                lines += [f"  {line}" for line in message.splitlines()]
         raise SettingsError(
             "ha-ingestor cannot start, fix these settings (environment variables):\n"
             + "\n".join(lines)

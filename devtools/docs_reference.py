@@ -97,7 +97,9 @@ _ENV_INTRO = """\
 ## Environment variables
 
 Names are case-insensitive. Secrets (marked *secret*) never appear in logs, `/health`,
-`/metrics` or error messages; a URL's password is shown as `**`.
+`/metrics` or error messages; a URL's password is shown as `**`. Settings that must stay
+apart (a warning below its action, a backoff's start below its cap) are checked against each
+other at start too.
 """
 
 _FIRST_INTRO = """\
