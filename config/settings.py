@@ -12,6 +12,7 @@ configuration reference is generated from them.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -650,6 +651,20 @@ def environment_names(name: str, field: FieldInfo) -> tuple[str, ...]:
     else:
         names = (name,)
     return tuple(n.upper() for n in names)
+
+
+def setting_variables(model: type[Settings] | None = None) -> frozenset[str]:
+    """Every environment variable the settings read, and the `_FILE` variant of each (how
+    secrets are given to containers), so a test can clear them all."""
+    fields = (model or Settings).model_fields
+    names = [n for name, field in fields.items() for n in environment_names(name, field)]
+    return frozenset(_with_file_variants(names))
+
+
+def _with_file_variants(names: list[str]) -> Iterator[str]:
+    for name in names:
+        yield name
+        yield name if name.endswith("_FILE") else f"{name}_FILE"
 
 
 def load_settings(**overrides: Any) -> Settings:

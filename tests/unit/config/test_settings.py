@@ -14,6 +14,7 @@ from config.settings import (
     SettingsError,
     environment_names,
     load_settings,
+    setting_variables,
 )
 
 
@@ -211,7 +212,7 @@ def test_the_settings_a_user_sets_first() -> None:
 
 
 def test_variables_of_a_field_with_aliases(monkeypatch) -> None:
-    """A renamed setting keeps its old name as an alias; both are read."""
+    """A renamed setting keeps its old name as an alias; both are variables of the model."""
 
     class Renamed(Settings):
         new_knob: int = Field(
@@ -225,5 +226,9 @@ def test_variables_of_a_field_with_aliases(monkeypatch) -> None:
         "NEW_KNOB",
         "OLD_KNOB",
     )
+    variables = setting_variables(Renamed)
+    assert {"NEW_KNOB", "OLD_KNOB", "NEW_KNOB_FILE", "OLD_KNOB_FILE"} <= variables
+    assert {"HA_TOKEN", "HA_TOKEN_FILE", "HEALTH_PORT_FILE"} <= variables
+    assert "HA_TOKEN_FILE_FILE" not in variables
     monkeypatch.setenv("OLD_KNOB", "7")
     assert Renamed().new_knob == 7
