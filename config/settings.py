@@ -667,10 +667,27 @@ def _with_file_variants(names: list[str]) -> Iterator[str]:
         yield name if name.endswith("_FILE") else f"{name}_FILE"
 
 
+_env_file: Path | None = None
+"""A dotenv file read below the environment, when the entry point chose one (read_env_file)."""
+
+
+def read_env_file(path: Path | None) -> None:
+    """From now on, build settings from the environment and, below it, this dotenv file.
+
+    Only a command's entry point calls this, before any settings are loaded: it is how a
+    command run beside `make run` reaches that stack (config/dev_stack_file.py). A variable
+    set in the environment always wins over the file.
+    """
+    global _env_file
+    _env_file = path
+    get_settings.cache_clear()
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings from the environment, or raise SettingsError listing every problem."""
     try:
-        return Settings(**overrides)
+        # pydantic-settings' own argument, which the dataclass transform mypy sees omits.
+        return Settings(_env_file=_env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         lines = []
         for error in exc.errors():

@@ -100,6 +100,11 @@ Names are case-insensitive. Secrets (marked *secret*) never appear in logs, `/he
 `/metrics` or error messages; a URL's password is shown as `**`. Settings that must stay
 apart (a warning below its action, a backoff's start below its cap) are checked against each
 other at start too.
+
+While `make run` runs, it keeps the settings it started with (its URLs and ports) in
+`DATA_DIR/dev-stack.env`: `ha-ingestor status`, `check`, `dlq` and `import` run in that
+checkout with no `CELERY_BROKER_URL` or `REDIS_URL` set read them, below the environment, and
+say on stderr which stack they talk to.
 """
 
 _FIRST_INTRO = """\

@@ -12,7 +12,7 @@ from typing import TypeVar
 import pytest
 import redis
 
-from config.settings import setting_variables
+from config.settings import read_env_file, setting_variables
 from devtools.local_servers import (
     InfluxDBServer,
     LocalServer,
@@ -28,16 +28,19 @@ S = TypeVar("S", bound=LocalServer)
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Settings read the environment: the developer's shell must not leak into tests.
 
-    Every variable the settings model reads is cleared: each field's name or aliases, and
-    their `_FILE` variants.
+    Every variable the settings model reads is cleared (each field's name or aliases, and
+    their `_FILE` variants), and no dotenv file (a dev stack's) is read below it.
     """
     variables = setting_variables()
     for name in list(os.environ):
         if name.upper() in variables:
             monkeypatch.delenv(name)
+    read_env_file(None)
+    yield
+    read_env_file(None)
 
 
 def _serve(server: S) -> Iterator[S]:

@@ -13,7 +13,9 @@ from config.settings import (
     Settings,
     SettingsError,
     environment_names,
+    get_settings,
     load_settings,
+    read_env_file,
     setting_variables,
 )
 
@@ -232,3 +234,16 @@ def test_variables_of_a_field_with_aliases(monkeypatch) -> None:
     assert "HA_TOKEN_FILE_FILE" not in variables
     monkeypatch.setenv("OLD_KNOB", "7")
     assert Renamed().new_knob == 7
+
+
+def test_an_env_file_is_read_below_the_environment(monkeypatch, tmp_path: Path) -> None:
+    env_file = tmp_path / "stack.env"
+    env_file.write_text("CELERY_BROKER_URL='redis://127.0.0.1:6390/0'\nHEALTH_PORT=8101\n")
+    monkeypatch.setenv("HEALTH_PORT", "8102")
+    read_env_file(env_file)
+    settings = load_settings()
+    assert settings.celery_broker_url.get_secret_value() == "redis://127.0.0.1:6390/0"
+    assert settings.health_port == 8102, "the environment wins over the file"
+    assert get_settings() == settings
+    read_env_file(None)
+    assert load_settings().celery_broker_url.get_secret_value() == "redis://127.0.0.1:6379/0"
