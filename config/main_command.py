@@ -4,15 +4,21 @@ This module is the composition root: it may name both `listener` and `workers` c
 never import each other, and the three development commands in `devtools` (`dev`, `simulate`,
 `docs-reference`), which the container image leaves out. Subcommand modules are imported only
 when chosen, so `ha-ingestor simulate` does not load Celery.
+
+The commands that talk to a running stack (`status`, `check`, `dlq`, `import`) reach the one
+`make run` started in this checkout when their environment names no broker, and say so
+(config/dev_stack_file.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from types import ModuleType
 
+from config import dev_stack_file
 from config.settings import SettingsError
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     module = _command_module(args.command)
     if module is None:
         return 2
+    if args.command in dev_stack_file.COMMANDS:
+        dev_stack_file.reach_the_stack(args.command, os.environ, sys.stderr)
     try:
         code: int = module.run(args)
     except SettingsError as exc:

@@ -1,21 +1,43 @@
 """All settings, from environment variables (12-factor), validated once at process start.
 
 One frozen object is loaded at each entry point (listener CLI, Celery app) and passed down.
-Every bad value produces one line naming the variable and what would be valid.
+Every bad value produces one line naming the variable and what would be valid, and every rule
+between two settings is checked at start the same way.
+
+The model is flat, so every variable name users set keeps working; the fields are listed group
+by group (config/setting_groups.py), each carrying its group in its metadata, and the
+configuration reference is generated from them.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from config.broker_kind import BrokerKind, broker_kind, check_redis_url
 from config.redaction import redact_url
+from config.setting_groups import SettingGroup, in_group
+
+LISTENER_REPORT_INTERVAL_S: Final = 2.0
+"""How often the listener writes its state (its heartbeat) to Redis; fixed, not a setting."""
+LISTENER_STALE_REPORTS: Final = 3
+"""Reports in a row a listener may miss before it counts as down (a slow Redis call delays one
+report; a threshold below the interval itself would never clear)."""
+LISTENER_STALE_MIN_S: Final = LISTENER_STALE_REPORTS * LISTENER_REPORT_INTERVAL_S
 
 
 class SettingsError(ValueError):
@@ -42,47 +64,80 @@ class Settings(BaseSettings):
         default=None,
         description="Home Assistant base URL (http(s)://host:8123) or its WebSocket URL "
         "(ws(s)://host:8123/api/websocket). Unset: `make run` starts the built-in simulator.",
+        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT, first=True),
     )
     ha_token: SecretStr | None = Field(
-        default=None, description="Long-lived access token (HA profile → Security)."
+        default=None,
+        description="Long-lived access token (HA profile → Security).",
+        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT, first=True),
     )
     ha_token_file: Path | None = Field(
-        default=None, description="File holding the token (Docker/Kubernetes secrets)."
+        default=None,
+        description="File holding the token (Docker/Kubernetes secrets).",
+        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT, first=True),
     )
     ha_event_types: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("state_changed",),
         description="Comma-separated HA event types to subscribe to.",
+        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT),
     )
     ha_heartbeat_interval: float = Field(
-        default=20.0, gt=0, description="Seconds between WebSocket pings to HA."
+        default=20.0,
+        gt=0,
+        description="Seconds between WebSocket pings to HA.",
+        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT),
     )
     ha_heartbeat_timeout: float = Field(
-        default=10.0, gt=0, description="Seconds without a pong before the connection is dead."
+        default=10.0,
+        gt=0,
+        description="Seconds without a pong before the connection is dead.",
+        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT),
     )
     ha_reconnect_initial_delay: float = Field(
-        default=1.0, gt=0, description="First reconnect delay, in seconds (doubles each time)."
+        default=1.0,
+        gt=0,
+        description="First reconnect delay, in seconds (doubles each time); at most "
+        "HA_RECONNECT_MAX_DELAY.",
+        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT),
     )
     ha_reconnect_max_delay: float = Field(
-        default=60.0, gt=0, description="Cap of the reconnect backoff, in seconds."
+        default=60.0,
+        gt=0,
+        description="Cap of the reconnect backoff, in seconds.",
+        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT),
     )
     ha_recorder_commit_interval: float = Field(
         default=5.0,
         ge=0,
         description="HA recorder's commit_interval: the gap is read again after it, since the "
         "newest changes reach HA's history only then.",
+        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT),
+    )
+    ha_max_frame_mb: int = Field(
+        default=64,
+        ge=1,
+        description="Largest WebSocket frame taken from HA, in MB (a larger one restarts the "
+        "connection).",
+        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT),
     )
 
     # --- broker and state store ------------------------------------------------------------
     celery_broker_url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"),
         description="Celery broker: redis://… (Redis 7.0 or newer) or amqp://… (RabbitMQ).",
+        json_schema_extra=in_group(SettingGroup.BROKER, first=True),
     )
     redis_url: SecretStr | None = Field(
         default=None,
         description="Redis for state, counters and dead letters. Defaults to the broker when "
         "the broker is Redis.",
+        json_schema_extra=in_group(SettingGroup.BROKER, first=True),
     )
-    redis_prefix: str = Field(default="ha_ingestor:", description="Prefix of every Redis key.")
+    redis_prefix: str = Field(
+        default="ha_ingestor:",
+        description="Prefix of every Redis key.",
+        json_schema_extra=in_group(SettingGroup.BROKER),
+    )
     redis_socket_timeout: float = Field(
         default=5.0,
         gt=0,
@@ -90,13 +145,15 @@ class Settings(BaseSettings):
         description="Seconds a worker's or beat's call to the state Redis may take before it "
         "fails (a half-open connection would otherwise block for ~15 min); the batch hold "
         "limit allows for it.",
+        json_schema_extra=in_group(SettingGroup.BROKER),
     )
     broker_memory_warn_percent: int = Field(
         default=80,
         ge=1,
         le=100,
         description="Broker Redis memory (used_memory of maxmemory) from which health is "
-        "degraded with reason `broker_memory`.",
+        "degraded with reason `broker_memory`; below BROKER_MEMORY_SPOOL_PERCENT.",
+        json_schema_extra=in_group(SettingGroup.BROKER),
     )
     broker_memory_spool_percent: int = Field(
         default=90,
@@ -104,41 +161,154 @@ class Settings(BaseSettings):
         le=100,
         description="Broker Redis memory from which the listener treats the broker as full and "
         "keeps new events in its disk spool until memory falls below it again.",
+        json_schema_extra=in_group(SettingGroup.BROKER),
     )
-    celery_queue: str = Field(default="ha_events", description="Queue of the ingest tasks.")
+    celery_queue: str = Field(
+        default="ha_events",
+        description="Queue of the ingest tasks.",
+        json_schema_extra=in_group(SettingGroup.BROKER),
+    )
     celery_visibility_timeout: float = Field(
         default=3600.0,
         gt=0,
         description="Seconds before Redis redelivers a message a worker took but never "
         "acknowledged (a killed worker's batch).",
+        json_schema_extra=in_group(SettingGroup.BROKER),
     )
 
-    # --- InfluxDB ------------------------------------------------------------------------
-    influxdb_api_version: int = Field(
-        default=1, description="1: InfluxDB 1.x /write; 2: the v2 write API (2.x, 3.x, 1.8+)."
+    # --- destinations: InfluxDB ------------------------------------------------------------
+    influxdb_url: str = Field(
+        default="http://127.0.0.1:8086",
+        description="InfluxDB base URL.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
     )
-    influxdb_url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL.")
-    influxdb_token: SecretStr | None = Field(default=None, description="v2 API token.")
-    influxdb_org: str | None = Field(default=None, description="v2 organisation.")
-    influxdb_bucket: str = Field(default="home_assistant", description="v2 bucket.")
-    influxdb_database: str = Field(default="home_assistant", description="v1 database.")
-    influxdb_username: str | None = Field(default=None, description="v1 user.")
-    influxdb_password: SecretStr | None = Field(default=None, description="v1 password.")
-    influxdb_retention_policy: str | None = Field(default=None, description="v1 retention policy.")
-    influxdb_timeout: float = Field(default=10.0, gt=0, description="Seconds per write request.")
+    influxdb_api_version: int = Field(
+        default=1,
+        description="1: InfluxDB 1.x /write; 2: the v2 write API (2.x, 3.x, 1.8+).",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
+    )
+    influxdb_database: str = Field(
+        default="home_assistant",
+        description="v1 database.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
+    )
+    influxdb_username: str | None = Field(
+        default=None,
+        description="v1 user.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
+    )
+    influxdb_password: SecretStr | None = Field(
+        default=None,
+        description="v1 password.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
+    )
+    influxdb_retention_policy: str | None = Field(
+        default=None,
+        description="v1 retention policy.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
+    )
+    influxdb_token: SecretStr | None = Field(
+        default=None,
+        description="v2 API token.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
+    )
+    influxdb_org: str | None = Field(
+        default=None,
+        description="v2 organisation.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
+    )
+    influxdb_bucket: str = Field(
+        default="home_assistant",
+        description="v2 bucket.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
+    )
+    influxdb_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds per write request.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS),
+    )
+
+    # --- recording rules -------------------------------------------------------------------
+    ha_ingestor_config: Path | None = Field(
+        default=None,
+        description="YAML with filters, tags and overrides named as in HA's InfluxDB integration.",
+        json_schema_extra=in_group(SettingGroup.RULES, first=True),
+    )
+
+    # --- listener hand-off: publisher, spool, backfill --------------------------------------
+    listener_broker_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds a publish to a Redis broker may wait before its batch goes to the "
+        "spool instead.",
+        json_schema_extra=in_group(SettingGroup.HANDOFF),
+    )
+    publish_queue_size: int = Field(
+        default=20_000,
+        ge=100,
+        description="Events held in memory between reading and publishing.",
+        json_schema_extra=in_group(SettingGroup.HANDOFF),
+    )
+    data_dir: Path = Field(
+        default=Path(".data"),
+        description="Local state: spool, beat schedule.",
+        json_schema_extra=in_group(SettingGroup.HANDOFF),
+    )
+    spool_max_mb: int = Field(
+        default=1024,
+        ge=1,
+        description="Size limit of the local spool (DATA_DIR/spool), in MB.",
+        json_schema_extra=in_group(SettingGroup.HANDOFF),
+    )
+    backfill_window: float = Field(
+        default=900.0,
+        gt=0,
+        description="Seconds of HA history asked for in one backfill request (its window).",
+        json_schema_extra=in_group(SettingGroup.HANDOFF),
+    )
+    backfill_entities_per_request: int = Field(
+        default=200,
+        ge=1,
+        description="Entities asked for in one backfill request: a large home's window is "
+        "split into requests of this many.",
+        json_schema_extra=in_group(SettingGroup.HANDOFF),
+    )
+    backfill_reply_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds HA may take to answer one backfill request.",
+        json_schema_extra=in_group(SettingGroup.HANDOFF),
+    )
+    backfill_retries: int = Field(
+        default=5,
+        ge=0,
+        description="Retries of a backfill request that failed or timed out, with backoff, "
+        "before the backfill waits for the next connection (its cursor kept).",
+        json_schema_extra=in_group(SettingGroup.HANDOFF),
+    )
 
     # --- workers -----------------------------------------------------------------------------
     batch_size: int = Field(
-        default=1000, ge=1, le=50_000, description="Events per InfluxDB write under load."
+        default=1000,
+        ge=1,
+        le=50_000,
+        description="Events per InfluxDB write under load.",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
     )
     batch_interval: float = Field(
         default=0.5,
         gt=0,
         le=10,
         description="Seconds a partial batch waits before it is written (idle latency).",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
     )
     write_retry_max_delay: float = Field(
-        default=30.0, gt=0, description="Cap of the write retry backoff, in seconds."
+        default=30.0,
+        gt=0,
+        description="Cap of the write retry backoff, in seconds.",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
     )
     max_event_age: float = Field(
         default=86_400.0,
@@ -146,6 +316,7 @@ class Settings(BaseSettings):
         description="Seconds an event may wait for an unavailable InfluxDB before it is "
         "dead-lettered (reason too_old_during_outage); those are replayed automatically once "
         "writes succeed again.",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
     )
     dead_letters_max: int | None = Field(
         default=None,
@@ -153,88 +324,26 @@ class Settings(BaseSettings):
         description="Dead letters kept at most; beyond it the oldest are DELETED (counted, health "
         "reason `dropping`). Unset (the default): every letter is kept. Events waiting out an "
         "InfluxDB outage are never capped.",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
     )
     enrichment_enabled: bool = Field(
         default=True,
         description="Add area and device tags from HA's registries (kept in Redis by the "
         "listener).",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
     )
     enrichment_cache_ttl: float = Field(
-        default=60.0, gt=0, description="Seconds a worker keeps the registries before re-reading."
-    )
-
-    # --- listener ----------------------------------------------------------------------------
-    health_host: str = Field(default="127.0.0.1", description="Address of the health server.")
-    health_port: int = Field(
-        default=8001, ge=0, le=65535, description="Port of /health, /metrics and the status page."
-    )
-    data_dir: Path = Field(default=Path(".data"), description="Local state: spool, beat schedule.")
-    spool_max_mb: int = Field(
-        default=1024, ge=1, description="Size limit of the local spool (DATA_DIR/spool), in MB."
-    )
-    publish_queue_size: int = Field(
-        default=20_000, ge=100, description="Events held in memory between reading and publishing."
-    )
-
-    # --- listener: durable hand-off and paged backfill (issue 13) ---------------------------
-    listener_broker_timeout: float = Field(
-        default=5.0,
+        default=60.0,
         gt=0,
-        le=300,
-        description="Seconds a publish to a Redis broker may wait before its batch goes to the "
-        "spool instead.",
+        description="Seconds a worker keeps the registries before re-reading.",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
     )
-    ha_max_frame_mb: int = Field(
-        default=64,
-        ge=1,
-        description="Largest WebSocket frame taken from HA, in MB (a larger one restarts the "
-        "connection).",
-    )
-    ha_trace_frames: Path | None = Field(
-        default=None,
-        description="Debugging: write every WebSocket frame to and from HA to this file as JSON "
-        "lines, secrets masked (`ha-ingestor trace summary PATH` reads it). Unset: off.",
-    )
-    ha_trace_max_mb: float = Field(
-        default=50.0, gt=0, description="Size of one frame trace file before it is rotated, in MB."
-    )
-    ha_trace_backups: int = Field(
-        default=3, ge=0, le=100, description="Rotated frame trace files kept (PATH.1 … PATH.N)."
-    )
-    backfill_window: float = Field(
-        default=900.0,
-        gt=0,
-        description="Seconds of HA history asked for in one backfill request (its window).",
-    )
-    backfill_entities_per_request: int = Field(
-        default=200,
-        ge=1,
-        description="Entities asked for in one backfill request: a large home's window is "
-        "split into requests of this many.",
-    )
-    backfill_reply_timeout: float = Field(
-        default=60.0, gt=0, description="Seconds HA may take to answer one backfill request."
-    )
-    backfill_retries: int = Field(
-        default=5,
-        ge=0,
-        description="Retries of a backfill request that failed or timed out, with backoff, "
-        "before the backfill waits for the next connection (its cursor kept).",
-    )
-    import_max_queue: int = Field(
-        default=50_000,
-        ge=100,
-        description="`ha-ingestor import` publishes only while fewer than this many messages "
-        "wait in the ingest queue (read from the broker), so an import of a year never fills "
-        "Redis: about 1 kB of broker memory each.",
-    )
-
-    # --- workers: bulk take from Redis (issue 12) ---------------------------------------
     worker_bulk_take: bool = Field(
         default=True,
         description="On a Redis broker, workers take up to BATCH_SIZE messages per round trip "
         "and acknowledge each batch at once (workers/consumers/bulk_consumer.py); false: "
         "Celery's own consumer, one message at a time.",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
     )
     worker_liveness_timeout: float = Field(
         default=20.0,
@@ -242,58 +351,121 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds after which the messages a silent worker took go back to the "
         "queue (its liveness key, renewed every quarter of this by a thread of its own).",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
     )
 
-    # --- monitoring: beat, health thresholds, Flower ----------------------------------------
+    # --- health and monitoring: the health server, beat's thresholds, Flower ----------------
+    health_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the health server.",
+        json_schema_extra=in_group(SettingGroup.HEALTH),
+    )
+    health_port: int = Field(
+        default=8001,
+        ge=0,
+        le=65535,
+        description="Port of /health, /metrics and the status page.",
+        json_schema_extra=in_group(SettingGroup.HEALTH, first=True),
+    )
     beat_interval: float = Field(
-        default=5.0, gt=0, le=300, description="Seconds between beat's rate and health runs."
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds between beat's rate and health runs.",
+        json_schema_extra=in_group(SettingGroup.HEALTH),
     )
     health_event_gap: float = Field(
         default=600.0,
         gt=0,
         description="Seconds without events while subscribed before the status is degraded "
         "(only when HA usually sends at least a few events in that time).",
+        json_schema_extra=in_group(SettingGroup.HEALTH),
     )
     health_listener_stale: float = Field(
         default=15.0,
-        gt=0,
-        description="Seconds without a listener heartbeat in Redis before it counts as down.",
+        ge=LISTENER_STALE_MIN_S,
+        description="Seconds without a listener heartbeat in Redis before it counts as down; at "
+        f"least {LISTENER_STALE_REPORTS} times the listener's "
+        f"{LISTENER_REPORT_INTERVAL_S:g} s report interval.",
+        json_schema_extra=in_group(SettingGroup.HEALTH),
     )
     health_reconnects_per_hour: int = Field(
-        default=5, ge=1, description="Reconnects to HA within an hour that make it degraded."
+        default=5,
+        ge=1,
+        description="Reconnects to HA within an hour that make it degraded.",
+        json_schema_extra=in_group(SettingGroup.HEALTH),
     )
     health_queue_backlog: int = Field(
-        default=10_000, ge=1, description="Waiting messages that make the status degraded."
+        default=10_000,
+        ge=1,
+        description="Waiting messages that make the status degraded.",
+        json_schema_extra=in_group(SettingGroup.HEALTH),
     )
     health_queue_max_age: float = Field(
         default=300.0,
         gt=0,
         description="Seconds the oldest waiting event may wait (degraded beyond); with nothing "
         "written for that long while events wait, unhealthy.",
+        json_schema_extra=in_group(SettingGroup.HEALTH),
     )
     health_window: float = Field(
         default=300.0,
         ge=60,
         description="Seconds over which write errors and dead letters are counted (whole "
         "minutes, the current one included).",
+        json_schema_extra=in_group(SettingGroup.HEALTH),
     )
     flower_address: str = Field(
-        default="127.0.0.1", description="Address Flower binds (`ha-ingestor flower`)."
+        default="127.0.0.1",
+        description="Address Flower binds (`ha-ingestor flower`).",
+        json_schema_extra=in_group(SettingGroup.HEALTH),
     )
-    flower_port: int = Field(default=5555, ge=0, le=65535, description="Flower's port.")
+    flower_port: int = Field(
+        default=5555,
+        ge=0,
+        le=65535,
+        description="Flower's port.",
+        json_schema_extra=in_group(SettingGroup.HEALTH),
+    )
     flower_basic_auth: SecretStr | None = Field(
         default=None,
         description="user:password[,user2:password2] for Flower; required when FLOWER_ADDRESS "
         "is not a loopback address.",
+        json_schema_extra=in_group(SettingGroup.HEALTH),
     )
 
-    # --- rules ---------------------------------------------------------------------------
-    ha_ingestor_config: Path | None = Field(
-        default=None,
-        description="YAML with filters, tags and overrides named as in HA's InfluxDB integration.",
+    # --- import --------------------------------------------------------------------------------
+    import_max_queue: int = Field(
+        default=50_000,
+        ge=100,
+        description="`ha-ingestor import` publishes only while fewer than this many messages "
+        "wait in the ingest queue (read from the broker), so an import of a year never fills "
+        "Redis: about 1 kB of broker memory each.",
+        json_schema_extra=in_group(SettingGroup.IMPORT),
     )
+
+    # --- logs and frame tracing ----------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", description="Log level."
+        default="INFO", description="Log level.", json_schema_extra=in_group(SettingGroup.TRACING)
+    )
+    ha_trace_frames: Path | None = Field(
+        default=None,
+        description="Debugging: write every WebSocket frame to and from HA to this file as JSON "
+        "lines, secrets masked (`ha-ingestor trace summary PATH` reads it). Unset: off.",
+        json_schema_extra=in_group(SettingGroup.TRACING),
+    )
+    ha_trace_max_mb: float = Field(
+        default=50.0,
+        gt=0,
+        description="Size of one frame trace file before it is rotated, in MB.",
+        json_schema_extra=in_group(SettingGroup.TRACING),
+    )
+    ha_trace_backups: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Rotated frame trace files kept (PATH.1 … PATH.N).",
+        json_schema_extra=in_group(SettingGroup.TRACING),
     )
 
     @field_validator("ha_event_types", mode="before")
@@ -335,6 +507,21 @@ class Settings(BaseSettings):
             check_redis_url(value.get_secret_value())
         return value
 
+    @field_validator("health_listener_stale", mode="before")
+    @classmethod
+    def _check_listener_stale(cls, value: Any) -> Any:
+        """Before the field's own `ge`, so the line says where the minimum comes from."""
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            return value  # not a number: the type check says so
+        if seconds < LISTENER_STALE_MIN_S:
+            raise ValueError(
+                f"must be at least {LISTENER_STALE_MIN_S:g} s ({LISTENER_STALE_REPORTS} times the "
+                f"listener's {LISTENER_REPORT_INTERVAL_S:g} s report interval)"
+            )
+        return value
+
     @field_validator("influxdb_api_version")
     @classmethod
     def _check_api_version(cls, value: int) -> int:
@@ -370,9 +557,33 @@ class Settings(BaseSettings):
             problems.append("HA_HEARTBEAT_TIMEOUT: must be far below CELERY_VISIBILITY_TIMEOUT")
         if self.ha_ingestor_config is not None and not self.ha_ingestor_config.is_file():
             problems.append(f"HA_INGESTOR_CONFIG: {self.ha_ingestor_config} is not a file")
+        problems += self._threshold_problems()
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
+
+    def _threshold_problems(self) -> list[str]:
+        """Pairs where one setting must stay below the other: a warning before its action, a
+        backoff's start below its cap. One line each, naming both and what would be valid.
+
+        (HEALTH_QUEUE_MAX_AGE and MAX_EVENT_AGE are no such pair: the first is about workers
+        falling behind, the second only applies while InfluxDB is unavailable.)"""
+        problems = []
+        warn, spool = self.broker_memory_warn_percent, self.broker_memory_spool_percent
+        if warn >= spool:
+            problems.append(
+                f"BROKER_MEMORY_WARN_PERCENT ({warn}) must be below BROKER_MEMORY_SPOOL_PERCENT "
+                f"({spool}): health warns before the listener spools "
+                + _defaults("broker_memory_warn_percent", "broker_memory_spool_percent")
+            )
+        first, cap = self.ha_reconnect_initial_delay, self.ha_reconnect_max_delay
+        if first > cap:
+            problems.append(
+                f"HA_RECONNECT_INITIAL_DELAY ({first:g} s) must not exceed HA_RECONNECT_MAX_DELAY "
+                f"({cap:g} s), the cap of the backoff it starts "
+                + _defaults("ha_reconnect_initial_delay", "ha_reconnect_max_delay")
+            )
+        return problems
 
     # --- derived values ------------------------------------------------------------------
 
@@ -423,16 +634,69 @@ def _password(url: str) -> str | None:
     return urlsplit(url).password
 
 
+def _defaults(*names: str) -> str:
+    """`(the defaults are 80 and 90)`: a valid pair, read from the model."""
+    values = [f"{Settings.model_fields[name].default:g}" for name in names]
+    return f"(the defaults are {' and '.join(values)})"
+
+
+def environment_names(name: str, field: FieldInfo) -> tuple[str, ...]:
+    """The variables a field is read from, upper-cased: its aliases when it has them (the
+    current name first), else its name."""
+    alias = field.validation_alias if field.validation_alias is not None else field.alias
+    if isinstance(alias, AliasChoices):
+        names = tuple(choice for choice in alias.choices if isinstance(choice, str))
+    elif isinstance(alias, str):
+        names = (alias,)
+    else:
+        names = (name,)
+    return tuple(n.upper() for n in names)
+
+
+def setting_variables(model: type[Settings] | None = None) -> frozenset[str]:
+    """Every environment variable the settings read, and the `_FILE` variant of each (how
+    secrets are given to containers), so a test can clear them all."""
+    fields = (model or Settings).model_fields
+    names = [n for name, field in fields.items() for n in environment_names(name, field)]
+    return frozenset(_with_file_variants(names))
+
+
+def _with_file_variants(names: list[str]) -> Iterator[str]:
+    for name in names:
+        yield name
+        yield name if name.endswith("_FILE") else f"{name}_FILE"
+
+
+_env_file: Path | None = None
+"""A dotenv file read below the environment, when the entry point chose one (read_env_file)."""
+
+
+def read_env_file(path: Path | None) -> None:
+    """From now on, build settings from the environment and, below it, this dotenv file.
+
+    Only a command's entry point calls this, before any settings are loaded: it is how a
+    command run beside `make run` reaches that stack (config/dev_stack_file.py). A variable
+    set in the environment always wins over the file.
+    """
+    global _env_file
+    _env_file = path
+    get_settings.cache_clear()
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings from the environment, or raise SettingsError listing every problem."""
     try:
-        return Settings(**overrides)
+        # pydantic-settings' own argument, which the dataclass transform mypy sees omits.
+        return Settings(_env_file=_env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"]) or "settings"
             message = str(error["msg"]).removeprefix("Value error, ")
-            lines.append(f"  {field.upper()}: {message}" if error["loc"] else f"  {message}")
+            if error["loc"]:
+                lines.append(f"  {field.upper()}: {message}")
+            else:
+                lines += [f"  {line}" for line in message.splitlines()]
         raise SettingsError(
             "ha-ingestor cannot start, fix these settings (environment variables):\n"
             + "\n".join(lines)

@@ -1,7 +1,8 @@
 """Generates docs/configuration.md from the code, so the reference cannot drift from it.
 
 Environment variables come from the `Settings` model (names, defaults, constraints and each
-field's description); YAML options from `core.rules` (the option names, their defaults and
+field's description), the ones a user sets first on top, then every one under its group
+(config/setting_groups.py); YAML options from `core.rules` (the option names, their defaults and
 valid values), with their meanings written here next to the HA option each one mirrors. A unit
 test fails when docs/configuration.md differs from `render()` or when an option has no meaning.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import enum
 import sys
+import textwrap
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,7 +31,8 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from config.settings import Settings
+from config.setting_groups import SettingGroup, group_of, set_first
+from config.settings import Settings, environment_names
 
 _DESCRIPTION: Final = "Generate docs/configuration.md from the settings model and the rules."
 DOC_PATH: Final = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -94,7 +97,21 @@ _ENV_INTRO = """\
 ## Environment variables
 
 Names are case-insensitive. Secrets (marked *secret*) never appear in logs, `/health`,
-`/metrics` or error messages; a URL's password is shown as `**`.
+`/metrics` or error messages; a URL's password is shown as `**`. Settings that must stay
+apart (a warning below its action, a backoff's start below its cap) are checked against each
+other at start too.
+
+While `make run` runs, it keeps the settings it started with (its URLs and ports) in
+`DATA_DIR/dev-stack.env`: `ha-ingestor status`, `check`, `dlq` and `import` run in that
+checkout with no `CELERY_BROKER_URL` or `REDIS_URL` set read them, below the environment, and
+say on stderr which stack they talk to.
+"""
+
+_FIRST_INTRO = """\
+### Start here
+
+The settings a user sets first: where Home Assistant, the broker and InfluxDB are, and how to
+log in to each. Every setting is then listed by concern, these included.
 """
 
 _YAML_INTRO = """\
@@ -209,33 +226,61 @@ def _default_text(field: FieldInfo) -> str:
 
 
 def environment_variable(name: str, field: FieldInfo) -> str:
-    """The variable a field is read from (its alias when it has one)."""
-    alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
-    return (alias or name).upper()
+    """The variable a field is documented under: its current name (older aliases still work)."""
+    return environment_names(name, field)[0]
 
 
-def environment_rows(model: type[Settings] = Settings) -> list[tuple[str, str, str, str]]:
-    """(variable, default, valid values, meaning) for every setting, in declaration order."""
-    rows = []
-    for name, field in model.model_fields.items():
-        if not field.description:
-            raise ValueError(
-                f"Settings.{name} has no description: give its Field a description=..., "
-                "the configuration reference is generated from it"
-            )
-        valid = _type_text(field.annotation)
-        bounds = _bounds_text(field.metadata)
-        if bounds:
-            valid = f"{valid}, {bounds}"
-        rows.append(
-            (
-                f"`{environment_variable(name, field)}`",
-                _default_text(field),
-                valid,
-                _cell(field.description),
-            )
+def _variable_text(name: str, field: FieldInfo) -> str:
+    current, *older = environment_names(name, field)
+    return f"`{current}`" + (f" (or {_code_list(older)})" if older else "")
+
+
+Row = tuple[str, str, str, str]
+
+
+def environment_row(name: str, field: FieldInfo) -> Row:
+    """(variable, default, valid values, meaning) of one setting."""
+    if not field.description:
+        raise ValueError(
+            f"Settings.{name} has no description: give its Field a description=..., "
+            "the configuration reference is generated from it"
         )
-    return rows
+    valid = _type_text(field.annotation)
+    bounds = _bounds_text(field.metadata)
+    if bounds:
+        valid = f"{valid}, {bounds}"
+    return (_variable_text(name, field), _default_text(field), valid, _cell(field.description))
+
+
+def environment_rows(model: type[Settings] = Settings) -> list[Row]:
+    """Every setting's row, in declaration order (which is group by group)."""
+    return [environment_row(name, field) for name, field in model.model_fields.items()]
+
+
+def first_rows(model: type[Settings] = Settings) -> list[Row]:
+    """The rows of the settings a user sets first (marked so in their metadata)."""
+    return [
+        environment_row(name, field)
+        for name, field in model.model_fields.items()
+        if set_first(field)
+    ]
+
+
+def grouped_rows(model: type[Settings] = Settings) -> dict[SettingGroup, list[Row]]:
+    """Every setting's row under its group, the groups in their order, none left empty."""
+    groups: dict[SettingGroup, list[Row]] = {group: [] for group in SettingGroup}
+    for name, field in model.model_fields.items():
+        groups[group_of(name, field)].append(environment_row(name, field))
+    return {group: rows for group, rows in groups.items() if rows}
+
+
+def _environment_section(model: type[Settings] = Settings) -> str:
+    header = ("Variable", "Default", "Valid values", "Meaning")
+    parts = [_ENV_INTRO, _FIRST_INTRO, _table(header, first_rows(model))]
+    for group, rows in grouped_rows(model).items():
+        purpose = textwrap.fill(group.purpose, width=96)
+        parts += [f"### {group.title}\n\n{purpose}\n", _table(header, rows)]
+    return "\n".join(parts)
 
 
 def _yaml_default(option: str, defaults: Any) -> str:
@@ -304,8 +349,7 @@ def render() -> str:
     return "\n".join(
         [
             _HEADER,
-            _ENV_INTRO,
-            _table(("Variable", "Default", "Valid values", "Meaning"), environment_rows()),
+            _environment_section(),
             _YAML_INTRO,
             _table(("Option", "Default", "Meaning"), yaml_rows()),
             _HA_OPTIONS_INTRO,

@@ -12,6 +12,7 @@ from typing import TypeVar
 import pytest
 import redis
 
+from config.settings import read_env_file, setting_variables
 from devtools.local_servers import (
     InfluxDBServer,
     LocalServer,
@@ -22,17 +23,24 @@ from devtools.local_servers import (
 from tests.helpers import InfluxDatabase, InfluxQL, Victoria
 
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
-_LEAKY_PREFIXES = ("HA_", "INFLUXDB_", "CELERY_")
 _redis_dbs = itertools.cycle(range(1, 16))
 S = TypeVar("S", bound=LocalServer)
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings read the environment: the developer's shell must not leak into tests."""
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Settings read the environment: the developer's shell must not leak into tests.
+
+    Every variable the settings model reads is cleared (each field's name or aliases, and
+    their `_FILE` variants), and no dotenv file (a dev stack's) is read below it.
+    """
+    variables = setting_variables()
     for name in list(os.environ):
-        if name.startswith(_LEAKY_PREFIXES) or name == "REDIS_URL":
+        if name.upper() in variables:
             monkeypatch.delenv(name)
+    read_env_file(None)
+    yield
+    read_env_file(None)
 
 
 def _serve(server: S) -> Iterator[S]:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import redis
 
 from config.redis_keys import COUNTER_BUCKET_TTL_S, LISTENER_STATE_TTL_S, RedisKeys
+from config.settings import LISTENER_REPORT_INTERVAL_S
 from core.ha_event import domain_of
 from listener.health.stats import ListenerStats
 
@@ -33,7 +34,7 @@ class StateReporter:
         keys: RedisKeys,
         stats: ListenerStats,
         *,
-        interval: float = 2.0,
+        interval: float = LISTENER_REPORT_INTERVAL_S,
         summary_every: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:

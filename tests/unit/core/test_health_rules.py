@@ -183,7 +183,7 @@ def test_a_check_round_trips_through_its_dict_and_garbage_is_none() -> None:
 def test_thresholds_come_from_the_settings() -> None:
     settings = load_settings(
         health_event_gap=3,
-        health_listener_stale=4,
+        health_listener_stale=7,
         health_reconnects_per_hour=2,
         health_queue_backlog=50,
         health_queue_max_age=5,
@@ -192,5 +192,5 @@ def test_thresholds_come_from_the_settings() -> None:
         ha_event_types="state_changed,call_service",
     )
     t = Thresholds.from_settings(settings)
-    assert t == Thresholds(3, 4, 2, 50, 5, 60, 1, ("state_changed", "call_service"))
+    assert t == Thresholds(3, 7, 2, 50, 5, 60, 1, ("state_changed", "call_service"))
     assert t.beat_stale_s == 5.0

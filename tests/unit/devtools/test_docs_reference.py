@@ -13,6 +13,7 @@ from pydantic import Field
 
 from config.main_command import main as cli_main
 from config.rules_file import load_rules
+from config.setting_groups import SettingGroup, group_of, set_first
 from config.settings import Settings
 from core import rules
 from devtools import docs_reference
@@ -130,3 +131,41 @@ def test_relative_links_in_the_docs_resolve() -> None:
             if "://" in target:
                 continue
             assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+def test_the_reference_starts_with_what_a_user_sets_first_then_every_group() -> None:
+    text = docs_reference.render()
+    headings = re.findall(r"^### (.+)$", text, re.M)
+    groups = [group.title for group in SettingGroup]
+    assert headings[0] == "Start here"
+    assert headings[1 : 1 + len(groups)] == groups
+    start = text.split("### Start here", 1)[1].split("\n### ", 1)[0]
+    variables = re.findall(r"^\| `([A-Z0-9_]+)` \|", start, re.M)
+    assert variables[:4] == ["HA_URL", "HA_TOKEN", "HA_TOKEN_FILE", "CELERY_BROKER_URL"]
+    assert variables == _first_variables()
+
+
+def test_each_setting_is_listed_under_its_own_group() -> None:
+    text = docs_reference.render()
+    for group in SettingGroup:
+        section = text.split(f"### {group.title}\n", 1)[1].split("\n### ", 1)[0]
+        listed = re.findall(r"^\| `([A-Z0-9_]+)` \|", section, re.M)
+        expected = [
+            name.upper()
+            for name, field in Settings.model_fields.items()
+            if group_of(name, field) is group
+        ]
+        assert listed == expected, group
+
+
+def _first_variables() -> list[str]:
+    return [name.upper() for name, field in Settings.model_fields.items() if set_first(field)]
+
+
+def test_the_readme_at_a_glance_lists_what_a_user_sets_first() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Main settings at a glance", 1)[1].split("\n## ", 1)[0]
+    named: list[str] = []
+    for row in re.findall(r"^\| (.+?) \| ", table, re.M):
+        named += [n for n in re.findall(r"`([A-Z0-9_]+)`", row) if n not in named]
+    assert named == _first_variables()
