@@ -21,6 +21,7 @@ from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State
 
 from core.backoff import BackoffFactory, exponential_backoff
 from listener.ha import protocol
@@ -39,6 +40,9 @@ ControlHandler = Callable[[dict[str, Any]], None]
 """Called by the reader for a control event (a registry change): it must return at once, and
 start a task for anything that waits on HA, whose reply only this same reader can read."""
 ConnectedHook = Callable[["HAConnection"], Awaitable[None]]
+
+CLOSE_TIMEOUT_S = 2.0
+"""How long a closing handshake may take before the TCP connection is dropped."""
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 """HA's get_states on a large install is tens of MB; anything above this is not HA."""
@@ -204,7 +208,7 @@ class HAClient:
             self._url,
             open_timeout=self._open_timeout,
             ping_interval=None,  # HA-level ping below: it proves HA's loop answers, not just TCP
-            close_timeout=2.0,
+            close_timeout=CLOSE_TIMEOUT_S,
             max_size=self._max_frame_bytes,
             max_queue=64,
             compression=None,
@@ -232,11 +236,7 @@ class HAClient:
                 heartbeat = asyncio.create_task(self._heartbeat(connection), name="ha-heartbeat")
                 if self._on_connected is not None:
                     await self._on_connected(connection)
-                done, _ = await asyncio.wait(
-                    {reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED
-                )
-                for finished in done:
-                    finished.result()
+                await _until_ended(connection, reader, heartbeat)
             finally:
                 for task in (reader, heartbeat):
                     if task is not None:
@@ -396,3 +396,19 @@ class HAClient:
                         f"no pong within {self._heartbeat_timeout:g} s: the connection is dead"
                     ) from None
                 log.debug("pong late, but HA keeps sending: the connection is alive")
+
+
+async def _until_ended(
+    connection: HAConnection, reader: asyncio.Task[None], heartbeat: asyncio.Task[None]
+) -> None:
+    """Wait until the reader or the heartbeat ends; raise what ended the connection.
+
+    The reader knows best. Once the connection is closing (we closed it with 1009 for a frame
+    too big, or HA closed it), a ping that got no pong, or failed with the connection, is a
+    consequence: the reader's end is awaited (the closing handshake is bounded) and its
+    reason raised, so that `classify_disconnect` judges the cause, not a symptom.
+    """
+    await asyncio.wait({reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+    if not reader.done() and connection.ws.state is not State.OPEN:
+        await asyncio.wait({reader}, timeout=CLOSE_TIMEOUT_S + 1.0)
+    (reader if reader.done() else heartbeat).result()
