@@ -259,8 +259,8 @@ class Listener:
                 await asyncio.to_thread(self.save_watermark)
             except OSError as exc:
                 log.warning(
-                    "could not save the handoff watermark in DATA_DIR (%s): free space or fix "
-                    "its permissions, or a restart refills a longer gap from HA's history",
+                    "could not save the handoff watermark in DATA_DIR (%s): free some space or "
+                    "fix its permissions; until then a restart backfills from an older mark",
                     exc,
                 )
 
