@@ -22,24 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from config.logging_setup import configure_logging
-    from listener.service import EXIT_CONFIG, Listener
+    from listener.data_dir_lock import DataDirBusy
+    from listener.service import EXIT_CONFIG, build_listener
 
     settings = get_settings()
     if args.trace_frames is not None:
         settings = settings.model_copy(update={"ha_trace_frames": args.trace_frames})
     configure_logging(settings.log_level, settings.secrets())
-    if settings.ha_url is None or not settings.ha_token_value():
-        print(
-            "ha-ingestor listener: set HA_URL (e.g. http://homeassistant.local:8123) and HA_TOKEN "
-            "(a long-lived access token from your HA profile, Security tab).",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
-    from listener.data_dir_lock import DataDirBusy
-
     try:
-        listener = Listener(settings)
+        service = build_listener(settings)
     except DataDirBusy as exc:
         print(f"ha-ingestor listener: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return asyncio.run(listener.run())
+    return asyncio.run(service.run())

@@ -1,16 +1,23 @@
-"""The listener process: wires the HA client, the publisher, the spool and the health server.
+"""The listener process: `build_listener` composes it, `ListenerService.run` runs it.
 
-Lifecycle: start the publisher (it drains a spool left by a previous run first), serve health,
-connect to HA; on SIGTERM/SIGINT unsubscribe, flush memory to the broker or the spool, exit 0.
+Lifecycle: every component is built first, in dependency order, none started. `run` starts
+each one and registers its stop right after it, in an AsyncExitStack: the state reporter,
+health, the publisher (it drains a spool left by a previous run first), the watermark keeper,
+the signal handlers; then it connects to HA. On SIGTERM/SIGINT the client unsubscribes, and
+the stack stops everything in reverse order of start: memory is flushed to the broker or the
+spool before the watermark is saved, and the DATA_DIR lock is released last. Exit 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,8 +48,10 @@ from listener.state_files import CURSOR_FILE, STATE_FILE, WatermarkFile
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
-EXIT_AUTH_INVALID = 3
 EXIT_CONFIG = 2
+
+REMEMBER_EVERY_S = 2.0
+"""How often the durable watermark is written to disk while running."""
 
 
 def _frame_trace(settings: Settings) -> FrameTrace | None:
@@ -70,79 +79,36 @@ def _frame_trace(settings: Settings) -> FrameTrace | None:
 
 
 class Listener:
-    """One listener: reads HA, hands every event to the publisher with the §3.1 envelope."""
+    """What the listener does with HA: every event to the publisher with the §3.1 envelope;
+    after each connection the registries, the first start's snapshot and the gap backfill."""
 
-    def __init__(self, settings: Settings, stats: ListenerStats | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        stats: ListenerStats,
+        publisher: Publisher,
+        registries: RegistryStore,
+        watermark_file: WatermarkFile,
+        cursor: BackfillCursor,
+    ) -> None:
         self.settings = settings
-        self.stats = stats or ListenerStats()
+        self.stats = stats
+        self.publisher = publisher
+        self.registries = registries
+        self._watermark_file = watermark_file
+        self._cursor = cursor
+        self._filler = GapFiller(
+            cursor, self._enqueue_backfilled, publisher.watermark.is_durable, _limits(settings)
+        )
         self._seq = itertools.count(1)
         self._snapshot_done = False
         self._last_event_time: Any = None
-        # First of all: a second listener on this DATA_DIR stops here (DataDirBusy).
-        self._lock = DataDirLock(settings.data_dir)
-        self._memory = WatermarkFile(settings.data_dir / STATE_FILE)
         # Where the next gap starts: the last event received before the connection was lost
         # (this process still holds what it received), or, at start, the newest event a
         # previous run durably handed off (None on the very first start).
-        self._gap_from: Any = self._memory.handed_off_through()
+        self._gap_from: Any = watermark_file.handed_off_through()
         self._backfill_tasks: set[asyncio.Task[None]] = set()
-        self._cursor = BackfillCursor(settings.data_dir / CURSOR_FILE)
-        self._filler = GapFiller(
-            self._cursor,
-            self._enqueue_backfilled,
-            lambda ticket: self.publisher.watermark.is_durable(ticket),
-            BackfillLimits(
-                window_s=settings.backfill_window,
-                entities_per_request=settings.backfill_entities_per_request,
-                reply_timeout=settings.backfill_reply_timeout,
-                retries=settings.backfill_retries,
-            ),
-        )
-        keys = RedisKeys(settings.redis_prefix)
-        self._redis = redis.Redis.from_url(settings.state_redis_url(), socket_timeout=5)
-        self._health_view = HealthView(settings, self.stats)
-        self.registries = RegistryStore(self._redis, keys)
-        self.refresher = RegistryRefresher(
-            self.registries, self._current_call, on_refreshed=self._count_refresh
-        )
-        self.spool = Spool(
-            settings.data_dir / "spool" / "events.sqlite3",
-            max_bytes=settings.spool_max_mb * 1024 * 1024,
-        )
-        self.publisher = Publisher(
-            celery_publisher(settings),
-            self.spool,
-            self.stats,
-            capacity=settings.publish_queue_size,
-            memory_gate=BrokerMemoryGate(
-                settings.celery_broker_url.get_secret_value(),
-                settings.broker_kind,
-                settings.broker_memory_spool_percent,
-            ),
-            spool_max_bytes=settings.spool_max_mb * 1024 * 1024,
-        )
-        token = settings.ha_token_value()
-        if settings.ha_url is None or not token:
-            raise ValueError("HA_URL and HA_TOKEN are required to run the listener")
-        self.frame_trace = _frame_trace(settings)
-        self.client = HAClient(
-            settings.ha_url,
-            token,
-            settings.ha_event_types,
-            self.on_event,
-            self.stats,
-            control_events=dict.fromkeys(UPDATE_EVENTS, self.refresher.changed),
-            on_connected=self.on_connected,
-            on_disconnected=self.on_disconnected,
-            heartbeat_interval=settings.ha_heartbeat_interval,
-            heartbeat_timeout=settings.ha_heartbeat_timeout,
-            backoff=lambda: exponential_backoff(
-                initial=settings.ha_reconnect_initial_delay, cap=settings.ha_reconnect_max_delay
-            ),
-            auth_gate=AuthGate(settings.data_dir),
-            max_frame_bytes=settings.ha_max_frame_mb * 1024 * 1024,
-            frame_trace=self.frame_trace,
-        )
+        self._connection: HAConnection | None = None
 
     async def on_event(self, event: dict[str, Any], source: Source = "live") -> None:
         """Hand an event to the publisher; waits only when memory and the spool are both full."""
@@ -164,11 +130,12 @@ class Listener:
         # would leave /health showing an empty memory that is filling up.
         stats.memory_queue_depth = self.publisher.backlog
 
-    def _current_call(self) -> Call | None:
-        connection = self.client.connection
+    def current_call(self) -> Call | None:
+        """The live connection's `call`, for registry refreshes; None while disconnected."""
+        connection = self._connection
         return None if connection is None else connection.call
 
-    def _count_refresh(self) -> None:
+    def count_refresh(self) -> None:
         self.stats.registry_refreshes += 1
 
     async def on_connected(self, connection: HAConnection) -> None:
@@ -178,6 +145,7 @@ class Listener:
         The backfill runs as a task: it may take minutes, and heartbeats and a lost connection
         must not wait for it.
         """
+        self._connection = connection
         await self.registries.refresh(connection.call)
         states = await connection.call("get_states", reply_timeout=60.0) or []
         states = [s for s in states if isinstance(s, dict)]
@@ -210,8 +178,8 @@ class Listener:
 
     def on_disconnected(self) -> None:
         """The gap starts at the last event this connection delivered."""
-        for task in list(self._backfill_tasks):
-            task.cancel()  # its cursor stays: the next connection starts from there
+        self._connection = None
+        self.cancel_backfills()
         if self._last_event_time is not None:
             self._gap_from = self._last_event_time
 
@@ -261,16 +229,113 @@ class Listener:
         except ConnectionError:
             log.info("the connection was lost during the backfill; the next one resumes it")
 
-    async def _remember(self) -> None:
-        """Keep the durable watermark on disk, so a restarted listener knows its gap.
+    def cancel_backfills(self) -> None:
+        for task in list(self._backfill_tasks):
+            task.cancel()  # its cursor stays: the next connection starts from there
+
+    @contextlib.asynccontextmanager
+    async def remembering(self) -> AsyncIterator[None]:
+        """Keep the durable watermark on disk while inside, so a restart knows its gap.
 
         Only what is in the broker or the spool counts: events still in memory die with a
-        SIGKILLed process, and the restart's backfill must reach back to them.
+        SIGKILLed process, and the restart's backfill must reach back to them. On the way out
+        a save in progress finishes first: `save_watermark` after the flush never races it.
         """
-        watermark = self.publisher.watermark
+        stop = asyncio.Event()
+        keeper = asyncio.create_task(self._remember(stop), name="remember")
+        try:
+            yield
+        finally:
+            stop.set()
+            await keeper
+
+    async def _remember(self, stop: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(2.0)
-            await asyncio.to_thread(self._memory.save, watermark.value)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), REMEMBER_EVERY_S)
+            if stop.is_set():
+                return
+            try:
+                await asyncio.to_thread(self.save_watermark)
+            except OSError as exc:
+                log.warning(
+                    "could not save the handoff watermark in DATA_DIR (%s): free some space or "
+                    "fix its permissions; until then a restart backfills from an older mark",
+                    exc,
+                )
+
+    def save_watermark(self) -> None:
+        """Write where the durable handoff got to (a no-op when it did not move)."""
+        self._watermark_file.save(self.publisher.watermark.value)
+
+
+def _limits(settings: Settings) -> BackfillLimits:
+    return BackfillLimits(
+        window_s=settings.backfill_window,
+        entities_per_request=settings.backfill_entities_per_request,
+        reply_timeout=settings.backfill_reply_timeout,
+        retries=settings.backfill_retries,
+    )
+
+
+@dataclass(frozen=True)
+class ListenerService:
+    """A built listener, nothing started yet; `run` starts the parts and stops them."""
+
+    settings: Settings
+    listener: Listener
+    client: HAClient
+    refresher: RegistryRefresher
+    publisher: Publisher
+    reporter: StateReporter
+    health: HealthServer
+    opened: contextlib.ExitStack
+    """What holds a resource since it was built (lock, spool, trace, Redis): closed last."""
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit code.
+
+        Each part's stop is registered right after it starts, so the stack stops them in
+        reverse order of start, also when one of them fails.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            stack.enter_context(self.opened)
+            self.reporter.start()
+            stack.callback(self._stop_reporter)
+            self.health.start()
+            stack.callback(self.health.stop)
+            self.publisher.start()
+            stack.push_async_callback(self._stop_publisher)
+            await stack.enter_async_context(self.listener.remembering())
+            self._handle_signals(stack)
+            stack.callback(self.refresher.cancel)
+            stack.callback(self.listener.cancel_backfills)
+            log.info(
+                "health on http://%s:%d/health, metrics on /metrics",
+                self.settings.health_host,
+                self.health.port,
+            )
+            await self.client.run()
+        log.info("listener stopped")
+        return EXIT_OK
+
+    def _handle_signals(self, stack: contextlib.AsyncExitStack) -> None:
+        """SIGTERM/SIGINT stop the client; SIGHUP reads the token again."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.client.stop()))
+            stack.callback(loop.remove_signal_handler, signum)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_token)
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
+
+    async def _stop_publisher(self) -> None:
+        """Flush memory to the broker or the spool; then what it held counts as handed off."""
+        await asyncio.to_thread(self.publisher.stop)
+        self.listener.save_watermark()
+
+    def _stop_reporter(self) -> None:
+        self.reporter.stop()
+        self.reporter.log_summary()
 
     def _reload_token(self) -> None:
         """SIGHUP: read HA_TOKEN_FILE (or HA_TOKEN) again and log in with it at once."""
@@ -285,55 +350,102 @@ class Listener:
         log.info("SIGHUP: token read again; logging in with it")
         self.client.replace_token(token)
 
-    def health(self) -> dict[str, Any]:
-        return self._health_view.report()
 
-    async def run(self) -> int:
-        """Run until a signal or a fatal error; returns the process exit code."""
-        settings = self.settings
-        keys = RedisKeys(settings.redis_prefix)
-        reporter = StateReporter(self._redis, keys, self.stats)
-        health = HealthServer(settings.health_host, settings.health_port, self.health)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.client.stop()))
-        loop.add_signal_handler(signal.SIGHUP, self._reload_token)
-        self.publisher.start()
-        reporter.start()
-        health.start()
-        remember = asyncio.create_task(self._remember(), name="remember")
-        log.info(
-            "health on http://%s:%d/health, metrics on /metrics",
-            settings.health_host,
-            health.port,
+def build_listener(settings: Settings, stats: ListenerStats | None = None) -> ListenerService:
+    """Build every part of the listener in dependency order, none started.
+
+    What holds a resource from the moment it is built (the DATA_DIR lock, the spool's
+    database, the frame trace, the Redis client) is registered in `opened` at once: closed
+    again if a later part cannot be built, else last of all when `run` ends.
+    """
+    url, token = settings.ha_url, settings.ha_token_value()
+    if url is None or not token:
+        raise SettingsError(
+            "ha-ingestor listener: set HA_URL (e.g. http://homeassistant.local:8123) and "
+            "HA_TOKEN (a long-lived access token from your HA profile, Security tab)."
         )
-        code = EXIT_OK
-        try:
-            await self.client.run()
-        except protocol.AuthInvalid as exc:
-            log.error(  # noqa: TRY400 - the traceback would add nothing for the user
-                "Home Assistant rejected the token (auth_invalid: %s): create a new long-lived "
-                "access token in your HA profile (Security tab) and set HA_TOKEN. Not retrying: "
-                "HA bans addresses after repeated failed logins.",
-                exc,
-            )
-            code = EXIT_AUTH_INVALID
-        finally:
-            remember.cancel()
-            self.refresher.cancel()
-            for task in list(self._backfill_tasks):
-                task.cancel()
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(signum)
-            await asyncio.to_thread(self.publisher.stop)
-            # After the flush: what memory held is in the broker or the spool now.
-            self._memory.save(self.publisher.watermark.value)
-            health.stop()
-            reporter.stop()
-            reporter.log_summary()
-            self.spool.close()
-            if self.frame_trace is not None:
-                self.frame_trace.close()
-            self._lock.release()
-        log.info("listener stopped")
-        return code
+    stats = stats or ListenerStats()
+    keys = RedisKeys(settings.redis_prefix)
+    with contextlib.ExitStack() as opened:
+        # First of all: a second listener on this DATA_DIR stops here (DataDirBusy).
+        opened.callback(DataDirLock(settings.data_dir).release)
+        spool = Spool(
+            settings.data_dir / "spool" / "events.sqlite3",
+            max_bytes=settings.spool_max_mb * 1024 * 1024,
+        )
+        opened.callback(spool.close)
+        frame_trace = _frame_trace(settings)
+        if frame_trace is not None:
+            opened.callback(frame_trace.close)
+        state_redis = redis.Redis.from_url(settings.state_redis_url(), socket_timeout=5)
+        opened.callback(state_redis.close)
+        publisher = _publisher(settings, spool, stats)
+        registries = RegistryStore(state_redis, keys)
+        listener = Listener(
+            settings,
+            stats,
+            publisher,
+            registries,
+            WatermarkFile(settings.data_dir / STATE_FILE),
+            BackfillCursor(settings.data_dir / CURSOR_FILE),
+        )
+        refresher = RegistryRefresher(
+            registries, listener.current_call, on_refreshed=listener.count_refresh
+        )
+        return ListenerService(
+            settings=settings,
+            listener=listener,
+            client=_ha_client(settings, url, token, stats, listener, refresher, frame_trace),
+            refresher=refresher,
+            publisher=publisher,
+            reporter=StateReporter(state_redis, keys, stats),
+            # Last: it listens on its port from here on, and nothing after it can fail.
+            health=HealthServer(
+                settings.health_host, settings.health_port, HealthView(settings, stats).report
+            ),
+            opened=opened.pop_all(),
+        )
+
+
+def _publisher(settings: Settings, spool: Spool, stats: ListenerStats) -> Publisher:
+    return Publisher(
+        celery_publisher(settings),
+        spool,
+        stats,
+        capacity=settings.publish_queue_size,
+        memory_gate=BrokerMemoryGate(
+            settings.celery_broker_url.get_secret_value(),
+            settings.broker_kind,
+            settings.broker_memory_spool_percent,
+        ),
+        spool_max_bytes=settings.spool_max_mb * 1024 * 1024,
+    )
+
+
+def _ha_client(
+    settings: Settings,
+    url: str,
+    token: str,
+    stats: ListenerStats,
+    listener: Listener,
+    refresher: RegistryRefresher,
+    frame_trace: FrameTrace | None,
+) -> HAClient:
+    return HAClient(
+        url,
+        token,
+        settings.ha_event_types,
+        listener.on_event,
+        stats,
+        control_events=dict.fromkeys(UPDATE_EVENTS, refresher.changed),
+        on_connected=listener.on_connected,
+        on_disconnected=listener.on_disconnected,
+        heartbeat_interval=settings.ha_heartbeat_interval,
+        heartbeat_timeout=settings.ha_heartbeat_timeout,
+        backoff=lambda: exponential_backoff(
+            initial=settings.ha_reconnect_initial_delay, cap=settings.ha_reconnect_max_delay
+        ),
+        auth_gate=AuthGate(settings.data_dir),
+        max_frame_bytes=settings.ha_max_frame_mb * 1024 * 1024,
+        frame_trace=frame_trace,
+    )

@@ -3,9 +3,11 @@
 Reading never waits on publishing: every frame is parsed and handed to `on_event`, which only
 puts the event into the publisher's bounded queue; control events (registry changes) go to
 handlers that only start tasks, since a command's reply is read by this same reader. Frames of
-shapes HA never sends are counted by reason and skipped. Reconnects use capped exponential
-backoff with jitter, reset after a connection stayed up; after `auth_invalid` the AuthGate
-holds logins back (a new token on SIGHUP, or an hour: HA bans addresses after failed logins).
+shapes HA never sends are counted by reason and skipped. After each connection ends, the
+pure `classify_disconnect` (listener/ha/disconnect.py) decides what comes next: a reconnect
+after the injected backoff's next delay (reset after a connection stayed up), or, after
+`auth_invalid`, the AuthGate holding logins with that token back (a changed token is tried at
+once, the same one on SIGHUP or after an hour: HA bans addresses after failed logins).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State
 
 from core.backoff import BackoffFactory, exponential_backoff
 from listener.ha import protocol
-from listener.ha.auth_gate import RETRY_AFTER_S, AuthGate
+from listener.ha.auth_gate import AuthGate
 from listener.ha.connection import HAConnection, protocol_dumps
+from listener.ha.disconnect import Action, Decision, classify_disconnect
 from listener.ha.frame_trace import FrameTrace, traced_connection
 from listener.health.stats import ListenerStats
 
@@ -37,8 +41,8 @@ ControlHandler = Callable[[dict[str, Any]], None]
 start a task for anything that waits on HA, whose reply only this same reader can read."""
 ConnectedHook = Callable[["HAConnection"], Awaitable[None]]
 
-STABLE_AFTER_S = 30.0
-"""A connection that lasted this long resets the reconnect backoff."""
+CLOSE_TIMEOUT_S = 2.0
+"""How long a closing handshake may take before the TCP connection is dropped."""
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 """HA's get_states on a large install is tens of MB; anything above this is not HA."""
@@ -112,75 +116,99 @@ class HAClient:
             await connection.ws.close()
 
     async def run(self) -> None:
-        """Connect and reconnect until stopped.
+        """Connect and reconnect until stopped; `classify_disconnect` decides after each end.
 
         `auth_invalid` stops the retries, not the process: with an AuthGate the next login
-        waits for a new token (SIGHUP) or an hour; without one, AuthInvalid is raised.
+        waits for a changed token, SIGHUP or an hour; without one, AuthInvalid is raised.
         """
         delays: Iterator[float] = self._backoff()
-        while not self._stopping.is_set():
-            if self._auth_gate is not None:
-                await self._wait_for_auth_gate(self._auth_gate)
-                if self._stopping.is_set():
-                    break
+        while await self._may_log_in():
             started = time.monotonic()
-            self._stats.connect_attempts += 1
-            self._stats.connection_state = "connecting"
-            log.info("connecting to Home Assistant at %s", self._url)
-            try:
-                await self._session()
-            except protocol.AuthInvalid as exc:
-                self._stats.connection_state = "auth_invalid"
-                self._stats.connects_failed += 1
-                self._stats.last_error = f"auth_invalid: {exc}"
-                if self._auth_gate is None:
-                    raise
-                self._auth_gate.refused()
-                log.error(  # noqa: TRY400 - the traceback would add nothing for the user
-                    "Home Assistant rejected the token (auth_invalid: %s): create a new "
-                    "long-lived access token in your HA profile (Security tab), put it in "
-                    "HA_TOKEN_FILE (or HA_TOKEN) and send the listener SIGHUP. Until then it "
-                    "tries at most once an hour: HA bans addresses after failed logins.",
-                    exc,
-                )
-                continue
-            except (
-                OSError,
-                TimeoutError,
-                websockets.WebSocketException,
-                protocol.ProtocolError,
-            ) as exc:
-                reason = _describe(exc, self._max_frame_bytes)
-                if "too big" in reason:
-                    self._stats.malformed_frames += 1
-                self._stats.last_error = reason
-                if self._stats.connection_state in ("connecting", "authenticating"):
-                    self._stats.connects_failed += 1
-                log.warning("disconnected from Home Assistant: %s", reason)
-            finally:
-                self._connection = None
-                self._stats.subscriptions.clear()
-                self._routes.clear()
-                if self._on_disconnected is not None:
-                    self._on_disconnected()
-            if self._stopping.is_set():
+            error = await self._connect_once()
+            decision = classify_disconnect(
+                error,
+                logged_in=self._stats.connection_state not in ("connecting", "authenticating"),
+                lasted_s=time.monotonic() - started,
+                stopping=self._stopping.is_set(),
+                gated=self._auth_gate is not None,
+                max_frame_bytes=self._max_frame_bytes,
+            )
+            self._note(decision)
+            if decision.action is Action.RAISE and error is not None:
+                raise error
+            if decision.action is Action.STOP:
                 break
-            self._stats.connection_state = "backing_off"
-            if time.monotonic() - started > STABLE_AFTER_S:
+            if decision.action is Action.WAIT_FOR_TOKEN:
+                continue  # the gate decides when the next login is tried
+            if decision.restart_backoff:
                 delays = self._backoff()
-            delay = next(delays)
-            log.info("reconnecting in %.1f s", delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            self._stats.reconnects += 1
+            await self._back_off(next(delays))
         self._stats.connection_state = "stopped"
+
+    async def _may_log_in(self) -> bool:
+        """Wait while the auth gate holds this token back; False once stopping."""
+        if self._auth_gate is not None and not self._stopping.is_set():
+            await self._wait_for_auth_gate(self._auth_gate)
+        return not self._stopping.is_set()
+
+    async def _connect_once(self) -> Exception | None:
+        """One connection, from connecting to its end; returns what ended it (None: it returned).
+
+        Every exception is handed back for `classify_disconnect` to judge: it raises again
+        what is not a connection problem.
+        """
+        self._stats.connect_attempts += 1
+        self._stats.connection_state = "connecting"
+        log.info("connecting to Home Assistant at %s", self._url)
+        try:
+            await self._session()
+        except Exception as exc:  # noqa: BLE001 - judged by classify_disconnect, re-raised there
+            return exc
+        finally:
+            self._connection = None
+            self._stats.subscriptions.clear()
+            self._routes.clear()
+            if self._on_disconnected is not None:
+                self._on_disconnected()
+        return None
+
+    def _note(self, decision: Decision) -> None:
+        """Count, show and log what ended the connection; remember a refused token."""
+        stats = self._stats
+        if decision.failed_login:
+            stats.connects_failed += 1
+        if decision.frame_too_big:
+            stats.malformed_frames += 1
+        if decision.reason:
+            stats.last_error = decision.reason
+        if decision.token_refused:
+            stats.connection_state = "auth_invalid"
+        if decision.action is Action.WAIT_FOR_TOKEN and self._auth_gate is not None:
+            self._auth_gate.refused(self._token)
+            log.error(
+                "Home Assistant rejected the token (%s): create a new long-lived access token "
+                "in your HA profile (Security tab), put it in HA_TOKEN_FILE (or HA_TOKEN) and "
+                "send the listener SIGHUP or restart it. Until then this token is tried at most "
+                "once an hour: HA bans addresses after failed logins.",
+                decision.reason,
+            )
+        elif decision.reason and not decision.token_refused:
+            log.warning("disconnected from Home Assistant: %s", decision.reason)
+
+    async def _back_off(self, delay: float) -> None:
+        """Wait one backoff delay (or until stopped) before connecting again."""
+        self._stats.connection_state = "backing_off"
+        log.info("reconnecting in %.1f s", delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        self._stats.reconnects += 1
 
     async def _session(self) -> None:
         async with websockets.connect(
             self._url,
             open_timeout=self._open_timeout,
             ping_interval=None,  # HA-level ping below: it proves HA's loop answers, not just TCP
-            close_timeout=2.0,
+            close_timeout=CLOSE_TIMEOUT_S,
             max_size=self._max_frame_bytes,
             max_queue=64,
             compression=None,
@@ -208,11 +236,7 @@ class HAClient:
                 heartbeat = asyncio.create_task(self._heartbeat(connection), name="ha-heartbeat")
                 if self._on_connected is not None:
                     await self._on_connected(connection)
-                done, _ = await asyncio.wait(
-                    {reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED
-                )
-                for finished in done:
-                    finished.result()
+                await _until_ended(connection, reader, heartbeat)
             finally:
                 for task in (reader, heartbeat):
                     if task is not None:
@@ -221,18 +245,28 @@ class HAClient:
                             await task
 
     async def _wait_for_auth_gate(self, gate: AuthGate) -> None:
-        """While a refused token's hour runs: stay up, unhealthy, and say when we try again."""
-        retry_at = gate.retry_at()
-        if retry_at is not None and retry_at > time.time():
+        """While this token's refusal holds: stay up, unhealthy, and say when we try again.
+
+        Only the token HA refused waits: another one (fixed `.env`, then a restart) is tried
+        at once.
+        """
+        refusal = gate.refusal(self._token)
+        now = time.time()
+        if refusal is not None and refusal.holds(now):
             self._stats.connection_state = "auth_invalid"
-            self._stats.auth_retry_at = retry_at
+            self._stats.auth_retry_at = refusal.retry_at
             log.warning(
                 "HA refused the token %.0f min ago: next login try in %.0f min, or at once on "
                 "SIGHUP after replacing HA_TOKEN_FILE (or HA_TOKEN)",
-                (time.time() - retry_at + RETRY_AFTER_S) / 60,
-                (retry_at - time.time()) / 60,
+                (now - refusal.refused_at) / 60,
+                (refusal.retry_at - now) / 60,
             )
-        await gate.wait(self._stopping)
+        elif refusal is not None and not refusal.same_token:
+            log.info(
+                "HA refused another token %.0f min ago; this one is tried at once",
+                (now - refusal.refused_at) / 60,
+            )
+        await gate.wait(self._token, self._stopping)
         self._stats.auth_retry_at = None
 
     async def _subscribe(self, connection: HAConnection) -> None:
@@ -364,17 +398,17 @@ class HAClient:
                 log.debug("pong late, but HA keeps sending: the connection is alive")
 
 
-def _describe(exc: BaseException, max_frame_bytes: int = MAX_FRAME_BYTES) -> str:
-    if isinstance(exc, websockets.ConnectionClosed):
-        if exc.sent is not None and exc.sent.code == 1009:
-            return (
-                f"HA sent a frame too big (over {max_frame_bytes / 2**20:g} MB, HA_MAX_FRAME_MB); "
-                "it was skipped and the connection is restarted"
-            )
-        code = exc.rcvd.code if exc.rcvd else 1006
-        return f"connection closed (code {code})"
-    if isinstance(exc, websockets.InvalidStatus):
-        return f"HA refused the connection (HTTP {exc.response.status_code}); is it starting?"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused: is Home Assistant running and HA_URL right?"
-    return f"{type(exc).__name__}: {exc}"
+async def _until_ended(
+    connection: HAConnection, reader: asyncio.Task[None], heartbeat: asyncio.Task[None]
+) -> None:
+    """Wait until the reader or the heartbeat ends; raise what ended the connection.
+
+    The reader knows best. Once the connection is closing (we closed it with 1009 for a frame
+    too big, or HA closed it), a ping that got no pong, or failed with the connection, is a
+    consequence: the reader's end is awaited (the closing handshake is bounded) and its
+    reason raised, so that `classify_disconnect` judges the cause, not a symptom.
+    """
+    await asyncio.wait({reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+    if not reader.done() and connection.ws.state is not State.OPEN:
+        await asyncio.wait({reader}, timeout=CLOSE_TIMEOUT_S + 1.0)
+    (reader if reader.done() else heartbeat).result()

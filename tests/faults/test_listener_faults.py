@@ -82,6 +82,76 @@ def test_a_wrong_token_stops_the_retries_not_the_process(
         sim.stop()
 
 
+def test_a_changed_token_is_tried_at_once_the_refused_one_waits_its_hour(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    """A user refused for a wrong token fixes `.env` and restarts: the new token is tried at
+    once (on a restart and on SIGHUP), while a restart with the token HA refused still waits.
+    The refusal names its token by a salted fingerprint, never by the token."""
+    sim = SimulatorThread(token=TOKEN).start()
+    stack = Stack(tmp_path, sim, redis_url, influx_db)
+    token_file = tmp_path / "ha-token"
+    env = {k: v for k, v in stack.env(HA_TOKEN_FILE=str(token_file)).items() if k != "HA_TOKEN"}
+    marker = tmp_path / "data" / "auth-refused.json"
+    wrong = ["wrong-token-first-1111", "wrong-token-second-2222", "wrong-token-third-3333"]
+
+    def failures() -> int:
+        return int(sim.do(lambda: sim.sim.auth_failures))
+
+    def start(token: str) -> AppProcess:
+        token_file.write_text(f"{token}\n", encoding="utf-8")
+        listener = AppProcess("listener", listener_argv(), env, tmp_path).start()
+        stack.processes.append(listener)
+        return listener
+
+    def held(listener: AppProcess, refused: int, what: str) -> None:
+        """Up, unhealthy, waiting for the next login time: `refused` failed logins so far."""
+        wait_until(lambda: _state(stack) == "auth_invalid", 20, message=f"auth_invalid ({what})")
+        wait_until(lambda: stack.health()["listener"]["auth_retry_at"], 5,
+                   message=f"the next login time ({what})")  # fmt: skip
+        assert failures() == refused, what
+        assert listener.running()
+
+    try:
+        first = start(wrong[0])
+        held(first, 1, "the first wrong token")
+        assert first.stop() == 0
+        same = start(wrong[0])
+        held(same, 1, "a restart with the refused token")
+        assert stack.health()["connection"]["attempts"] == 0, "it did not even try"
+        assert "next login try in 60 min" in same.log_text()
+        assert same.stop() == 0
+        changed = start(wrong[1])
+        held(changed, 2, "a restart with another token: tried at once")
+        assert "; this one is tried at once" in changed.log_text()
+        token_file.write_text(wrong[2], encoding="utf-8")
+        changed.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        wait_until(lambda: failures() == 3, 10, message="SIGHUP: the new token tried at once")
+        held(changed, 3, "after SIGHUP with a third token")
+        refusal = marker.read_text(encoding="utf-8")
+        assert changed.stop() == 0
+        third = start(wrong[2])
+        held(third, 3, "a restart with the token refused after SIGHUP")
+        assert stack.health()["connection"]["attempts"] == 0
+        assert third.stop() == 0
+        started = time.monotonic()
+        fixed = start(TOKEN)
+        stack.wait_subscribed()
+        print(
+            f"auth_invalid: a changed token logged in {time.monotonic() - started:.1f} s after "
+            f"the restart; the refused one waited; {failures()} failed logins for 3 wrong tokens"
+        )
+        assert failures() == 3
+        assert not marker.exists()
+        logs = "".join(p.log_text() for p in (first, same, changed, third, fixed))
+        for token in (*wrong, TOKEN):
+            assert token not in refusal
+            assert token not in logs
+    finally:
+        stack.stop()
+        sim.stop()
+
+
 def _state(stack: Stack) -> str | None:
     try:
         return str(stack.health()["connection"]["state"])
