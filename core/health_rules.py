@@ -277,92 +277,114 @@ class PipelineFigures:
 
 def pipeline_checks(p: PipelineFigures, t: Thresholds) -> list[Check]:
     """Is anything piling up or being refused between the broker and InfluxDB?"""
-    checks: list[Check] = []
-    window = format_duration(t.window_s)
-    if p.broker_error is not None:
-        checks.append(
-            Check(
-                "broker_unreadable",
-                "degraded",
-                "pipeline",
-                f"cannot read the queue ({p.broker_error}) — check CELERY_BROKER_URL and that "
-                "the broker runs",
-            )
-        )
-    if p.workers_alive == 0 and p.broker_error is None:
-        checks.append(
-            Check(
-                "no_workers",
-                "degraded",
-                "pipeline",
-                "no worker takes the ingest queue: events wait in the broker until one runs — "
-                "start `celery -A config.celery_app worker` and read its log",
-            )
-        )
+    found = (
+        _broker_unreadable(p),
+        _no_workers(p),
+        _stalled(p, t) or _queue_age(p, t),
+        _backlog(p, t),
+        _write_errors(p, t),
+        _dead_letters(p, t),
+    )
+    return [check for check in found if check is not None]
+
+
+def _broker_unreadable(p: PipelineFigures) -> Check | None:
+    if p.broker_error is None:
+        return None
+    return Check(
+        "broker_unreadable",
+        "degraded",
+        "pipeline",
+        f"cannot read the queue ({p.broker_error}) — check CELERY_BROKER_URL and that the "
+        "broker runs",
+    )
+
+
+def _no_workers(p: PipelineFigures) -> Check | None:
+    if p.workers_alive != 0 or p.broker_error is not None:
+        return None
+    return Check(
+        "no_workers",
+        "degraded",
+        "pipeline",
+        "no worker takes the ingest queue: events wait in the broker until one runs — "
+        "start `celery -A config.celery_app worker` and read its log",
+    )
+
+
+def _stalled(p: PipelineFigures, t: Thresholds) -> Check | None:
+    """Events wait and nothing was written for QUEUE_MAX_AGE: who is holding them up."""
     pending = (p.queue_depth or 0) + (p.in_flight or 0)
-    stalled = p.stalled_for_s is not None and p.stalled_for_s >= t.queue_max_age_s
-    if stalled and pending:
-        assert p.stalled_for_s is not None
-        if p.write_errors_window:
-            hint = "InfluxDB refuses the writes"
-        elif not p.in_flight:
-            hint = "no worker takes them: start `celery -A config.celery_app worker`"
-        else:
-            hint = "workers hold them but write nothing: check the worker log and InfluxDB"
-        checks.append(
-            Check(
-                "stalled",
-                "unhealthy",
-                "pipeline",
-                f"nothing written to InfluxDB for {format_duration(p.stalled_for_s)} while "
-                f"{format_count(pending)} events wait — {hint}",
-            )
-        )
-    elif p.oldest_message_age_s is not None and p.oldest_message_age_s >= t.queue_max_age_s:
-        checks.append(
-            Check(
-                "queue_age",
-                "degraded",
-                "pipeline",
-                f"oldest waiting event is {format_duration(p.oldest_message_age_s)} old — "
-                "workers are behind: add workers or check InfluxDB's write latency",
-            )
-        )
-    if p.queue_depth is not None and p.queue_depth >= t.queue_backlog:
-        checks.append(
-            Check(
-                "backlog",
-                "degraded",
-                "pipeline",
-                f"queue backlog {format_count(p.queue_depth)}{_trend_text(p)}",
-            )
-        )
+    if p.stalled_for_s is None or p.stalled_for_s < t.queue_max_age_s or not pending:
+        return None
     if p.write_errors_window:
-        detail = f": {p.last_write_error}" if p.last_write_error else ""
-        checks.append(
-            Check(
-                "write_errors",
-                "degraded",
-                "pipeline",
-                f"InfluxDB refused {format_count(p.write_errors_window)} "
-                f"{'batch' if p.write_errors_window == 1 else 'batches'} in {window}{detail} — "
-                "the events wait in the broker and are written once InfluxDB accepts them",
-            )
-        )
-    if p.dead_letters_window:
-        reasons = ", ".join(
-            f"{reason} {format_count(n)}" for reason, n in sorted(p.dead_letter_reasons.items())
-        )
-        checks.append(
-            Check(
-                "dead_letters",
-                "degraded",
-                "pipeline",
-                f"{format_count(p.dead_letters_window)} events dead-lettered in {window}"
-                f"{f' ({reasons})' if reasons else ''} — inspect them with `ha-ingestor dlq list`",
-            )
-        )
-    return checks
+        hint = "InfluxDB refuses the writes"
+    elif not p.in_flight:
+        hint = "no worker takes them: start `celery -A config.celery_app worker`"
+    else:
+        hint = "workers hold them but write nothing: check the worker log and InfluxDB"
+    return Check(
+        "stalled",
+        "unhealthy",
+        "pipeline",
+        f"nothing written to InfluxDB for {format_duration(p.stalled_for_s)} while "
+        f"{format_count(pending)} events wait — {hint}",
+    )
+
+
+def _queue_age(p: PipelineFigures, t: Thresholds) -> Check | None:
+    """Writes progress, but too slowly: the oldest event waits longer than QUEUE_MAX_AGE."""
+    if p.oldest_message_age_s is None or p.oldest_message_age_s < t.queue_max_age_s:
+        return None
+    return Check(
+        "queue_age",
+        "degraded",
+        "pipeline",
+        f"oldest waiting event is {format_duration(p.oldest_message_age_s)} old — "
+        "workers are behind: add workers or check InfluxDB's write latency",
+    )
+
+
+def _backlog(p: PipelineFigures, t: Thresholds) -> Check | None:
+    if p.queue_depth is None or p.queue_depth < t.queue_backlog:
+        return None
+    return Check(
+        "backlog",
+        "degraded",
+        "pipeline",
+        f"queue backlog {format_count(p.queue_depth)}{_trend_text(p)}",
+    )
+
+
+def _write_errors(p: PipelineFigures, t: Thresholds) -> Check | None:
+    refused = p.write_errors_window
+    if not refused:
+        return None
+    detail = f": {p.last_write_error}" if p.last_write_error else ""
+    return Check(
+        "write_errors",
+        "degraded",
+        "pipeline",
+        f"InfluxDB refused {format_count(refused)} {'batch' if refused == 1 else 'batches'} in "
+        f"{format_duration(t.window_s)}{detail} — the events wait in the broker and are "
+        "written once InfluxDB accepts them",
+    )
+
+
+def _dead_letters(p: PipelineFigures, t: Thresholds) -> Check | None:
+    if not p.dead_letters_window:
+        return None
+    reasons = ", ".join(
+        f"{reason} {format_count(n)}" for reason, n in sorted(p.dead_letter_reasons.items())
+    )
+    return Check(
+        "dead_letters",
+        "degraded",
+        "pipeline",
+        f"{format_count(p.dead_letters_window)} events dead-lettered in "
+        f"{format_duration(t.window_s)}{f' ({reasons})' if reasons else ''} — inspect them with "
+        "`ha-ingestor dlq list`",
+    )
 
 
 def _trend_text(p: PipelineFigures) -> str:
