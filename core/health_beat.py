@@ -16,7 +16,7 @@ from core import rates as r
 from core.health_check import Thresholds
 from core.health_report import BeatFigures
 from core.health_rules import PipelineFigures, pipeline_checks
-from core.listener_state import ListenerState
+from core.listener_figures import ListenerFigures
 from core.queue_trend import BeatMemory, QueueReading, advance_memory, depth_trend
 from core.storage_rules import store_checks
 
@@ -29,8 +29,8 @@ class Readings:
     """What beat read in one run (all from Redis and the broker, nothing computed yet)."""
 
     now: float
-    listener: ListenerState | None
-    """The listener's state document; None when absent (the listener is not running)."""
+    listener: ListenerFigures | None
+    """The listener's figures (its state document); None when absent (it is not running)."""
     buckets: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
     """Counter name → {unix minute: count}, for the listener's and the workers' counters."""
     maps: Mapping[str, Mapping[int, Mapping[str, int]]] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.health_check import Check, Thresholds
+from core.listener_figures import ListenerFigures
 from core.text_format import format_count, format_duration, format_rate
 
 EXPECTED_EVENTS_BEFORE_ALARM = 3.0
@@ -23,37 +24,20 @@ EXPECTED_EVENTS_BEFORE_ALARM = 3.0
 # --- the listener and its subscription ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SubscriptionFigures:
-    """What is known about the listener and its HA subscription."""
+def subscription_checks(
+    li: ListenerFigures | None,
+    now: float,
+    t: Thresholds,
+    *,
+    usual_rate_per_min: float | None = None,
+    reconnects_last_hour: int | None = None,
+) -> list[Check]:
+    """Is the listener alive, connected, subscribed, and are events arriving as usual?
 
-    connection_state: str
-    heartbeat_age_s: float | None = 0.0
-    """Seconds since the listener last reported; None when there is no report at all."""
-    attempts: int = 0
-    failed: int = 0
-    last_error: str = ""
-    subscribed_types: tuple[str, ...] = ()
-    uptime_s: float = 0.0
-    last_event_age_s: float | None = None
-    usual_rate_per_min: float | None = None
-    reconnects_last_hour: int | None = None
-    broker_up: bool = True
-    spool_depth: int = 0
-    history_available: bool | None = None
-    spool_quarantined: int = 0
-    spool_bytes: int = 0
-    spool_max_bytes: int | None = None
-    spool_disk_free_bytes: int | None = None
-    broker_memory_used_bytes: int | None = None
-    broker_memory_max_bytes: int | None = None
-    broker_full: bool = False
-    spool_full: bool = False
-
-
-def subscription_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
-    """Is the listener alive, connected, subscribed, and are events arriving as usual?"""
-    if f.heartbeat_age_s is None:
+    `li`: its figures (None when it left none); the rest is beat's memory of the events and
+    the reconnects.
+    """
+    if li is None:
         return [
             Check(
                 "listener_down",
@@ -63,34 +47,41 @@ def subscription_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
                 "and check its log",
             )
         ]
-    if f.connection_state == "stopped":
+    heartbeat_age = max(0.0, now - li.reported_at)
+    if li.connection_state == "stopped":
         return [
             Check(
                 "listener_down",
                 "unhealthy",
                 "listener",
-                f"listener stopped {format_duration(f.heartbeat_age_s)} ago (a clean shutdown) — "
+                f"listener stopped {format_duration(heartbeat_age)} ago (a clean shutdown) — "
                 "start `ha-ingestor listener`",
             )
         ]
-    if f.heartbeat_age_s > t.listener_stale_s:
+    if heartbeat_age > t.listener_stale_s:
         return [
             Check(
                 "listener_stale",
                 "unhealthy",
                 "listener",
-                f"listener silent for {format_duration(f.heartbeat_age_s)} (it reports every "
+                f"listener silent for {format_duration(heartbeat_age)} (it reports every "
                 "2 s) — is `ha-ingestor listener` running? Check its log",
             )
         ]
-    checks = _connection_checks(f, t)
-    checks.extend(_listener_checks(f))
+    checks = _connection_checks(li, now, t, usual_rate_per_min, reconnects_last_hour)
+    checks.extend(_listener_checks(li))
     return checks
 
 
-def _connection_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
-    state = f.connection_state
-    if state == "auth_invalid":
+def _connection_checks(
+    li: ListenerFigures,
+    now: float,
+    t: Thresholds,
+    usual_rate_per_min: float | None,
+    reconnects_last_hour: int | None,
+) -> list[Check]:
+    """Refused; else not subscribed or short of event types or of events, and reconnecting."""
+    if li.connection_state == "auth_invalid":
         return [
             Check(
                 "auth_invalid",
@@ -102,58 +93,75 @@ def _connection_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
                 "at most once an hour, as HA bans addresses after failed logins",
             )
         ]
-    checks: list[Check] = []
-    if state != "subscribed":
-        detail = f"; last error: {f.last_error}" if f.last_error else ""
-        checks.append(
-            Check(
-                "not_subscribed",
-                "unhealthy",
-                "subscription",
-                f"not subscribed to Home Assistant ({state.replace('_', ' ')}, "
-                f"{f.attempts} connection attempts, {f.failed} failed){detail} — check that HA "
-                "is up and HA_URL points to it",
-            )
-        )
+    if li.connection_state == "subscribed":
+        checks = _subscribed_checks(li, now, t, usual_rate_per_min)
     else:
-        missing = [e for e in t.event_types if e not in f.subscribed_types]
-        if missing:
-            checks.append(
-                Check(
-                    "subscriptions_missing",
-                    "degraded",
-                    "subscription",
-                    f"subscribed to {len(t.event_types) - len(missing)} of {len(t.event_types)} "
-                    f"event types; missing: {', '.join(missing)} — check HA_EVENT_TYPES and the "
-                    "listener log",
-                )
-            )
-        silence = _silence(f, t)
-        if silence is not None:
-            checks.append(silence)
-    if f.reconnects_last_hour is not None and f.reconnects_last_hour >= t.reconnects_per_hour:
-        detail = f" (last error: {f.last_error})" if f.last_error else ""
-        checks.append(
-            Check(
-                "reconnects",
-                "degraded",
-                "subscription",
-                f"HA connection dropped {f.reconnects_last_hour} times in the last hour"
-                f"{detail} — check HA's log and the network between HA and the listener",
-            )
-        )
+        checks = [_not_subscribed(li)]
+    checks.extend(_reconnect_checks(li, reconnects_last_hour, t))
     return checks
 
 
-def _silence(f: SubscriptionFigures, t: Thresholds) -> Check | None:
+def _not_subscribed(li: ListenerFigures) -> Check:
+    detail = f"; last error: {li.last_error}" if li.last_error else ""
+    return Check(
+        "not_subscribed",
+        "unhealthy",
+        "subscription",
+        f"not subscribed to Home Assistant ({li.connection_state.replace('_', ' ')}, "
+        f"{li.connect_attempts} connection attempts, {li.connects_failed} failed){detail} — "
+        "check that HA is up and HA_URL points to it",
+    )
+
+
+def _subscribed_checks(
+    li: ListenerFigures, now: float, t: Thresholds, usual_rate_per_min: float | None
+) -> list[Check]:
+    """Subscribed, but to fewer event types than asked, or silent for longer than usual."""
+    checks: list[Check] = []
+    missing = [e for e in t.event_types if e not in li.subscriptions]
+    if missing:
+        checks.append(
+            Check(
+                "subscriptions_missing",
+                "degraded",
+                "subscription",
+                f"subscribed to {len(t.event_types) - len(missing)} of {len(t.event_types)} "
+                f"event types; missing: {', '.join(missing)} — check HA_EVENT_TYPES and the "
+                "listener log",
+            )
+        )
+    silence = _silence(li, now, t, usual_rate_per_min)
+    if silence is not None:
+        checks.append(silence)
+    return checks
+
+
+def _reconnect_checks(
+    li: ListenerFigures, reconnects_last_hour: int | None, t: Thresholds
+) -> list[Check]:
+    if reconnects_last_hour is None or reconnects_last_hour < t.reconnects_per_hour:
+        return []
+    detail = f" (last error: {li.last_error})" if li.last_error else ""
+    return [
+        Check(
+            "reconnects",
+            "degraded",
+            "subscription",
+            f"HA connection dropped {reconnects_last_hour} times in the last hour{detail} — "
+            "check HA's log and the network between HA and the listener",
+        )
+    ]
+
+
+def _silence(li: ListenerFigures, now: float, t: Thresholds, usual: float | None) -> Check | None:
     """No events for longer than usual while subscribed (HA's event bus or the link is stuck)."""
-    gap = f.last_event_age_s if f.last_event_age_s is not None else f.uptime_s
+    last_event_at = li.last_event_at
+    gap = now - li.started_at if last_event_at is None else max(0.0, now - last_event_at)
     if gap < t.event_gap_s:
         return None
-    usual = f.usual_rate_per_min
     if usual is not None and usual * gap / 60.0 < EXPECTED_EVENTS_BEFORE_ALARM:
         return None  # a quiet home: this silence is normal for it
-    if f.last_event_age_s is None:
+    if last_event_at is None:
         text = f"no events since the listener started {format_duration(gap)} ago while subscribed"
     else:
         text = f"no events for {format_duration(gap)} while subscribed"
@@ -163,7 +171,7 @@ def _silence(f: SubscriptionFigures, t: Thresholds) -> Check | None:
     return Check("no_events", "degraded", "subscription", text)
 
 
-def _listener_checks(f: SubscriptionFigures) -> list[Check]:
+def _listener_checks(f: ListenerFigures) -> list[Check]:
     checks: list[Check] = []
     if not f.broker_up:
         checks.append(
