@@ -32,7 +32,7 @@ class RedisKeys:
     prefix: str = "ha_ingestor:"
 
     def listener_state(self) -> str:
-        """String: one JSON object, core.listener_state.ListenerState (its connection, counters,
+        """String: one JSON object, core.listener_figures.ListenerFigures (its connection, counters,
         spool, started_at and reported_at, each field with its JSON type), written by the
         listener every 2 s; TTL 30 s. Read by beat and `status`; a hash there (left by an older
         listener) reads as no state."""

@@ -1,11 +1,11 @@
 """The health report: one builder, one shape, for /health, the status page, `status` and beat.
 
-Pure: figures in, a JSON-ready dict out. The listener feeds it its live `ListenerState` and
-the `BeatFigures` read back from the report beat stored in Redis; beat and `ha-ingestor
-status` feed it the `ListenerState` read from Redis and the figures they just computed
-(core/health_beat.py). Every report has every field below, whichever view built it; a figure
-nobody could know is null. Fields (a public API: /health, docs/operations.md, the Prometheus
-metrics of listener/health/server.py and the Grafana dashboard derive from them):
+Pure: figures in, a JSON-ready dict out. The listener feeds it a snapshot of its live
+`ListenerFigures` and the `BeatFigures` read back from the report beat stored in Redis; beat
+and `ha-ingestor status` feed it the `ListenerFigures` read from Redis and the figures they
+just computed (core/health_beat.py). Every report has every field below, whichever view built
+it; a figure nobody could know is null. Fields (a public API: /health, docs/operations.md, the
+Prometheus metrics of listener/health/server.py and the Grafana dashboard use them):
 
 - ``status``: ``healthy`` | ``degraded`` (events safe but something needs a look: spooled,
   queued, late, refused and waiting) | ``unhealthy`` (events are not being recorded).
@@ -14,32 +14,20 @@ metrics of listener/health/server.py and the Grafana dashboard derive from them)
 - ``checks``: the same problems for machines: ``{code, severity, area, message}``; the codes
   are listed in docs/operations.md.
 - ``time``: unix time of this report; ``uptime_s``: seconds since the listener started.
-- ``connection``: ``state`` (starting, connecting, authenticating, authenticated, subscribed,
-  backing_off, auth_invalid, stopped), ``ha_version``, ``attempts`` (connection attempts),
-  ``successful`` (authenticated connections), ``failed`` (attempts that never authenticated),
-  ``reconnects`` (since start), ``reconnects_last_hour`` (from beat), ``last_error`` (text of
-  the last connection error, "" if none).
-- ``subscription``: ``is_subscribed``, ``active_subscriptions`` (count), ``event_types``
-  (the subscribed types), ``total_events_received`` (live events since start),
-  ``events_by_type`` ({event_type: count}), ``event_rate_per_minute`` ({"1m", "5m", "15m"}
-  averages, from beat), ``usual_rate_per_minute`` (the hour before the last event, from beat),
-  ``last_event_time`` (unix time, null before the first), ``last_event_age_s``.
-- ``listener``: ``present`` (false when the listener left no state in Redis: then every other
-  listener, connection and subscription figure is null), ``reported_at`` (unix time of the
-  state these figures come from), ``heartbeat_age_s``, ``events_enqueued``,
-  ``events_spooled``, ``events_drained`` (spool → broker), ``spool_depth``,
-  ``memory_queue_depth``, ``broker_up``, ``publish_errors``, ``malformed_frames``,
-  ``snapshot_states``, ``backfilled_states``, ``history_available`` (HA's history API answered;
-  null until asked), ``skipped_messages`` ({reason: count} of frames and messages from HA that
-  were unusable and skipped), ``read_stall_max_s`` (the longest the reader spent on one frame),
-  ``registry_refreshes``, ``publisher_restarts`` (the publisher thread died and was restarted),
-  ``spool_quarantined`` (spool rows that could not be read back, kept apart),
-  ``auth_retry_at`` (after auth_invalid: unix time of the next login try, else null),
-  ``spool_bytes`` / ``spool_max_bytes`` (SPOOL_MAX_MB) / ``spool_disk_free_bytes`` (the spool's
-  size, cap and free disk), ``broker_memory_used_bytes`` / ``broker_memory_max_bytes`` (the
-  broker Redis's used_memory and maxmemory, 0 = no limit; null on RabbitMQ) and
-  ``broker_full`` (above BROKER_MEMORY_SPOOL_PERCENT: new events go to the spool),
-  ``spool_full`` (the spool refused the last batch: reading from HA pauses).
+- ``connection``, ``subscription``, ``listener``: every field of the listener's figures
+  (core/listener_figures.py, where each is described), in the section and under the key its
+  `Figure` names — ``connection``: ``state``, ``ha_version``, ``attempts``, ``successful``,
+  ``failed``, ``reconnects``, ``last_error``, …; ``subscription``: ``total_events_received``,
+  ``events_by_type``, ``last_event_time``, ``subscription_ids``, …; ``listener``: the rest,
+  named like the fields (``started_at``, ``reported_at``, ``events_enqueued``, ``spool_depth``,
+  ``broker_up``, ``spool_quarantined``, …). A new field appears there by itself. Besides them:
+  ``connection.reconnects_last_hour`` (from beat); ``subscription.is_subscribed``,
+  ``active_subscriptions`` (count), ``event_types`` (the subscribed types, sorted),
+  ``event_rate_per_minute`` ({"1m", "5m", "15m"} averages, from beat),
+  ``usual_rate_per_minute`` (the hour before the last event, from beat),
+  ``last_event_age_s``; ``listener.present`` (false when the listener left no state in Redis:
+  then every other listener, connection and subscription figure is null) and
+  ``heartbeat_age_s`` (seconds since ``reported_at``).
 - ``pipeline`` (from beat; every figure null when beat has not run): ``queue_depth`` (messages
   waiting in the broker), ``in_flight`` (taken by workers, not yet acknowledged),
   ``in_flight_by_consumer`` ({consumer id: messages} of the workers' bulk consumers; null on
@@ -72,32 +60,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.health_check import Check, Thresholds, ordered, overall
-from core.health_rules import (
-    SubscriptionFigures,
-    beat_checks,
-    redis_unreadable,
-    subscription_checks,
-)
-from core.listener_state import ListenerState
+from core.health_rules import beat_checks, redis_unreadable, subscription_checks
+from core.listener_figures import DESCRIBED, Figure, ListenerFigures, Section, section_keys
 from core.storage_rules import listener_storage_checks
 
-CONNECTION_FIELDS = (
-    "state", "ha_version", "attempts", "successful", "failed", "reconnects",
-    "reconnects_last_hour", "last_error",
-)  # fmt: skip
-SUBSCRIPTION_FIELDS = (
-    "is_subscribed", "active_subscriptions", "event_types", "total_events_received",
-    "events_by_type", "event_rate_per_minute", "usual_rate_per_minute", "last_event_time",
-    "last_event_age_s",
-)  # fmt: skip
-LISTENER_FIELDS = (
-    "present", "reported_at", "heartbeat_age_s", "events_enqueued", "events_spooled",
-    "events_drained", "spool_depth", "memory_queue_depth", "broker_up", "publish_errors",
-    "malformed_frames", "snapshot_states", "backfilled_states", "history_available",
-    "skipped_messages", "read_stall_max_s", "registry_refreshes", "publisher_restarts",
-    "spool_quarantined", "auth_retry_at", "spool_bytes", "spool_max_bytes", "spool_disk_free_bytes",
-    "broker_memory_used_bytes", "broker_memory_max_bytes", "broker_full", "spool_full",
-)  # fmt: skip
 PIPELINE_FIELDS = (
     "queue_depth", "in_flight", "oldest_message_age_s", "written", "retried", "write_errors",
     "dead_letters", "depth_trend_per_minute", "stalled_for_s", "window_s", "written_in_window",
@@ -159,7 +125,7 @@ class BeatFigures:
 
 def build_report(
     now: float,
-    listener: ListenerState | None,
+    listener: ListenerFigures | None,
     beat: BeatFigures | None,
     t: Thresholds,
     *,
@@ -168,139 +134,100 @@ def build_report(
 ) -> dict[str, Any]:
     """The report (fields in the module docstring) as of `now`.
 
-    `listener`: its state (None when it left none); `beat`: beat's figures (None when there are
-    none); `beat_ran_at`: when beat last stored a report, to tell whether beat runs;
+    `listener`: its figures (None when it left none); `beat`: beat's figures (None when there
+    are none); `beat_ran_at`: when beat last stored a report, to tell whether beat runs;
     `beat_error`: why beat's report could not be read at all.
     """
-    figures = subscription_figures(listener, now, beat)
-    checks = subscription_checks(figures, t)
-    if figures.heartbeat_age_s is not None and figures.heartbeat_age_s <= t.listener_stale_s:
-        checks.extend(listener_storage_checks(figures, t))
-    if beat is not None:
-        checks.extend(beat.checks)
+    checks = ordered(_checks(now, listener, beat, t, beat_ran_at, beat_error))
     beat_age = None if beat_ran_at is None else max(0.0, now - beat_ran_at)
-    if beat_error is not None:
-        checks.append(redis_unreadable(beat_error))
-    else:
-        checks.extend(beat_checks(beat_age, t))
-    checks = ordered(checks)
+    parts = _listener_parts(listener)
     return {
         "status": overall(checks),
         "reasons": [c.message for c in checks],
         "checks": [c.as_dict() for c in checks],
         "time": round(now, 3),
         "uptime_s": None if listener is None else _round(now - listener.started_at),
-        "connection": _connection(listener, beat),
-        "subscription": _subscription(listener, beat, now),
-        "listener": _listener(listener, now),
+        "connection": _connection(parts["connection"], beat),
+        "subscription": _subscription(parts["subscription"], listener, beat, now),
+        "listener": _listener(parts["listener"], listener, now),
         "pipeline": _pipeline(beat, now),
         "rates": _no_rates() if beat is None else dict(beat.rates),
         "beat": {"last_run_at": beat_ran_at, "age_s": _round(beat_age)},
     }
 
 
-def subscription_figures(
-    listener: ListenerState | None, now: float, beat: BeatFigures | None
-) -> SubscriptionFigures:
-    """The subscription rules' figures: the listener's state as of `now`, with beat's history."""
-    if listener is None:
-        return SubscriptionFigures(connection_state="unknown", heartbeat_age_s=None)
-    last_event_at = listener.last_event_at
-    return SubscriptionFigures(
-        connection_state=listener.connection_state,
-        heartbeat_age_s=max(0.0, now - listener.reported_at),
-        attempts=listener.connect_attempts,
-        failed=listener.connects_failed,
-        last_error=listener.last_error,
-        subscribed_types=tuple(listener.subscriptions),
-        uptime_s=now - listener.started_at,
-        last_event_age_s=None if last_event_at is None else max(0.0, now - last_event_at),
+def _checks(
+    now: float,
+    listener: ListenerFigures | None,
+    beat: BeatFigures | None,
+    t: Thresholds,
+    beat_ran_at: float | None,
+    beat_error: str | None,
+) -> list[Check]:
+    """The listener's rules on its figures, beat's pipeline verdict, and beat's freshness."""
+    checks = subscription_checks(
+        listener,
+        now,
+        t,
         usual_rate_per_min=None if beat is None else beat.usual_per_minute,
         reconnects_last_hour=None if beat is None else beat.reconnects_last_hour,
-        broker_up=listener.broker_up,
-        spool_depth=listener.spool_depth,
-        history_available=listener.history_available,
-        spool_quarantined=listener.spool_quarantined,
-        spool_bytes=listener.spool_bytes,
-        spool_max_bytes=listener.spool_max_bytes,
-        spool_disk_free_bytes=listener.spool_disk_free_bytes,
-        broker_memory_used_bytes=listener.broker_memory_used_bytes,
-        broker_memory_max_bytes=listener.broker_memory_max_bytes,
-        broker_full=listener.broker_full,
-        spool_full=listener.spool_full,
     )
-
-
-def _connection(li: ListenerState | None, beat: BeatFigures | None) -> dict[str, Any]:
-    section: dict[str, Any] = dict.fromkeys(CONNECTION_FIELDS)
-    if li is not None:
-        section.update(
-            state=li.connection_state,
-            ha_version=li.ha_version,
-            attempts=li.connect_attempts,
-            successful=li.connects_ok,
-            failed=li.connects_failed,
-            reconnects=li.reconnects,
-            last_error=li.last_error,
-        )
+    if listener is not None and now - listener.reported_at <= t.listener_stale_s:
+        checks.extend(listener_storage_checks(listener, t))
     if beat is not None:
-        section["reconnects_last_hour"] = beat.reconnects_last_hour
-    return section
+        checks.extend(beat.checks)
+    if beat_error is not None:
+        checks.append(redis_unreadable(beat_error))
+    else:
+        beat_age = None if beat_ran_at is None else max(0.0, now - beat_ran_at)
+        checks.extend(beat_checks(beat_age, t))
+    return checks
 
 
-def _subscription(li: ListenerState | None, beat: BeatFigures | None, now: float) -> dict[str, Any]:
-    section: dict[str, Any] = dict.fromkeys(SUBSCRIPTION_FIELDS)
+def _listener_parts(li: ListenerFigures | None) -> dict[Section, dict[str, Any]]:
+    """Each section's share of the listener's fields, under their keys (null when absent)."""
+    parts: dict[Section, dict[str, Any]] = {
+        section: dict.fromkeys(section_keys(section))
+        for section in ("connection", "subscription", "listener")
+    }
     if li is not None:
-        last_event_at = li.last_event_at
-        age = None if last_event_at is None else max(0.0, now - last_event_at)
-        section.update(
-            is_subscribed=li.connection_state == "subscribed",
-            active_subscriptions=len(li.subscriptions),
-            event_types=sorted(li.subscriptions),
-            total_events_received=li.events_received,
-            events_by_type=dict(li.events_by_type),
-            last_event_time=last_event_at,
-            last_event_age_s=_round(age),
-        )
-    if beat is not None:
-        section["event_rate_per_minute"] = beat.events_per_minute
-        section["usual_rate_per_minute"] = beat.usual_per_minute
-    return section
+        for described in DESCRIBED:
+            value = _reported(getattr(li, described.name), described.figure)
+            parts[described.figure.section][described.key] = value
+    return parts
 
 
-def _listener(li: ListenerState | None, now: float) -> dict[str, Any]:
-    section: dict[str, Any] = dict.fromkeys(LISTENER_FIELDS)
-    section["present"] = li is not None
-    if li is not None:
-        section.update(
-            reported_at=li.reported_at,
-            heartbeat_age_s=_round(max(0.0, now - li.reported_at)),
-            events_enqueued=li.events_enqueued,
-            events_spooled=li.events_spooled,
-            events_drained=li.events_drained,
-            spool_depth=li.spool_depth,
-            memory_queue_depth=li.memory_queue_depth,
-            broker_up=li.broker_up,
-            publish_errors=li.publish_errors,
-            malformed_frames=li.malformed_frames,
-            snapshot_states=li.snapshot_states,
-            backfilled_states=li.backfilled_states,
-            history_available=li.history_available,
-            skipped_messages=dict(li.skipped_messages),
-            read_stall_max_s=_round(li.read_stall_max_s),
-            registry_refreshes=li.registry_refreshes,
-            publisher_restarts=li.publisher_restarts,
-            spool_quarantined=li.spool_quarantined,
-            auth_retry_at=li.auth_retry_at,
-            spool_bytes=li.spool_bytes,
-            spool_max_bytes=li.spool_max_bytes,
-            spool_disk_free_bytes=li.spool_disk_free_bytes,
-            broker_memory_used_bytes=li.broker_memory_used_bytes,
-            broker_memory_max_bytes=li.broker_memory_max_bytes,
-            broker_full=li.broker_full,
-            spool_full=li.spool_full,
-        )
-    return section
+def _reported(value: Any, figure: Figure) -> Any:
+    """A field's value as the report shows it: JSON-ready, a duration to the millisecond."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    return _round(value) if figure.rounded else value
+
+
+def _connection(part: dict[str, Any], beat: BeatFigures | None) -> dict[str, Any]:
+    return {**part, "reconnects_last_hour": None if beat is None else beat.reconnects_last_hour}
+
+
+def _subscription(
+    part: dict[str, Any], li: ListenerFigures | None, beat: BeatFigures | None, now: float
+) -> dict[str, Any]:
+    """The listener's subscription fields with what is derived from them, and beat's rates."""
+    last_event_at = None if li is None else li.last_event_at
+    last_event_age = None if last_event_at is None else max(0.0, now - last_event_at)
+    return {
+        "is_subscribed": None if li is None else li.connection_state == "subscribed",
+        "active_subscriptions": None if li is None else len(li.subscriptions),
+        "event_types": None if li is None else sorted(li.subscriptions),
+        **part,
+        "event_rate_per_minute": None if beat is None else beat.events_per_minute,
+        "usual_rate_per_minute": None if beat is None else beat.usual_per_minute,
+        "last_event_age_s": _round(last_event_age),
+    }
+
+
+def _listener(part: dict[str, Any], li: ListenerFigures | None, now: float) -> dict[str, Any]:
+    heartbeat_age = None if li is None else _round(max(0.0, now - li.reported_at))
+    return {"present": li is not None, "heartbeat_age_s": heartbeat_age, **part}
 
 
 def _pipeline(beat: BeatFigures | None, now: float) -> dict[str, Any]:

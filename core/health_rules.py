@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.health_check import Check, Thresholds
+from core.listener_figures import ListenerFigures
 from core.text_format import format_count, format_duration, format_rate
 
 EXPECTED_EVENTS_BEFORE_ALARM = 3.0
@@ -23,37 +24,20 @@ EXPECTED_EVENTS_BEFORE_ALARM = 3.0
 # --- the listener and its subscription ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SubscriptionFigures:
-    """What is known about the listener and its HA subscription."""
+def subscription_checks(
+    li: ListenerFigures | None,
+    now: float,
+    t: Thresholds,
+    *,
+    usual_rate_per_min: float | None = None,
+    reconnects_last_hour: int | None = None,
+) -> list[Check]:
+    """Is the listener alive, connected, subscribed, and are events arriving as usual?
 
-    connection_state: str
-    heartbeat_age_s: float | None = 0.0
-    """Seconds since the listener last reported; None when there is no report at all."""
-    attempts: int = 0
-    failed: int = 0
-    last_error: str = ""
-    subscribed_types: tuple[str, ...] = ()
-    uptime_s: float = 0.0
-    last_event_age_s: float | None = None
-    usual_rate_per_min: float | None = None
-    reconnects_last_hour: int | None = None
-    broker_up: bool = True
-    spool_depth: int = 0
-    history_available: bool | None = None
-    spool_quarantined: int = 0
-    spool_bytes: int = 0
-    spool_max_bytes: int | None = None
-    spool_disk_free_bytes: int | None = None
-    broker_memory_used_bytes: int | None = None
-    broker_memory_max_bytes: int | None = None
-    broker_full: bool = False
-    spool_full: bool = False
-
-
-def subscription_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
-    """Is the listener alive, connected, subscribed, and are events arriving as usual?"""
-    if f.heartbeat_age_s is None:
+    `li`: its figures (None when it left none); the rest is beat's memory of the events and
+    the reconnects.
+    """
+    if li is None:
         return [
             Check(
                 "listener_down",
@@ -63,34 +47,41 @@ def subscription_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
                 "and check its log",
             )
         ]
-    if f.connection_state == "stopped":
+    heartbeat_age = max(0.0, now - li.reported_at)
+    if li.connection_state == "stopped":
         return [
             Check(
                 "listener_down",
                 "unhealthy",
                 "listener",
-                f"listener stopped {format_duration(f.heartbeat_age_s)} ago (a clean shutdown) — "
+                f"listener stopped {format_duration(heartbeat_age)} ago (a clean shutdown) — "
                 "start `ha-ingestor listener`",
             )
         ]
-    if f.heartbeat_age_s > t.listener_stale_s:
+    if heartbeat_age > t.listener_stale_s:
         return [
             Check(
                 "listener_stale",
                 "unhealthy",
                 "listener",
-                f"listener silent for {format_duration(f.heartbeat_age_s)} (it reports every "
+                f"listener silent for {format_duration(heartbeat_age)} (it reports every "
                 "2 s) — is `ha-ingestor listener` running? Check its log",
             )
         ]
-    checks = _connection_checks(f, t)
-    checks.extend(_listener_checks(f))
+    checks = _connection_checks(li, now, t, usual_rate_per_min, reconnects_last_hour)
+    checks.extend(_listener_checks(li))
     return checks
 
 
-def _connection_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
-    state = f.connection_state
-    if state == "auth_invalid":
+def _connection_checks(
+    li: ListenerFigures,
+    now: float,
+    t: Thresholds,
+    usual_rate_per_min: float | None,
+    reconnects_last_hour: int | None,
+) -> list[Check]:
+    """Refused; else not subscribed or short of event types or of events, and reconnecting."""
+    if li.connection_state == "auth_invalid":
         return [
             Check(
                 "auth_invalid",
@@ -102,58 +93,75 @@ def _connection_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
                 "at most once an hour, as HA bans addresses after failed logins",
             )
         ]
-    checks: list[Check] = []
-    if state != "subscribed":
-        detail = f"; last error: {f.last_error}" if f.last_error else ""
-        checks.append(
-            Check(
-                "not_subscribed",
-                "unhealthy",
-                "subscription",
-                f"not subscribed to Home Assistant ({state.replace('_', ' ')}, "
-                f"{f.attempts} connection attempts, {f.failed} failed){detail} — check that HA "
-                "is up and HA_URL points to it",
-            )
-        )
+    if li.connection_state == "subscribed":
+        checks = _subscribed_checks(li, now, t, usual_rate_per_min)
     else:
-        missing = [e for e in t.event_types if e not in f.subscribed_types]
-        if missing:
-            checks.append(
-                Check(
-                    "subscriptions_missing",
-                    "degraded",
-                    "subscription",
-                    f"subscribed to {len(t.event_types) - len(missing)} of {len(t.event_types)} "
-                    f"event types; missing: {', '.join(missing)} — check HA_EVENT_TYPES and the "
-                    "listener log",
-                )
-            )
-        silence = _silence(f, t)
-        if silence is not None:
-            checks.append(silence)
-    if f.reconnects_last_hour is not None and f.reconnects_last_hour >= t.reconnects_per_hour:
-        detail = f" (last error: {f.last_error})" if f.last_error else ""
-        checks.append(
-            Check(
-                "reconnects",
-                "degraded",
-                "subscription",
-                f"HA connection dropped {f.reconnects_last_hour} times in the last hour"
-                f"{detail} — check HA's log and the network between HA and the listener",
-            )
-        )
+        checks = [_not_subscribed(li)]
+    checks.extend(_reconnect_checks(li, reconnects_last_hour, t))
     return checks
 
 
-def _silence(f: SubscriptionFigures, t: Thresholds) -> Check | None:
+def _not_subscribed(li: ListenerFigures) -> Check:
+    detail = f"; last error: {li.last_error}" if li.last_error else ""
+    return Check(
+        "not_subscribed",
+        "unhealthy",
+        "subscription",
+        f"not subscribed to Home Assistant ({li.connection_state.replace('_', ' ')}, "
+        f"{li.connect_attempts} connection attempts, {li.connects_failed} failed){detail} — "
+        "check that HA is up and HA_URL points to it",
+    )
+
+
+def _subscribed_checks(
+    li: ListenerFigures, now: float, t: Thresholds, usual_rate_per_min: float | None
+) -> list[Check]:
+    """Subscribed, but to fewer event types than asked, or silent for longer than usual."""
+    checks: list[Check] = []
+    missing = [e for e in t.event_types if e not in li.subscriptions]
+    if missing:
+        checks.append(
+            Check(
+                "subscriptions_missing",
+                "degraded",
+                "subscription",
+                f"subscribed to {len(t.event_types) - len(missing)} of {len(t.event_types)} "
+                f"event types; missing: {', '.join(missing)} — check HA_EVENT_TYPES and the "
+                "listener log",
+            )
+        )
+    silence = _silence(li, now, t, usual_rate_per_min)
+    if silence is not None:
+        checks.append(silence)
+    return checks
+
+
+def _reconnect_checks(
+    li: ListenerFigures, reconnects_last_hour: int | None, t: Thresholds
+) -> list[Check]:
+    if reconnects_last_hour is None or reconnects_last_hour < t.reconnects_per_hour:
+        return []
+    detail = f" (last error: {li.last_error})" if li.last_error else ""
+    return [
+        Check(
+            "reconnects",
+            "degraded",
+            "subscription",
+            f"HA connection dropped {reconnects_last_hour} times in the last hour{detail} — "
+            "check HA's log and the network between HA and the listener",
+        )
+    ]
+
+
+def _silence(li: ListenerFigures, now: float, t: Thresholds, usual: float | None) -> Check | None:
     """No events for longer than usual while subscribed (HA's event bus or the link is stuck)."""
-    gap = f.last_event_age_s if f.last_event_age_s is not None else f.uptime_s
+    last_event_at = li.last_event_at
+    gap = now - li.started_at if last_event_at is None else max(0.0, now - last_event_at)
     if gap < t.event_gap_s:
         return None
-    usual = f.usual_rate_per_min
     if usual is not None and usual * gap / 60.0 < EXPECTED_EVENTS_BEFORE_ALARM:
         return None  # a quiet home: this silence is normal for it
-    if f.last_event_age_s is None:
+    if last_event_at is None:
         text = f"no events since the listener started {format_duration(gap)} ago while subscribed"
     else:
         text = f"no events for {format_duration(gap)} while subscribed"
@@ -163,7 +171,7 @@ def _silence(f: SubscriptionFigures, t: Thresholds) -> Check | None:
     return Check("no_events", "degraded", "subscription", text)
 
 
-def _listener_checks(f: SubscriptionFigures) -> list[Check]:
+def _listener_checks(f: ListenerFigures) -> list[Check]:
     checks: list[Check] = []
     if not f.broker_up:
         checks.append(
@@ -277,92 +285,114 @@ class PipelineFigures:
 
 def pipeline_checks(p: PipelineFigures, t: Thresholds) -> list[Check]:
     """Is anything piling up or being refused between the broker and InfluxDB?"""
-    checks: list[Check] = []
-    window = format_duration(t.window_s)
-    if p.broker_error is not None:
-        checks.append(
-            Check(
-                "broker_unreadable",
-                "degraded",
-                "pipeline",
-                f"cannot read the queue ({p.broker_error}) — check CELERY_BROKER_URL and that "
-                "the broker runs",
-            )
-        )
-    if p.workers_alive == 0 and p.broker_error is None:
-        checks.append(
-            Check(
-                "no_workers",
-                "degraded",
-                "pipeline",
-                "no worker takes the ingest queue: events wait in the broker until one runs — "
-                "start `celery -A config.celery_app worker` and read its log",
-            )
-        )
+    found = (
+        _broker_unreadable(p),
+        _no_workers(p),
+        _stalled(p, t) or _queue_age(p, t),
+        _backlog(p, t),
+        _write_errors(p, t),
+        _dead_letters(p, t),
+    )
+    return [check for check in found if check is not None]
+
+
+def _broker_unreadable(p: PipelineFigures) -> Check | None:
+    if p.broker_error is None:
+        return None
+    return Check(
+        "broker_unreadable",
+        "degraded",
+        "pipeline",
+        f"cannot read the queue ({p.broker_error}) — check CELERY_BROKER_URL and that the "
+        "broker runs",
+    )
+
+
+def _no_workers(p: PipelineFigures) -> Check | None:
+    if p.workers_alive != 0 or p.broker_error is not None:
+        return None
+    return Check(
+        "no_workers",
+        "degraded",
+        "pipeline",
+        "no worker takes the ingest queue: events wait in the broker until one runs — "
+        "start `celery -A config.celery_app worker` and read its log",
+    )
+
+
+def _stalled(p: PipelineFigures, t: Thresholds) -> Check | None:
+    """Events wait and nothing was written for QUEUE_MAX_AGE: who is holding them up."""
     pending = (p.queue_depth or 0) + (p.in_flight or 0)
-    stalled = p.stalled_for_s is not None and p.stalled_for_s >= t.queue_max_age_s
-    if stalled and pending:
-        assert p.stalled_for_s is not None
-        if p.write_errors_window:
-            hint = "InfluxDB refuses the writes"
-        elif not p.in_flight:
-            hint = "no worker takes them: start `celery -A config.celery_app worker`"
-        else:
-            hint = "workers hold them but write nothing: check the worker log and InfluxDB"
-        checks.append(
-            Check(
-                "stalled",
-                "unhealthy",
-                "pipeline",
-                f"nothing written to InfluxDB for {format_duration(p.stalled_for_s)} while "
-                f"{format_count(pending)} events wait — {hint}",
-            )
-        )
-    elif p.oldest_message_age_s is not None and p.oldest_message_age_s >= t.queue_max_age_s:
-        checks.append(
-            Check(
-                "queue_age",
-                "degraded",
-                "pipeline",
-                f"oldest waiting event is {format_duration(p.oldest_message_age_s)} old — "
-                "workers are behind: add workers or check InfluxDB's write latency",
-            )
-        )
-    if p.queue_depth is not None and p.queue_depth >= t.queue_backlog:
-        checks.append(
-            Check(
-                "backlog",
-                "degraded",
-                "pipeline",
-                f"queue backlog {format_count(p.queue_depth)}{_trend_text(p)}",
-            )
-        )
+    if p.stalled_for_s is None or p.stalled_for_s < t.queue_max_age_s or not pending:
+        return None
     if p.write_errors_window:
-        detail = f": {p.last_write_error}" if p.last_write_error else ""
-        checks.append(
-            Check(
-                "write_errors",
-                "degraded",
-                "pipeline",
-                f"InfluxDB refused {format_count(p.write_errors_window)} "
-                f"{'batch' if p.write_errors_window == 1 else 'batches'} in {window}{detail} — "
-                "the events wait in the broker and are written once InfluxDB accepts them",
-            )
-        )
-    if p.dead_letters_window:
-        reasons = ", ".join(
-            f"{reason} {format_count(n)}" for reason, n in sorted(p.dead_letter_reasons.items())
-        )
-        checks.append(
-            Check(
-                "dead_letters",
-                "degraded",
-                "pipeline",
-                f"{format_count(p.dead_letters_window)} events dead-lettered in {window}"
-                f"{f' ({reasons})' if reasons else ''} — inspect them with `ha-ingestor dlq list`",
-            )
-        )
-    return checks
+        hint = "InfluxDB refuses the writes"
+    elif not p.in_flight:
+        hint = "no worker takes them: start `celery -A config.celery_app worker`"
+    else:
+        hint = "workers hold them but write nothing: check the worker log and InfluxDB"
+    return Check(
+        "stalled",
+        "unhealthy",
+        "pipeline",
+        f"nothing written to InfluxDB for {format_duration(p.stalled_for_s)} while "
+        f"{format_count(pending)} events wait — {hint}",
+    )
+
+
+def _queue_age(p: PipelineFigures, t: Thresholds) -> Check | None:
+    """Writes progress, but too slowly: the oldest event waits longer than QUEUE_MAX_AGE."""
+    if p.oldest_message_age_s is None or p.oldest_message_age_s < t.queue_max_age_s:
+        return None
+    return Check(
+        "queue_age",
+        "degraded",
+        "pipeline",
+        f"oldest waiting event is {format_duration(p.oldest_message_age_s)} old — "
+        "workers are behind: add workers or check InfluxDB's write latency",
+    )
+
+
+def _backlog(p: PipelineFigures, t: Thresholds) -> Check | None:
+    if p.queue_depth is None or p.queue_depth < t.queue_backlog:
+        return None
+    return Check(
+        "backlog",
+        "degraded",
+        "pipeline",
+        f"queue backlog {format_count(p.queue_depth)}{_trend_text(p)}",
+    )
+
+
+def _write_errors(p: PipelineFigures, t: Thresholds) -> Check | None:
+    refused = p.write_errors_window
+    if not refused:
+        return None
+    detail = f": {p.last_write_error}" if p.last_write_error else ""
+    return Check(
+        "write_errors",
+        "degraded",
+        "pipeline",
+        f"InfluxDB refused {format_count(refused)} {'batch' if refused == 1 else 'batches'} in "
+        f"{format_duration(t.window_s)}{detail} — the events wait in the broker and are "
+        "written once InfluxDB accepts them",
+    )
+
+
+def _dead_letters(p: PipelineFigures, t: Thresholds) -> Check | None:
+    if not p.dead_letters_window:
+        return None
+    reasons = ", ".join(
+        f"{reason} {format_count(n)}" for reason, n in sorted(p.dead_letter_reasons.items())
+    )
+    return Check(
+        "dead_letters",
+        "degraded",
+        "pipeline",
+        f"{format_count(p.dead_letters_window)} events dead-lettered in "
+        f"{format_duration(t.window_s)}{f' ({reasons})' if reasons else ''} — inspect them with "
+        "`ha-ingestor dlq list`",
+    )
 
 
 def _trend_text(p: PipelineFigures) -> str:

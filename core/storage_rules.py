@@ -1,7 +1,7 @@
 """The health rules of the places that hold waiting events: broker memory, spool disk, the
 dead-letter and outage stores. Figures in, checks out — no clock, no I/O.
 
-Each limit is reported before it bites (issue 14): the broker's memory from
+Each limit is reported before it bites: the broker's memory from
 BROKER_MEMORY_WARN_PERCENT of maxmemory, the spool from 80% of SPOOL_MAX_MB or when its disk has
 less room than the spool may still take, the dead-letter store from 80% of DEAD_LETTERS_MAX.
 `dropping` is the one that says events are gone: only a cap the user set deletes anything.
@@ -10,7 +10,8 @@ less room than the spool may still take, the dead-letter store from 80% of DEAD_
 from __future__ import annotations
 
 from core.health_check import Check, Thresholds
-from core.health_rules import PipelineFigures, SubscriptionFigures
+from core.health_rules import PipelineFigures
+from core.listener_figures import ListenerFigures
 from core.text_format import format_bytes, format_count, format_duration
 
 NEAR_FULL = 0.8
@@ -20,12 +21,12 @@ DISK_RESERVE = 0.05
 spool is empty: the next outage would find no room."""
 
 
-def listener_storage_checks(f: SubscriptionFigures, t: Thresholds) -> list[Check]:
+def listener_storage_checks(f: ListenerFigures, t: Thresholds) -> list[Check]:
     """The broker's memory as the listener reads it, and the spool's disk."""
     return [c for c in (_broker_memory(f, t), _spool_disk(f)) if c is not None]
 
 
-def _broker_memory(f: SubscriptionFigures, t: Thresholds) -> Check | None:
+def _broker_memory(f: ListenerFigures, t: Thresholds) -> Check | None:
     used, limit = f.broker_memory_used_bytes, f.broker_memory_max_bytes
     if used is None or not limit:
         return None
@@ -48,7 +49,7 @@ def _broker_memory(f: SubscriptionFigures, t: Thresholds) -> Check | None:
     )
 
 
-def _spool_disk(f: SubscriptionFigures) -> Check | None:
+def _spool_disk(f: ListenerFigures) -> Check | None:
     limit, free, used = f.spool_max_bytes, f.spool_disk_free_bytes, f.spool_bytes
     if not limit or free is None:
         return None

@@ -1,7 +1,7 @@
 """Writes the listener's state to Redis every few seconds and logs a periodic summary.
 
 A thread, because Redis calls block and the event loop must not. The state is one JSON document
-(core/listener_state.py) under a key with a TTL, so a dead listener shows up as a missing key
+(core/listener_figures.py) under a key with a TTL, so a dead listener shows up as a missing key
 (DESIGN.md §3.4). Each report also adds what arrived since the previous one to per-minute
 buckets — events overall, by domain, by entity, and reconnects — from which beat computes
 rates; the event loop only increments dicts.
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class StateReporter:
-    """Publishes ListenerStats to Redis and to the log."""
+    """Publishes the listener's figures (a snapshot of its ListenerStats) to Redis and the log."""
 
     def __init__(
         self,

@@ -2,9 +2,10 @@
 """The status page at `/`: one self-contained HTML document (no external assets).
 
 The /health document is embedded as JSON; a small script renders it — status, reasons, the
-event-rate history as an inline SVG chart, the connection, event and pipeline figures — and
-fetches /health again every few seconds. Everything is inserted as text, never as markup, so
-entity names and error texts from HA cannot inject anything. Without JavaScript the page still
+event-rate history as an inline SVG chart, the connection, event and pipeline figures, and
+every figure of the report's `listener` section, whatever it holds (core/listener_figures.py
+defines them) — and fetches /health again every few seconds. Everything is inserted as text,
+never as markup, so entity names and error texts from HA cannot inject anything. Without JavaScript the page still
 shows the status and reasons, and reloads itself.
 """
 
@@ -69,6 +70,27 @@ _SCRIPT = r"""
     var h = Math.floor(m / 60);
     if (h < 48) return h + " h " + (m % 60) + " min";
     return Math.floor(h / 24) + " d " + (h % 24) + " h";
+  }
+  function bytes(n) {
+    var units = ["B", "kB", "MB", "GB", "TB"], i = 0;
+    while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+    return (i ? n.toFixed(n < 10 ? 1 : 0) : String(n)) + " " + units[i];
+  }
+  function figure(key, value) {
+    if (value === null || value === undefined) return "\u2013";
+    if (typeof value === "boolean") return value ? "yes" : "no";
+    if (typeof value === "object") {
+      var names = Object.keys(value).sort();
+      return names.map(function (k) { return k + " " + num(value[k]); }).join(", ") || "none";
+    }
+    if (/_at$/.test(key)) return new Date(value * 1000).toLocaleString();
+    if (/_s$/.test(key)) return value < 10 ? Number(value).toFixed(3) + " s" : duration(value);
+    if (/_bytes$/.test(key)) return bytes(value);
+    return num(value);
+  }
+  function label(key) {
+    var words = key.replace(/_s$/, "").replace(/_/g, " ");
+    return words.charAt(0).toUpperCase() + words.slice(1);
   }
   function rows(tableId, pairs) {
     var table = document.getElementById(tableId);
@@ -183,7 +205,7 @@ _SCRIPT = r"""
       ["Received", num(s.total_events_received), "subscription.total_events_received"],
       ["By type", byType.join(", ") || "\u2013", "subscription.events_by_type"],
       ["Last event", s.last_event_age_s === null ? "none yet" : duration(s.last_event_age_s) + " ago", "subscription.last_event_age_s"],
-      ["Spool", num(l.spool_depth) + (l.broker_up ? "" : " (broker unreachable)"), "listener.spool_depth"]
+      ["Spool", num(l.spool_depth) + (l.broker_up ? "" : " (broker unreachable)"), "events.spool"]
     ]);
     var written = p.write_rate_per_minute || {};
     rows("pipeline", [
@@ -196,6 +218,9 @@ _SCRIPT = r"""
       ["Dead letters", num(p.dead_letters), "pipeline.dead_letters"],
       ["Beat's figures", p.age_s === null ? "beat has not run" : duration(p.age_s) + " old", "pipeline.age_s"]
     ]);
+    rows("listener", Object.keys(l).filter(function (k) { return k !== "present"; }).map(function (k) {
+      return [label(k), figure(k, l[k]), "listener." + k];
+    }));
     rateTable("domains", "Domain", Object.keys(r.by_domain).map(function (k) { return [k, r.by_domain[k]]; }));
     rateTable("entities", "Entity", r.top_entities.map(function (e) { return [e.entity_id, e]; }));
     document.getElementById("updated").textContent =
@@ -247,6 +272,7 @@ def render_status_page(health: dict[str, Any]) -> str:
 <section><h2>Pipeline</h2><table id="pipeline"></table></section>
 <section><h2>Domains</h2><table id="domains"></table></section>
 <section><h2>Top entities</h2><table id="entities"></table></section>
+<section><h2>Listener</h2><table id="listener"></table></section>
 </div>
 <script id="health-data" type="application/json">{data}</script>
 <script>{script}</script>

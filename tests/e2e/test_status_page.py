@@ -185,6 +185,9 @@ def test_the_page_renders_the_status_the_chart_and_the_figures(
     assert dom.fields["connection.state"].startswith("subscribed (HA ")
     assert dom.fields["pipeline.queue_depth"].replace(",", "").isdigit()
     assert int(dom.fields["subscription.total_events_received"].replace(",", "")) > 0
+    # Every figure of the report's listener section has a row of its own.
+    shown = {f"listener.{key}" for key in expected["listener"] if key != "present"}
+    assert shown <= set(dom.fields)
     # The ranking can shift between the two reads: one of the leaders is on the page.
     leaders = {row["entity_id"] for row in expected["rates"]["top_entities"][:5]}
     assert leaders & set(dom.entity_rows)

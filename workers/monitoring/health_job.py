@@ -24,7 +24,7 @@ from config.settings import Settings
 from core.health_beat import Readings, beat_figures
 from core.health_check import Thresholds
 from core.health_report import BeatFigures, build_report
-from core.listener_state import ListenerState
+from core.listener_figures import ListenerFigures
 from core.queue_trend import BeatMemory, QueueReading
 from core.rates import window_count
 from core.task_message import received_at_of
@@ -251,7 +251,7 @@ class Monitor:
                     maps[name][m] = counts
         readings = Readings(
             now=now,
-            listener=ListenerState.from_json(state),
+            listener=ListenerFigures.from_json(state),
             buckets=buckets,
             maps=maps,
             totals={n: int(v or 0) for n, v in zip(TOTALS, total_values, strict=True)},

@@ -95,46 +95,57 @@ def _storage(li: dict[str, Any]) -> str:
 
 def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) lines from a report of core/health_report.py's shape."""
+    return [
+        *_listener_rows(report),
+        _event_rate_row(report["subscription"]),
+        *_busiest_rows(report["rates"]),
+        *_pipeline_rows(report["pipeline"]),
+        ("Storage", _storage(report["listener"])),
+        ("Beat", _beat(report["beat"])),
+    ]
+
+
+def _listener_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """HA's connection and the listener's own figures, or that it left none."""
     c, s, li = report["connection"], report["subscription"], report["listener"]
-    rates, p, beat = report["rates"], report["pipeline"], report["beat"]
-    out: list[tuple[str, str]] = []
-    if li["present"]:
-        version = f" (HA {c['ha_version']})" if c["ha_version"] else ""
-        out += [
-            ("Home Assistant", f"{c['state']}{version}"),
-            (
-                "Subscriptions",
-                f"{s['active_subscriptions']} active; {c['attempts']} connection attempts, "
-                f"{c['failed']} failed; {c['reconnects_last_hour']} reconnects in the last hour",
-            ),
-            ("Last error", c["last_error"] or "none"),
-            (
-                "Listener",
-                f"reported {format_duration(li['heartbeat_age_s'])} ago, up "
-                f"{format_duration(report['uptime_s'])}, spool {format_count(li['spool_depth'])}"
-                f"{'' if li['broker_up'] else ' (broker unreachable)'}",
-            ),
-            (
-                "Events received",
-                f"{format_count(s['total_events_received'])}; last "
-                + (
-                    "never"
-                    if s["last_event_age_s"] is None
-                    else f"{format_duration(s['last_event_age_s'])} ago"
-                ),
-            ),
-        ]
-    else:
-        out.append(("Listener", "no state in Redis"))
-    per_min = s["event_rate_per_minute"]
-    usual = s["usual_rate_per_minute"]
-    out.append(
+    if not li["present"]:
+        return [("Listener", "no state in Redis")]
+    version = f" (HA {c['ha_version']})" if c["ha_version"] else ""
+    last_event = s["last_event_age_s"]
+    return [
+        ("Home Assistant", f"{c['state']}{version}"),
         (
-            "Events 1/5/15 min",
-            " · ".join(format_rate(per_min[w]) for w in ("1m", "5m", "15m"))
-            + (f" (usually {format_rate(usual)})" if usual else ""),
-        )
+            "Subscriptions",
+            f"{s['active_subscriptions']} active; {c['attempts']} connection attempts, "
+            f"{c['failed']} failed; {c['reconnects_last_hour']} reconnects in the last hour",
+        ),
+        ("Last error", c["last_error"] or "none"),
+        (
+            "Listener",
+            f"reported {format_duration(li['heartbeat_age_s'])} ago, up "
+            f"{format_duration(report['uptime_s'])}, spool {format_count(li['spool_depth'])}"
+            f"{'' if li['broker_up'] else ' (broker unreachable)'}",
+        ),
+        (
+            "Events received",
+            f"{format_count(s['total_events_received'])}; last "
+            + ("never" if last_event is None else f"{format_duration(last_event)} ago"),
+        ),
+    ]
+
+
+def _event_rate_row(s: dict[str, Any]) -> tuple[str, str]:
+    per_min, usual = s["event_rate_per_minute"], s["usual_rate_per_minute"]
+    return (
+        "Events 1/5/15 min",
+        " · ".join(format_rate(per_min[w]) for w in ("1m", "5m", "15m"))
+        + (f" (usually {format_rate(usual)})" if usual else ""),
     )
+
+
+def _busiest_rows(rates: dict[str, Any]) -> list[tuple[str, str]]:
+    """The busiest domains and entities over 5 minutes, when any were counted."""
+    out: list[tuple[str, str]] = []
     domains = list(rates["by_domain"].items())[:6]
     if domains:
         out.append(
@@ -142,35 +153,30 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         )
     entities = rates["top_entities"][:5]
     if entities:
-        out.append(
-            (
-                "Busiest entities",
-                ", ".join(f"{e['entity_id']} {format_rate(e['5m'])}" for e in entities),
-            )
-        )
-    oldest = p["oldest_message_age_s"]
-    out += [
-        (
-            "Queue",
-            "unreadable"
-            if p["queue_depth"] is None
-            else f"{format_count(p['queue_depth'])} waiting, "
-            f"{format_count(p['in_flight'] or 0)} taken by workers"
-            + (f", oldest {format_duration(oldest)}" if oldest is not None else ""),
-        ),
-        (
-            "InfluxDB writes",
-            f"{format_count(p['written'])} written "
-            f"({format_rate(p['write_rate_per_minute']['5m'])} over 5 min), "
-            f"{format_count(p['retried'])} retried, {format_count(p['write_errors'])} refused",
-        ),
-        ("Dead letters", _stores(p)),
-        ("Storage", _storage(li)),
-        (
-            "Beat",
-            "has not run"
-            if beat["age_s"] is None
-            else f"last run {format_duration(beat['age_s'])} ago",
-        ),
-    ]
+        busiest = ", ".join(f"{e['entity_id']} {format_rate(e['5m'])}" for e in entities)
+        out.append(("Busiest entities", busiest))
     return out
+
+
+def _pipeline_rows(p: dict[str, Any]) -> list[tuple[str, str]]:
+    oldest = p["oldest_message_age_s"]
+    if p["queue_depth"] is None:
+        queue = "unreadable"
+    else:
+        queue = (
+            f"{format_count(p['queue_depth'])} waiting, "
+            f"{format_count(p['in_flight'] or 0)} taken by workers"
+            + (f", oldest {format_duration(oldest)}" if oldest is not None else "")
+        )
+    writes = (
+        f"{format_count(p['written'])} written "
+        f"({format_rate(p['write_rate_per_minute']['5m'])} over 5 min), "
+        f"{format_count(p['retried'])} retried, {format_count(p['write_errors'])} refused"
+    )
+    return [("Queue", queue), ("InfluxDB writes", writes), ("Dead letters", _stores(p))]
+
+
+def _beat(beat: dict[str, Any]) -> str:
+    return (
+        "has not run" if beat["age_s"] is None else f"last run {format_duration(beat['age_s'])} ago"
+    )

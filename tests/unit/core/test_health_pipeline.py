@@ -14,7 +14,7 @@ from core.health_beat import Readings, beat_figures
 from core.health_check import Thresholds
 from core.health_report import build_report
 from core.health_rules import PipelineFigures, pipeline_checks
-from core.listener_state import ListenerState
+from core.listener_figures import ListenerFigures
 from core.queue_trend import BeatMemory, QueueReading, advance_memory, depth_trend
 from core.task_message import received_at_of
 
@@ -197,8 +197,8 @@ def test_received_at_of_anything_else_is_none(raw: str | None) -> None:
 # --- the whole report --------------------------------------------------------------------------
 
 
-def listener_state(**changes: Any) -> ListenerState:
-    state = ListenerState(
+def listener_figures(**changes: Any) -> ListenerFigures:
+    state = ListenerFigures(
         started_at=NOW - 7200,
         reported_at=NOW - 1,
         connection_state="subscribed",
@@ -242,7 +242,7 @@ def test_the_report_of_a_silent_subscription() -> None:
     events = {m: 35 for m in range(minute - 72, minute - 12)}
     readings = Readings(
         now=NOW,
-        listener=listener_state(),
+        listener=listener_figures(),
         buckets={"events_received": events, "written": dict(events)},
         maps={"events_by_domain": {minute - 13: {"sensor": 30, "light": 5}}},
         totals={"written": 2100},
@@ -270,7 +270,7 @@ def test_the_report_of_a_stalled_pipeline_with_refused_writes() -> None:
     previous = BeatMemory(progress_at=NOW - 400, written=50, pending=1500, samples=((NOW - 30, 0),))
     readings = Readings(
         now=NOW,
-        listener=listener_state(last_event_at=NOW - 0.5),
+        listener=listener_figures(last_event_at=NOW - 0.5),
         buckets={"retries": {minute: 2, minute - 1: 1}},
         totals={"written": 50, "retries": 3},
         queue=QueueReading(depth=1000, in_flight=2000, oldest_received_at=NOW - 420),

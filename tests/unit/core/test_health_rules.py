@@ -3,18 +3,14 @@ rule, both sides of its threshold (the pipeline rules: test_health_pipeline.py).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from config.settings import load_settings
 from core.health_check import Check, Thresholds, ordered, overall
-from core.health_rules import (
-    SubscriptionFigures,
-    beat_checks,
-    redis_unreadable,
-    subscription_checks,
-)
+from core.health_rules import beat_checks, redis_unreadable, subscription_checks
+from core.listener_figures import ListenerFigures
 
 T = Thresholds(
     event_gap_s=600,
@@ -23,16 +19,38 @@ T = Thresholds(
     beat_interval_s=5,
     event_types=("state_changed",),
 )
-OK = SubscriptionFigures(
-    connection_state="subscribed",
-    heartbeat_age_s=1.0,
-    attempts=1,
-    subscribed_types=("state_changed",),
-    uptime_s=3600,
-    last_event_age_s=1.0,
-    usual_rate_per_min=35.0,
-    reconnects_last_hour=0,
-)
+NOW = 1_800_000_000.0
+OK: dict[str, Any] = {
+    "connection_state": "subscribed",
+    "heartbeat_age_s": 1.0,
+    "attempts": 1,
+    "subscribed_types": ("state_changed",),
+    "uptime_s": 3600,
+    "last_event_age_s": 1.0,
+    "usual_rate_per_min": 35.0,
+    "reconnects_last_hour": 0,
+}
+"""A healthy listener, in the terms of the rules' messages (ages, not times)."""
+
+
+def judge(**changes: Any) -> list[Check]:
+    """The subscription rules on OK with `changes`: ages become the times the listener reports
+    (as of NOW), beat's figures go as beat's; None for the heartbeat's age means no listener."""
+    f = OK | changes
+    beat = {name: f.pop(name) for name in ("usual_rate_per_min", "reconnects_last_hour")}
+    heartbeat_age, last_event_age = f.pop("heartbeat_age_s"), f.pop("last_event_age_s")
+    listener = None
+    if heartbeat_age is not None:
+        listener = ListenerFigures(
+            started_at=NOW - f.pop("uptime_s"),
+            reported_at=NOW - heartbeat_age,
+            last_event_at=None if last_event_age is None else NOW - last_event_age,
+            connect_attempts=f.pop("attempts"),
+            connects_failed=f.pop("failed", 0),
+            subscriptions={t: n for n, t in enumerate(f.pop("subscribed_types"), start=2)},
+            **f,
+        )
+    return subscription_checks(listener, NOW, T, **beat)
 
 
 def codes(checks: list[Check]) -> list[str]:
@@ -40,7 +58,7 @@ def codes(checks: list[Check]) -> list[str]:
 
 
 def test_a_subscribed_listener_with_events_is_healthy() -> None:
-    assert subscription_checks(OK, T) == []
+    assert judge() == []
     assert overall([]) == "healthy"
 
 
@@ -104,7 +122,7 @@ def test_a_subscribed_listener_with_events_is_healthy() -> None:
 def test_each_subscription_rule(
     changes: dict[str, object], expected_codes: list[str], severity: str, words: str
 ) -> None:
-    checks = subscription_checks(replace(OK, **changes), T)  # type: ignore[arg-type]
+    checks = judge(**changes)
     assert codes(checks) == expected_codes
     assert checks[0].severity == severity
     assert words in checks[0].message
@@ -126,26 +144,31 @@ def test_each_subscription_rule(
     ],
 )
 def test_silence_is_judged_against_the_usual_rate(changes: dict[str, object], fires: bool) -> None:
-    checks = subscription_checks(replace(OK, **changes), T)  # type: ignore[arg-type]
+    checks = judge(**changes)
     assert ("no_events" in codes(checks)) is fires
 
 
 def test_a_silent_listener_hides_its_stale_figures() -> None:
     """An old report says nothing reliable about the connection: only the silence is shown."""
-    stale = replace(OK, heartbeat_age_s=60, connection_state="backing_off", broker_up=False)
-    assert codes(subscription_checks(stale, T)) == ["listener_stale"]
+    stale = judge(heartbeat_age_s=60, connection_state="backing_off", broker_up=False)
+    assert codes(stale) == ["listener_stale"]
 
 
 def test_reconnects_below_the_threshold_or_unknown_are_fine() -> None:
-    assert subscription_checks(replace(OK, reconnects_last_hour=4), T) == []
-    assert subscription_checks(replace(OK, reconnects_last_hour=None), T) == []
+    assert judge(reconnects_last_hour=4) == []
+    assert judge(reconnects_last_hour=None) == []
+
+
+def test_a_refused_token_is_the_one_connection_problem_reported() -> None:
+    """Reconnects are what the hourly login tries cause: the refusal says it all."""
+    checks = judge(connection_state="auth_invalid", reconnects_last_hour=9, spool_depth=3)
+    assert codes(checks) == ["auth_invalid", "spool_draining"]
 
 
 def test_several_problems_are_all_reported_worst_first() -> None:
-    figures = replace(
-        OK, connection_state="connecting", spool_depth=3, reconnects_last_hour=9, last_error="x"
+    checks = ordered(
+        judge(connection_state="connecting", spool_depth=3, reconnects_last_hour=9, last_error="x")
     )
-    checks = ordered(subscription_checks(figures, T))
     assert codes(checks) == ["not_subscribed", "reconnects", "spool_draining"]
     assert overall(checks) == "unhealthy"
 

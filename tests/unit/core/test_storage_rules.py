@@ -7,7 +7,8 @@ import threading
 from dataclasses import replace
 
 from core.health_check import Thresholds
-from core.health_rules import PipelineFigures, SubscriptionFigures
+from core.health_rules import PipelineFigures
+from core.listener_figures import ListenerFigures
 from core.storage_rules import listener_storage_checks, store_checks
 from core.text_format import format_bytes
 from workers.consumers.hand_back import HandBackPacer
@@ -15,7 +16,9 @@ from workers.pipeline import BatchOutcome
 
 T = Thresholds(dead_letters_max=None)
 GB = 1_000_000_000
-FINE = SubscriptionFigures(
+FINE = ListenerFigures(
+    started_at=1_800_000_000.0,
+    reported_at=1_800_000_600.0,
     connection_state="subscribed",
     spool_bytes=0,
     spool_max_bytes=GB,

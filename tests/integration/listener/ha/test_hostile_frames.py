@@ -42,7 +42,7 @@ class Reader:
 
     @property
     def subscription(self) -> int:
-        return self.stats.subscriptions["state_changed"]
+        return int(self.stats.subscriptions["state_changed"])
 
     def markers(self) -> list[int]:
         return [e[MARKER] for e in self.received if isinstance(e.get(MARKER), int)]

@@ -11,7 +11,7 @@ import redis
 
 from config.redis_keys import RedisKeys
 from core.enrichment import Registries, area_tag, friendly_name_tag
-from core.listener_state import ListenerState
+from core.listener_figures import ListenerFigures
 from tests.helpers import InfluxDatabase, wait_until
 from tests.sim_thread import SimulatorThread
 from tests.stack import TOKEN, Stack
@@ -42,7 +42,7 @@ def test_state_and_registries_are_kept_in_redis(
             assert client.ttl(keys.registry(name)) > 0
 
         raw = wait_until(lambda: client.get(keys.listener_state()), 10)
-        state = ListenerState.from_json(raw)
+        state = ListenerFigures.from_json(raw)
         assert state is not None, raw
         assert state.connection_state == "subscribed"
         subscriptions = dict(state.subscriptions)

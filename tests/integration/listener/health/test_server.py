@@ -17,13 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from config.celery_app import create_app
 from config.redis_keys import RedisKeys
 from config.settings import Settings, load_settings
-from core.listener_state import ListenerState
+from core.listener_figures import DESCRIBED, ListenerFigures
 from core.task_message import INGEST_TASK, TaskMessage
 from devtools.local_servers import free_port
 from listener.health.server import HealthServer
 from listener.health.state_reporter import StateReporter
 from listener.health.stats import ListenerStats
 from listener.health.view import HealthView
+from tests.unit.listener.health.test_every_figure import every_figure_set, shown
 from workers.monitoring.health_job import Monitor, RedisQueueProbe, queue_probe
 
 pytestmark = pytest.mark.integration
@@ -75,12 +76,27 @@ def test_the_state_reporter_counts_only_what_is_new(redis_url: str) -> None:
         b"switch": b"1",
     }
     assert 0 < client.ttl(KEYS.counter_map_bucket("events_by_domain", minute)) <= 7200
-    state = ListenerState.from_json(client.get(KEYS.listener_state()))
+    state = ListenerFigures.from_json(client.get(KEYS.listener_state()))
     assert state is not None
     assert state.reported_at == now
     assert state.events_received == 6
     assert state.reconnects == 2
     assert 0 < client.ttl(KEYS.listener_state()) <= 30
+
+
+def test_every_figure_reaches_redis_and_beat_s_report(redis_url: str) -> None:
+    """Each field of the listener's figures, set live, is read back from Redis by beat and lands
+    in beat's report in its section under its key."""
+    client = redis.Redis.from_url(redis_url)
+    stats, values = every_figure_set()
+    now = time.time()
+    StateReporter(client, KEYS, stats, clock=lambda: now).report()
+    assert ListenerFigures.from_json(client.get(KEYS.listener_state())) == stats.snapshot(now)
+    report, _ = Monitor.from_settings(settings_for(redis_url)).compute()
+    for described in DESCRIBED:
+        value = now if described.name == "reported_at" else values[described.name]
+        section = report[described.figure.section]
+        assert section[described.key] == shown(described, value), described.name
 
 
 def test_beat_reads_depth_in_flight_and_the_oldest_event_of_a_real_queue(redis_url: str) -> None:

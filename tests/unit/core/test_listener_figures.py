@@ -1,17 +1,17 @@
-"""The listener's state document (core.listener_state): typed JSON there and back, and nothing
-else read as one."""
+"""The listener's figures (core.listener_figures): typed JSON there and back, nothing else read
+as one, and the live counters' snapshot is that record."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.listener_state import ListenerState
+from core.listener_figures import DESCRIBED, ListenerFigures
 from listener.health.stats import ListenerStats
 
 NOW = 1_800_000_000.0
@@ -28,8 +28,8 @@ BY_TYPE: dict[str, st.SearchStrategy[Any]] = {
     "bool | None": st.none() | st.booleans(),
     "Mapping[str, int]": st.dictionaries(st.text(), counts),
 }
-states = st.fixed_dictionaries({f.name: BY_TYPE[str(f.type)] for f in fields(ListenerState)}).map(
-    lambda values: ListenerState(**values)
+states = st.fixed_dictionaries({f.name: BY_TYPE[str(f.type)] for f in fields(ListenerFigures)}).map(
+    lambda values: ListenerFigures(**values)
 )
 
 
@@ -50,31 +50,31 @@ def busy_stats() -> ListenerStats:
 
 
 @given(states)
-def test_every_state_round_trips(state: ListenerState) -> None:
-    assert ListenerState.from_json(state.to_json()) == state
-    assert ListenerState.from_json(state.to_json().encode()) == state
+def test_every_state_round_trips(state: ListenerFigures) -> None:
+    assert ListenerFigures.from_json(state.to_json()) == state
+    assert ListenerFigures.from_json(state.to_json().encode()) == state
 
 
 def test_the_listener_s_snapshot_is_typed_json() -> None:
     state = busy_stats().snapshot(NOW)
     data = json.loads(state.to_json())
-    assert set(data) == {f.name for f in fields(ListenerState)}
+    assert set(data) == {f.name for f in fields(ListenerFigures)}
     # Real JSON types, not the strings of Python values.
     assert data["broker_up"] is False
     assert data["history_available"] is False
     assert data["last_event_at"] == NOW - 1.25
     assert data["reported_at"] == NOW
     assert data["subscriptions"] == {"state_changed": 2}
-    assert ListenerState.from_json(state.to_json()) == state
+    assert ListenerFigures.from_json(state.to_json()) == state
     fresh = ListenerStats(started_at=NOW).snapshot(NOW)
     assert json.loads(fresh.to_json())["last_event_at"] is None
-    assert ListenerState.from_json(fresh.to_json()) == fresh
+    assert ListenerFigures.from_json(fresh.to_json()) == fresh
 
 
 def test_fields_it_does_not_know_are_ignored() -> None:
     state = busy_stats().snapshot(NOW)
     newer = json.dumps(json.loads(state.to_json()) | {"added_later": [1, 2]})
-    assert ListenerState.from_json(newer) == state
+    assert ListenerFigures.from_json(newer) == state
 
 
 def garbled(**changes: Any) -> str:
@@ -117,7 +117,7 @@ def without(name: str) -> str:
     ],
 )
 def test_anything_else_is_none(raw: str | bytes | None) -> None:
-    assert ListenerState.from_json(raw) is None
+    assert ListenerFigures.from_json(raw) is None
 
 
 def test_the_snapshot_copies_what_keeps_counting() -> None:
@@ -127,3 +127,25 @@ def test_the_snapshot_copies_what_keeps_counting() -> None:
     stats.subscriptions["call_service"] = 3
     assert state.events_by_type == {"state_changed": 10}
     assert state.subscriptions == {"state_changed": 2}
+
+
+def test_a_figure_added_later_may_be_missing_from_an_older_listener_s_document() -> None:
+    stats = busy_stats()
+    stats.spool_quarantined = 4
+    data = json.loads(stats.snapshot(NOW).to_json())
+    added_later = [d for d in DESCRIBED if not d.figure.in_every_document]
+    assert "spool_quarantined" in [d.name for d in added_later]
+    for described in added_later:
+        del data[described.name]
+    older = ListenerFigures.from_json(json.dumps(data))
+    assert older is not None
+    assert older.spool_quarantined == 0
+    assert older == replace(stats.snapshot(NOW), **{d.name: d.default for d in added_later})
+
+
+def test_the_document_is_a_dict_and_its_json_the_text() -> None:
+    state = busy_stats().snapshot(NOW)
+    assert isinstance(state.to_document(), dict)
+    assert ListenerFigures.from_document(state.to_document()) == state
+    assert json.loads(state.to_json()) == state.to_document()
+    assert ListenerFigures.from_document(state.to_json()) is None, "text is from_json's"
