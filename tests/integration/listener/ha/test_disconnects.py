@@ -37,7 +37,7 @@ class Running:
     task: asyncio.Task[None]
 
     def subscribed(self) -> bool:
-        return self.stats.connection_state == "subscribed"
+        return bool(self.stats.connection_state == "subscribed")
 
     def ping_waits(self) -> bool:
         """A command (the heartbeat's ping: pongs are withheld) waits for its reply."""
