@@ -1,9 +1,9 @@
 """Beat's half of the health report, pure: its readings of Redis and the broker → its figures.
 
-`beat_figures` turns one `Readings` (everything beat read in one go) and beat's memory of its
-previous run into the pipeline figures, the event rates and the pipeline rules' verdict
-(`BeatFigures`), which go with the listener's state to the one report builder
-(core/health_report.py). workers/monitoring/health_job.py does the reading and the storing.
+`beat_figures` turns one `Readings` (everything beat read in one go) and the queue's progress
+as beat recorded it on its previous run into the pipeline figures, the event rates and the
+pipeline rules' verdict (`BeatFigures`), which go with the listener's state to the one report
+builder (core/health_report.py). workers/monitoring/health_job.py does the reading and the storing.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from core.health_check import Thresholds
 from core.health_report import BeatFigures
 from core.health_rules import PipelineFigures, pipeline_checks
 from core.listener_figures import ListenerFigures
-from core.queue_trend import BeatMemory, QueueReading, advance_memory, depth_trend
+from core.queue_trend import QueueProgress, QueueReading, advance_progress, depth_trend
 from core.storage_rules import store_checks
 
 RECONNECTS_WINDOW_S = 3600 - 60
@@ -49,16 +49,17 @@ WINDOW_COUNTERS = ("written", "retries", "write_errors", "dead_lettered", "dropp
 
 
 def beat_figures(
-    readings: Readings, memory: BeatMemory | None, t: Thresholds
-) -> tuple[BeatFigures, BeatMemory]:
-    """The pipeline figures, the rates and the pipeline checks; beat's memory for next time."""
+    readings: Readings, progress: QueueProgress | None, t: Thresholds
+) -> tuple[BeatFigures, QueueProgress]:
+    """The pipeline figures, the rates and the pipeline checks; the queue's progress for next
+    time."""
     now = readings.now
-    new_memory = advance_memory(memory, now, readings.queue, _total(readings, "written"))
+    new_progress = advance_progress(progress, now, readings.queue, _total(readings, "written"))
     in_window = {
         name: r.window_count(readings.buckets.get(name, {}), now, t.window_s)
         for name in WINDOW_COUNTERS
     }
-    figures = _pipeline_figures(readings, new_memory, in_window)
+    figures = _pipeline_figures(readings, new_progress, in_window)
     as_of, since = _listener_clock(readings, t)
     events = readings.buckets.get("events_received", {})
     last_event_at = None if readings.listener is None else readings.listener.last_event_at
@@ -76,7 +77,7 @@ def beat_figures(
         ),
         checks=(*pipeline_checks(figures, t), *store_checks(figures, t)),
     )
-    return result, new_memory
+    return result, new_progress
 
 
 def _total(readings: Readings, name: str) -> int:
@@ -84,9 +85,9 @@ def _total(readings: Readings, name: str) -> int:
 
 
 def _pipeline_figures(
-    readings: Readings, memory: BeatMemory, in_window: Mapping[str, int]
+    readings: Readings, progress: QueueProgress, in_window: Mapping[str, int]
 ) -> PipelineFigures:
-    """The pipeline as the rules see it, from the readings and beat's memory of progress."""
+    """The pipeline as the rules see it, from the readings and the queue's recorded progress."""
     now, queue = readings.now, readings.queue
     pending = None if queue.depth is None else queue.depth + (queue.in_flight or 0)
     # Failed write attempts: `write_errors` where workers count them, else their retries.
@@ -96,8 +97,8 @@ def _pipeline_figures(
         queue_depth=queue.depth,
         in_flight=queue.in_flight,
         oldest_message_age_s=None if oldest is None else max(0.0, now - oldest),
-        depth_trend_per_min=depth_trend(memory.samples, now),
-        stalled_for_s=now - memory.progress_at if pending else None,
+        depth_trend_per_min=depth_trend(progress.samples, now),
+        stalled_for_s=now - progress.progress_at if pending else None,
         write_errors_window=refused,
         dead_letters_window=in_window["dead_lettered"],
         dead_letter_reasons=readings.dead_letter_reasons,

@@ -89,8 +89,9 @@ def _connection_checks(
                 "subscription",
                 "Home Assistant rejected the token (auth_invalid): create a new long-lived "
                 "access token in your HA profile (Security tab), put it in HA_TOKEN_FILE (or "
-                "HA_TOKEN) and send the listener SIGHUP (or restart it); until then it tries "
-                "at most once an hour, as HA bans addresses after failed logins",
+                "HA_TOKEN) and send the listener SIGHUP (or restart it): a new token is tried at "
+                "once; the refused one at most once an hour, as HA bans addresses after failed "
+                "logins",
             )
         ]
     if li.connection_state == "subscribed":

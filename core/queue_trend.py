@@ -1,9 +1,9 @@
-"""Is the queue moving? Beat's memory between runs, and the queue's depth trend from it.
+"""Is the queue moving? Beat's progress between runs, and the queue's depth trend from it.
 
-Beat runs every few seconds and keeps what it saw last (`BeatMemory`, JSON under the
+Beat runs every few seconds and keeps what it saw last (`QueueProgress`, JSON under the
 beat:state key): the time of the last progress — a write, a shrinking or an empty queue — and
 the depth samples of the last minutes. From those come "stalled for 6 min" and "growing by
-2,000/min". Pure: readings and the previous memory in, the next memory out.
+2,000/min". Pure: readings and the previous record in, the next one out.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class QueueReading:
 
 
 @dataclass(frozen=True)
-class BeatMemory:
+class QueueProgress:
     """What beat remembers between runs, to see trends (JSON under the beat:state key)."""
 
     progress_at: float
@@ -44,7 +44,7 @@ class BeatMemory:
     pending: int
     samples: tuple[tuple[float, int], ...] = ()
 
-    def as_json(self) -> dict[str, Any]:
+    def to_document(self) -> dict[str, Any]:
         return {
             "progress_at": self.progress_at,
             "written": self.written,
@@ -53,7 +53,7 @@ class BeatMemory:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> BeatMemory | None:
+    def from_document(cls, data: Any) -> QueueProgress | None:
         try:
             return cls(
                 progress_at=float(data["progress_at"]),
@@ -65,14 +65,14 @@ class BeatMemory:
             return None
 
 
-def advance_memory(
-    previous: BeatMemory | None, now: float, queue: QueueReading, written: int
-) -> BeatMemory:
-    """Beat's memory after this run: progress is a write, a shrinking or an empty queue."""
+def advance_progress(
+    previous: QueueProgress | None, now: float, queue: QueueReading, written: int
+) -> QueueProgress:
+    """Beat's record after this run: progress is a write, a shrinking or an empty queue."""
     if queue.depth is None:
         if previous is None:
-            return BeatMemory(progress_at=now, written=written, pending=0)
-        return BeatMemory(previous.progress_at, written, previous.pending, previous.samples)
+            return QueueProgress(progress_at=now, written=written, pending=0)
+        return QueueProgress(previous.progress_at, written, previous.pending, previous.samples)
     pending = queue.depth + (queue.in_flight or 0)
     progressed = (
         previous is None
@@ -84,7 +84,7 @@ def advance_memory(
         [] if previous is None else [s for s in previous.samples if now - s[0] <= SAMPLES_KEPT_S]
     )
     samples.append((now, queue.depth))
-    return BeatMemory(
+    return QueueProgress(
         progress_at=now if progressed or previous is None else previous.progress_at,
         written=written,
         pending=pending,

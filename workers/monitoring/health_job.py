@@ -25,7 +25,7 @@ from core.health_beat import Readings, beat_figures
 from core.health_check import Thresholds
 from core.health_report import BeatFigures, build_report
 from core.listener_figures import ListenerFigures
-from core.queue_trend import BeatMemory, QueueReading
+from core.queue_trend import QueueProgress, QueueReading
 from core.rates import window_count
 from core.task_message import received_at_of
 from workers.consumers import bulk_queue
@@ -163,15 +163,15 @@ class Monitor:
 
     def run(self) -> dict[str, Any]:
         """Beat's job: give back what silent workers held, then compute and store the report,
-        the rates and beat's memory."""
+        the rates and beat's record of the queue."""
         self._give_back_silent()
-        readings, figures, memory = self._figures()
+        readings, figures, progress = self._figures()
         report = self._report(readings, figures, beat_ran_at=readings.now)
         ttl = int(10 * self.thresholds.beat_interval_s + 60)
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(self._keys.health(), json.dumps(report), ex=ttl)
         pipe.set(self._keys.rates(), json.dumps(_rates(figures)), ex=ttl)
-        pipe.set(self._keys.beat_state(), json.dumps(memory.as_json()), ex=BEAT_STATE_TTL_S)
+        pipe.set(self._keys.beat_state(), json.dumps(progress.to_document()), ex=BEAT_STATE_TTL_S)
         pipe.execute()
         return report
 
@@ -192,10 +192,10 @@ class Monitor:
                 consumer,
             )
 
-    def compute(self) -> tuple[dict[str, Any], BeatMemory]:
-        """Beat's report as of now and its next memory, storing neither."""
-        readings, figures, memory = self._figures()
-        return self._report(readings, figures, beat_ran_at=readings.now), memory
+    def compute(self) -> tuple[dict[str, Any], QueueProgress]:
+        """Beat's report as of now and its next record of the queue, storing neither."""
+        readings, figures, progress = self._figures()
+        return self._report(readings, figures, beat_ran_at=readings.now), progress
 
     def status(self) -> dict[str, Any]:
         """The report afresh, judging beat by the report it last stored (`ha-ingestor status`)."""
@@ -203,10 +203,10 @@ class Monitor:
         readings, figures, _ = self._figures()
         return self._report(readings, figures, beat_ran_at=stored.computed_at if stored else None)
 
-    def _figures(self) -> tuple[Readings, BeatFigures, BeatMemory]:
-        readings, memory = self.read()
-        figures, memory = beat_figures(readings, memory, self.thresholds)
-        return readings, figures, memory
+    def _figures(self) -> tuple[Readings, BeatFigures, QueueProgress]:
+        readings, progress = self.read()
+        figures, progress = beat_figures(readings, progress, self.thresholds)
+        return readings, figures, progress
 
     def _report(
         self, readings: Readings, figures: BeatFigures, *, beat_ran_at: float | None
@@ -215,7 +215,7 @@ class Monitor:
             readings.now, readings.listener, figures, self.thresholds, beat_ran_at=beat_ran_at
         )
 
-    def read(self) -> tuple[Readings, BeatMemory | None]:
+    def read(self) -> tuple[Readings, QueueProgress | None]:
         """Everything the computation needs, in three pipelined round trips."""
         keys = self._keys
         queue = self._probe.read()
@@ -261,8 +261,8 @@ class Monitor:
             dead_letters_stored=int(stored),
             outage_letters_stored=int(outage),
         )
-        memory = BeatMemory.from_json(json.loads(memory_raw)) if memory_raw else None
-        return readings, memory
+        progress = QueueProgress.from_document(json.loads(memory_raw)) if memory_raw else None
+        return readings, progress
 
     def _dead_letter_reasons(self, buckets: dict[int, int], now: float) -> dict[str, int]:
         """Dead letters per reason in the window; looked up only when there are any."""

@@ -15,7 +15,7 @@ from core.health_check import Thresholds
 from core.health_report import build_report
 from core.health_rules import PipelineFigures, pipeline_checks
 from core.listener_figures import ListenerFigures
-from core.queue_trend import BeatMemory, QueueReading, advance_memory, depth_trend
+from core.queue_trend import QueueProgress, QueueReading, advance_progress, depth_trend
 from core.task_message import received_at_of
 
 T = Thresholds(queue_backlog=10_000, queue_max_age_s=300, window_s=300)
@@ -113,47 +113,47 @@ def test_below_the_thresholds_nothing_is_reported(
     assert codes(replace(OK, **changes)) == expected  # type: ignore[arg-type]
 
 
-# --- beat's memory ---------------------------------------------------------------------------
+# --- the queue's progress as beat records it --------------------------------------------
 
 
 def test_progress_is_a_write_a_shrinking_queue_or_an_empty_one() -> None:
-    first = advance_memory(None, 100.0, QueueReading(depth=5, in_flight=0), written=10)
+    first = advance_progress(None, 100.0, QueueReading(depth=5, in_flight=0), written=10)
     assert first.progress_at == 100.0
     # Same written count, queue grew: no progress since 100.
-    grew = advance_memory(first, 105.0, QueueReading(depth=50, in_flight=0), written=10)
+    grew = advance_progress(first, 105.0, QueueReading(depth=50, in_flight=0), written=10)
     assert grew.progress_at == 100.0
     assert grew.samples == ((100.0, 5), (105.0, 50))
     # A write is progress.
-    wrote = advance_memory(grew, 110.0, QueueReading(depth=60, in_flight=0), written=11)
+    wrote = advance_progress(grew, 110.0, QueueReading(depth=60, in_flight=0), written=11)
     assert wrote.progress_at == 110.0
     # Shrinking is progress even without writes (filtered events are not written).
-    shrank = advance_memory(wrote, 115.0, QueueReading(depth=40, in_flight=0), written=11)
+    shrank = advance_progress(wrote, 115.0, QueueReading(depth=40, in_flight=0), written=11)
     assert shrank.progress_at == 115.0
     # An empty queue is never stalled.
-    stuck = advance_memory(shrank, 120.0, QueueReading(depth=40, in_flight=0), written=11)
+    stuck = advance_progress(shrank, 120.0, QueueReading(depth=40, in_flight=0), written=11)
     assert stuck.progress_at == 115.0
-    empty = advance_memory(stuck, 125.0, QueueReading(depth=0, in_flight=0), written=11)
+    empty = advance_progress(stuck, 125.0, QueueReading(depth=0, in_flight=0), written=11)
     assert empty.progress_at == 125.0
 
 
 def test_an_unreadable_queue_keeps_the_memory() -> None:
-    memory = BeatMemory(progress_at=50.0, written=3, pending=7, samples=((50.0, 7),))
-    kept = advance_memory(memory, 60.0, QueueReading(error="down"), written=3)
+    progress = QueueProgress(progress_at=50.0, written=3, pending=7, samples=((50.0, 7),))
+    kept = advance_progress(progress, 60.0, QueueReading(error="down"), written=3)
     assert (kept.progress_at, kept.pending, kept.samples) == (50.0, 7, ((50.0, 7),))
-    assert advance_memory(None, 60.0, QueueReading(error="down"), written=0).progress_at == 60.0
+    assert advance_progress(None, 60.0, QueueReading(error="down"), written=0).progress_at == 60.0
 
 
 def test_old_samples_are_forgotten() -> None:
-    memory = BeatMemory(progress_at=0.0, written=0, pending=1, samples=((0.0, 1), (100.0, 2)))
-    after = advance_memory(memory, 200.0, QueueReading(depth=3, in_flight=0), written=0)
+    progress = QueueProgress(progress_at=0.0, written=0, pending=1, samples=((0.0, 1), (100.0, 2)))
+    after = advance_progress(progress, 200.0, QueueReading(depth=3, in_flight=0), written=0)
     assert after.samples == ((100.0, 2), (200.0, 3))
 
 
 def test_memory_round_trips_through_json_and_rejects_garbage() -> None:
-    memory = BeatMemory(progress_at=1.5, written=2, pending=3, samples=((1.0, 2),))
-    assert BeatMemory.from_json(json.loads(json.dumps(memory.as_json()))) == memory
-    assert BeatMemory.from_json({"progress_at": "x"}) is None
-    assert BeatMemory.from_json(None) is None
+    progress = QueueProgress(progress_at=1.5, written=2, pending=3, samples=((1.0, 2),))
+    assert QueueProgress.from_document(json.loads(json.dumps(progress.to_document()))) == progress
+    assert QueueProgress.from_document({"progress_at": "x"}) is None
+    assert QueueProgress.from_document(None) is None
 
 
 @pytest.mark.parametrize(
@@ -228,12 +228,12 @@ def listener_figures(**changes: Any) -> ListenerFigures:
 
 
 def compute_report(
-    readings: Readings, memory: BeatMemory | None, t: Thresholds
-) -> tuple[dict[str, Any], BeatMemory]:
+    readings: Readings, progress: QueueProgress | None, t: Thresholds
+) -> tuple[dict[str, Any], QueueProgress]:
     """What beat stores: its figures and the listener's state through the one builder."""
-    figures, new_memory = beat_figures(readings, memory, t)
+    figures, new_progress = beat_figures(readings, progress, t)
     report = build_report(readings.now, readings.listener, figures, t, beat_ran_at=readings.now)
-    return report, new_memory
+    return report, new_progress
 
 
 def test_the_report_of_a_silent_subscription() -> None:
@@ -248,7 +248,7 @@ def test_the_report_of_a_silent_subscription() -> None:
         totals={"written": 2100},
         queue=QueueReading(depth=0, in_flight=0),
     )
-    report, memory = compute_report(readings, None, T)
+    report, progress = compute_report(readings, None, T)
     assert report["status"] == "degraded"
     assert report["reasons"][0].startswith(
         "no events for 12 min while subscribed — HA usually sends 35/min"
@@ -262,12 +262,14 @@ def test_the_report_of_a_silent_subscription() -> None:
     assert report["subscription"]["is_subscribed"] is True
     assert report["listener"]["heartbeat_age_s"] == 1.0
     assert report["connection"]["ha_version"] == "2024.3.3"
-    assert memory.written == 2100
+    assert progress.written == 2100
 
 
 def test_the_report_of_a_stalled_pipeline_with_refused_writes() -> None:
     minute = int(NOW // 60)
-    previous = BeatMemory(progress_at=NOW - 400, written=50, pending=1500, samples=((NOW - 30, 0),))
+    previous = QueueProgress(
+        progress_at=NOW - 400, written=50, pending=1500, samples=((NOW - 30, 0),)
+    )
     readings = Readings(
         now=NOW,
         listener=listener_figures(last_event_at=NOW - 0.5),
@@ -276,7 +278,7 @@ def test_the_report_of_a_stalled_pipeline_with_refused_writes() -> None:
         queue=QueueReading(depth=1000, in_flight=2000, oldest_received_at=NOW - 420),
         last_write_error="InfluxDB refused the credentials (401)",
     )
-    report, memory = compute_report(readings, previous, T)
+    report, progress = compute_report(readings, previous, T)
     assert report["status"] == "unhealthy"
     assert [c["code"] for c in report["checks"]] == ["stalled", "write_errors"]
     assert report["reasons"][1].startswith(
@@ -285,7 +287,7 @@ def test_the_report_of_a_stalled_pipeline_with_refused_writes() -> None:
     assert report["pipeline"]["oldest_message_age_s"] == 420.0
     assert report["pipeline"]["stalled_for_s"] == 400.0
     assert report["pipeline"]["depth_trend_per_minute"] == pytest.approx(2000.0)
-    assert memory.progress_at == NOW - 400
+    assert progress.progress_at == NOW - 400
 
 
 def test_the_report_without_a_listener() -> None:
