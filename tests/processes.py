@@ -8,18 +8,16 @@ import sys
 import uuid
 from pathlib import Path
 
+from config.settings import setting_variables
 from devtools.local_servers import terminate
 
 BIN = Path(sys.executable).parent
 
 
 def app_env(**settings: str) -> dict[str, str]:
-    """The environment of an app process: ours plus the settings, nothing leaking from HA_*."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("HA_", "INFLUXDB_", "CELERY_")) and k != "REDIS_URL"
-    }
+    """The environment of an app process: ours less every setting, plus the given settings."""
+    ours = setting_variables()
+    env = {k: v for k, v in os.environ.items() if k.upper() not in ours}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     env.update(settings)
