@@ -54,7 +54,8 @@ class WatermarkFile:
 
     def handed_off_through(self) -> Any:
         document = read_document(self._path)
-        # `last_event_time`: the newest event *received*, as listeners before issue 13 wrote.
+        # `last_event_time`: the newest event *received*, as listeners wrote before the durable
+        # hand-off watermark existed.
         return document.get("handed_off_through", document.get("last_event_time"))
 
     def save(self, handed_off_through: Any) -> None:

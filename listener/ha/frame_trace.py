@@ -1,4 +1,4 @@
-"""Every WebSocket frame to and from HA as a JSON line, for debugging a connection (issue 16).
+"""Every WebSocket frame to and from HA as a JSON line, for debugging a connection.
 
 Free when off: tracing is a ClientConnection subclass that `HAClient` asks websockets for only
 when a trace is set, so an untraced connection runs websockets' own `send`/`recv` untouched.

@@ -1,4 +1,4 @@
-"""The alert tests' stack and its five ways to look at it (issue 16, item 5).
+"""The alert tests' stack and its five ways to look at it.
 
 A `Stack` is a simulator, listener, worker, beat (and Flower), their own broker Redis and
 InfluxDB, and a real Prometheus scraping the listener and Flower every second and evaluating

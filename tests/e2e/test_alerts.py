@@ -1,4 +1,4 @@
-"""The alert rules against a real stack and a real Prometheus (issue 16, items 2 and 5).
+"""The alert rules against a real stack and a real Prometheus.
 
 One stack (simulator, listener, worker, beat, Flower, its own broker Redis and InfluxDB) with
 a Prometheus scraping the listener and Flower every second and evaluating

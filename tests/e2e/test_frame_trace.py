@@ -1,4 +1,4 @@
-"""Frame tracing (issue 16, item 1): a real listener with `--trace-frames` against the simulator.
+"""Frame tracing: a real listener with `--trace-frames` against the simulator.
 
 The trace must hold the whole conversation (auth, commands, results, events, pings) with the
 token nowhere in it, rotate at its cap, and `ha-ingestor trace summary` must count what is there.

@@ -1,4 +1,4 @@
-"""The listener under faults, with real processes: nothing HA sends is lost (issue 3)."""
+"""The listener under faults, with real processes: nothing HA sends is lost."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _written(url: str) -> int:
 def test_a_wrong_token_stops_the_retries_not_the_process(
     tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
 ) -> None:
-    """Issue 13 item 5: up and unhealthy; 5 restarts cost 1 failed login; SIGHUP recovers."""
+    """auth_invalid: up and unhealthy; 5 restarts cost 1 failed login; SIGHUP recovers."""
     sim = SimulatorThread(token=TOKEN).start()
     stack = Stack(tmp_path, sim, redis_url, influx_db)
     token_file = tmp_path / "ha-token"
@@ -257,7 +257,7 @@ def test_a_killed_listener_drains_its_spool_and_fills_its_gap_on_restart(
 def test_sigkill_while_the_broker_hangs_loses_nothing_held_in_memory(
     tmp_path: Path, own_redis: RedisServer, redis_url: str, influx_db: InfluxDatabase
 ) -> None:
-    """Issue 13 item 3: the gap starts at the newest event durably handed off.
+    """The gap starts at the newest event durably handed off.
 
     The broker hangs (SIGSTOP: connections open, no answer), so events pile up in memory and
     in a publish that does not return; SIGKILL then loses them all. The restart backfills from
@@ -467,7 +467,7 @@ def test_malformed_frames_are_counted_and_skipped(
 def test_a_night_is_backfilled_in_pages_through_a_timeout_and_a_kill(
     tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
 ) -> None:
-    """Issue 13 item 2: a 3-hour gap whose history passes the (lowered) frame cap is read in
+    """A 3-hour gap whose history passes the (lowered) frame cap is read in
     bounded windows; a request that times out is retried; a listener killed mid-backfill
     resumes from its cursor, not from its newer live watermark. Every state lands once."""
     record = tmp_path / "sent.jsonl"

@@ -1,4 +1,4 @@
-"""deploy/prometheus: the alert rules hold up, and each alert is a health reason (issue 16).
+"""deploy/prometheus: the alert rules hold up, and each alert is a health reason.
 
 promtool (Debian's `prometheus` package, installed by `make test`) checks the rules and the
 Prometheus configuration and runs the rules' unit tests (deploy/prometheus/alerts_test.yml).

@@ -399,7 +399,7 @@ def test_dashboard_influxql_queries_return_the_ingested_data(influx_db: InfluxDa
 
 
 def test_monitoring_profile_runs_prometheus_with_the_rules(resolved: dict[str, Any]) -> None:
-    """Issue 16: `--profile monitoring` adds Prometheus, scraping the listener and Flower."""
+    """`--profile monitoring` adds Prometheus, scraping the listener and Flower."""
     prometheus = resolved["services"]["prometheus"]
     assert prometheus["profiles"] == ["monitoring"], "Prometheus must stay opt-in"
     assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prometheus["image"])

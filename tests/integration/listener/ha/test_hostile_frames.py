@@ -1,4 +1,4 @@
-"""Hostile frames never end the listener's reading (issue 13, item 4): a property over shapes.
+"""Hostile frames never end the listener's reading: a property over shapes.
 
 One real HA simulator and one HAClient on a loop in a thread serve every example: the
 simulator sends the generated frames exactly as drawn, each followed by a valid event carrying

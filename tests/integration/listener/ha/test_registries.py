@@ -75,7 +75,7 @@ declared the connection dead; FAST_RECOVERY's 1 s heartbeat hid that with a quic
 def test_registry_edits_under_load_never_stall_reading(
     tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
 ) -> None:
-    """Issue 13 item 1: an area created and an entity renamed while HA sends 200 events/s.
+    """An area created and an entity renamed while HA sends 200 events/s.
 
     With the production heartbeat, for longer than one heartbeat period and its timeout: no
     reconnect, no frame held the reader over 1 s, and the new names are in Redis (what the

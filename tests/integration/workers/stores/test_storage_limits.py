@@ -1,4 +1,4 @@
-"""Nothing is deleted to make room unless the user chose a cap (issue 14), against a real Redis:
+"""Nothing is deleted to make room unless the user chose a cap, against a real Redis:
 the dead-letter store, the outage store, their replay order, and beat's storage reasons."""
 
 from __future__ import annotations
