@@ -13,6 +13,11 @@ The spool keeps those very bytes and its drain pushes them unchanged (WireBatche
 brokers (RabbitMQ) publish through kombu's pipelined batches, and their spool rows are the §3.1
 message as JSON, what kombu's `send_task` takes (KombuBatches). Memory only ever holds prepared
 items and the spool only stored ones: each kind has its own type and its own publish call.
+
+At the rates homes send (tens to a few thousand events/s) the cost is in waking up, not in
+the events: a thread wake-up and an LPUSH round trip cost more CPU than an event's own work.
+So a batch is given BATCH_LINGER_S to form before it is published: one wake-up and one LPUSH
+carry every event of that time.
 """
 
 from __future__ import annotations
@@ -57,6 +62,11 @@ log = logging.getLogger(__name__)
 RESTART_DELAY_S = 1.0
 """Pause before the publisher loop starts again after an exception (no hot failure loop)."""
 
+BATCH_LINGER_S = 0.02
+"""How long a batch may form before it is published (less when it fills first). At 200
+events/s it makes one wake-up and one LPUSH carry four events instead of one, and 20 ms is
+nothing beside the worker's own batching (end-to-end latency p50 ~0.3 s)."""
+
 T = TypeVar("T")
 
 
@@ -74,12 +84,14 @@ class Publisher(Generic[Prepared, Spooled]):
         backoff: BackoffFactory = lambda: exponential_backoff(initial=0.2, cap=10.0),
         memory_gate: BrokerMemoryGate | None = None,
         spool_max_bytes: int | None = None,
+        linger: float = BATCH_LINGER_S,
     ) -> None:
         self._memory_gate = memory_gate
         self._spool_max_bytes = spool_max_bytes
         self._storage_read_at = -float("inf")
         self._batches = publish
         self._prepare = publish.prepare
+        self._linger = linger
         if spool.needs_upgrade:
             converted = spool.upgrade(self._batches.from_legacy)
             log.info(
@@ -100,6 +112,8 @@ class Publisher(Generic[Prepared, Spooled]):
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._idle = False
+        self._streaming = False
+        """The last step published something: the next sleeps instead of waiting for a wake."""
         self._spool_full_logged_at = 0.0
         self._in_hand: list[Prepared] = []
         """What the current step took from memory: put back if the step fails."""
@@ -208,9 +222,10 @@ class Publisher(Generic[Prepared, Spooled]):
         self._idle = False
 
     def _direct_step(self, stopping: bool) -> bool:
-        if not self._items and not stopping:
-            self._wait_for_items(0.1)
+        if not stopping:
+            self._let_a_batch_form()
         batch = self._drain_memory(limit=self._batch_size)
+        self._streaming = bool(batch)
         if not batch:
             return stopping
         if not self._try_publish(self._batches.publish, batch):
@@ -219,6 +234,20 @@ class Publisher(Generic[Prepared, Spooled]):
             self._stats.events_enqueued += len(batch)
             self.watermark.handed_off(len(batch))
         return False
+
+    def _let_a_batch_form(self) -> None:
+        """Sleep for BATCH_LINGER_S unless a whole batch waits; first wait for an item if the
+        last step found none.
+
+        While events flow the thread never goes idle: a sleep ends each step, so submit() has
+        no thread to wake and one wake-up and one LPUSH carry every event of the sleep.
+        """
+        if not self._items and not self._streaming:
+            self._wait_for_items(0.1)
+            if not self._items:
+                return
+        if len(self._items) < self._batch_size:
+            self._stop.wait(self._linger)
 
     def _spool_mode_step(self, stopping: bool) -> bool:
         """Keep order: memory goes to the spool's end, the broker is fed from its head."""
