@@ -3,8 +3,9 @@
 At full capacity the listener's per-event work is all there is; at the rates homes really send
 (a few hundred events/s, a few thousand at peaks) the cost of waking up per frame, per batch and
 per timer dominates, and only a steady-rate figure watches it. The simulator sends at a fixed
-rate for a fixed time; CPU (user+sys, from /proc) is counted from its first event until every
-event is in Redis (the listener) or readable in InfluxDB (the stack), and divided by the events.
+rate for a fixed time; CPU (user+sys, from /proc) is counted from the end of a warm-up (the
+first fifth of that time) until every event is in Redis (the listener) or readable in InfluxDB
+(the stack), and divided by the events handled meanwhile.
 
 The floor is bench/floor_client.py against the same simulator at the same rate: websockets'
 client, orjson, and one LPUSH per batch of the size the listener's batches had in the round
@@ -15,11 +16,13 @@ run.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -34,6 +37,8 @@ from bench.stack import Proc
 RATES = (200.0, 2_000.0)
 """Events/s of the listener figures: an ordinary home, and a busy one at its peaks."""
 STACK_RATE = 200.0
+WARM_UP_SHARE = 0.2
+"""The share of the sending time left out at its start (one-time costs, see `_counted`)."""
 LISTENER_TARGET = 2.0
 STACK_TARGET = 4.0
 QUEUE = "ha_events"
@@ -54,8 +59,8 @@ def _sending(ctx: Context, name: str, rate: float) -> Iterator[tuple[Proc, int, 
 
 @dataclass(frozen=True)
 class Counted:
-    """What a process spent while the simulator sent: CPU seconds, context switches (its
-    threads' wake-ups) and LPUSH calls."""
+    """What a process spent on `events` events: CPU seconds, context switches (its threads'
+    wake-ups) and LPUSH calls."""
 
     cpu: float
     switches: int
@@ -77,23 +82,27 @@ def _lpush_calls(client: redis.Redis) -> int:
     return int(stats.get("calls", 0))
 
 
-def _counted(
-    ctx: Context, proc: Proc, sim: Proc, events: int, target: int, db: int, label: str
-) -> Counted:
-    """What `proc` spent from the first of `events` sent until `target` messages are queued."""
+def _counted(ctx: Context, proc: Proc, sim: Proc, target: int, db: int, label: str) -> Counted:
+    """What `proc` spent on the events it queued from the end of the warm-up until `target`
+    messages are queued.
+
+    The first seconds are left out: a process's first events pay for one-time work
+    (connections, the snapshot, code paths run for the first time), which is no steady cost.
+    """
     seconds = ctx.sizes.steady_seconds
     client = ctx.stack.redis(db)
-    sim.next_line("resumed_at", 60)
+    started = sim.next_line("resumed_at", 60)["resumed_at"]
+    time.sleep(max(0.0, started + seconds * WARM_UP_SHARE - time.time()))
     cpu0, switches0 = procstat.cpu_seconds(proc.pid), procstat.context_switches(proc.pid)
-    lpush0 = _lpush_calls(client)
-    spy = profiling.attach(ctx, proc.pid, label, seconds) if label else None
+    lpush0, queued0 = _lpush_calls(client), int(client.llen(QUEUE))
+    spy = profiling.attach(ctx, proc.pid, label, seconds * (1 - WARM_UP_SHARE)) if label else None
     sim.next_line("done_at", 60 + 3 * seconds)
     wait_for(lambda: client.llen(QUEUE) >= target, 60, f"{target} messages in {QUEUE}", 0.01)
     counted = Counted(
         procstat.cpu_seconds(proc.pid) - cpu0,
         procstat.context_switches(proc.pid) - switches0,
         _lpush_calls(client) - lpush0,
-        events,
+        int(client.llen(QUEUE)) - queued0,
     )
     profiling.summarize(ctx, spy, label)
     return counted
@@ -109,7 +118,7 @@ def floor_round(ctx: Context, rate: float, index: int, batch: int) -> Counted:
         floor = stack.spawn(f"floor-{rate:g}", argv, env, json_stdout=True)
         try:
             # Events short of a last batch stay with the client: at most batch - 1.
-            counted = _counted(ctx, floor, sim, events, events - batch + 1, db, "")
+            counted = _counted(ctx, floor, sim, events - batch + 1, db, "")
         finally:
             stack.retire(floor)
     ctx.say(
@@ -130,7 +139,7 @@ def listener_round(ctx: Context, rate: float, index: int) -> Counted:
         try:
             # The first start's snapshot (one message per entity) is queued as well.
             target = events + ctx.sizes.entities
-            counted = _counted(ctx, listener, sim, events, target, db, label)
+            counted = _counted(ctx, listener, sim, target, db, label)
         finally:
             code = stack.retire(listener)
         if code != 0:
@@ -160,18 +169,22 @@ def _stack_cpu(procs: dict[str, Proc], redis_pid: int) -> dict[str, float]:
 
 
 def stack_round(ctx: Context, rate: float) -> dict[str, float]:
-    """CPU µs per event of each of listener, worker, beat and Redis, until every point lands."""
-    events = int(rate * ctx.sizes.steady_seconds)
+    """CPU µs per event of each of listener, worker, beat and Redis, from the end of the
+    warm-up until every point lands, over the events fired meanwhile."""
+    seconds = ctx.sizes.steady_seconds
+    events = int(rate * seconds)
     redis_pid = ctx.stack.redis_server.pid
     assert redis_pid is not None
     influx = ctx.stack.influx
     with pipeline(ctx, "steady_stack", rate=rate, events=events) as run:
         procs = run["procs"]
         sim = procs["simulator"]
-        sim.next_line("resumed_at", 60)
+        counted_from = sim.next_line("resumed_at", 60)["resumed_at"] + seconds * WARM_UP_SHARE
+        time.sleep(max(0.0, counted_from - time.time()))
         cpu0 = _stack_cpu(procs, redis_pid)
-        sim.next_line("done_at", 60 + 3 * ctx.sizes.steady_seconds)
-        keys = expected_points(recorded_events(run["record"])).keys
+        sim.next_line("done_at", 60 + 3 * seconds)
+        fired = recorded_events(run["record"])
+        keys = expected_points(fired).keys
         deadline = time.monotonic() + 60
         while (missing := len(keys - influx.series_keys("steady_stack"))) and (
             time.monotonic() < deadline
@@ -181,12 +194,19 @@ def stack_round(ctx: Context, rate: float) -> dict[str, float]:
         run["watcher"].stop()
     ctx.lost += missing
     ctx.sent += events
-    per_event = {name: (cpu1[name] - cpu0[name]) / events * 1e6 for name in cpu1}
+    counted = sum(1 for event in fired if fired_at(event) >= counted_from)
+    per_event = {name: (cpu1[name] - cpu0[name]) / counted * 1e6 for name in cpu1}
     parts = ", ".join(f"{name} {us:.1f}" for name, us in per_event.items())
     ctx.say(
-        f"stack at {rate:g}/s: {sum(per_event.values()):.1f} µs CPU/event ({parts}), lost {missing}"
+        f"stack at {rate:g}/s: {sum(per_event.values()):.1f} µs CPU/event ({parts}) over "
+        f"{counted} events, lost {missing}"
     )
     return per_event
+
+
+def fired_at(event: dict[str, Any]) -> float:
+    """When the simulator fired an event (its `time_fired`), in Unix seconds."""
+    return dt.datetime.fromisoformat(event["time_fired"]).timestamp()
 
 
 def _mean(values: list[float]) -> float:
