@@ -261,8 +261,8 @@ def run(ctx: Context) -> None:
             f"steady_stack_cpu_{STACK_RATE:g}_us", value, "µs", base,
             f"≤ {STACK_TARGET:g}x the floor", value <= STACK_TARGET * base,
             baseline_is=f"the minimal client's CPU per event at {STACK_RATE:g}/s (above)",
-            note="listener + worker + beat + Redis user+sys CPU from /proc, first event "
-            f"emitted to last point readable, a steady {STACK_RATE:g}/s for "
+            note="listener + worker + beat + Redis user+sys CPU from /proc, end of the "
+            f"warm-up to last point readable, a steady {STACK_RATE:g}/s for "
             f"{ctx.sizes.steady_seconds:g} s",
         )
     )  # fmt: skip
