@@ -61,7 +61,7 @@ def candidate_round(ctx: Context, index: int) -> dict[str, float]:
         stack.retire(sim)
     if code != 0:
         raise RuntimeError(f"the listener exited with {code}:\n{listener.log_tail()}")
-    lost = _check_queue(ctx, client, record, events)
+    lost = check_queue(ctx, client, record, events)
     rate = events / (finished - started)
     ctx.say(
         f"capacity round {index}: {rate:,.0f} events/s ({cpu / events * 1e6:.0f} µs CPU/event), "
@@ -73,7 +73,7 @@ def candidate_round(ctx: Context, index: int) -> dict[str, float]:
     return {"rate": rate, "cpu_per_event": cpu / events, "rss": rss, "lost": lost}
 
 
-def _check_queue(ctx: Context, client: object, record: Path, events: int) -> int:
+def check_queue(ctx: Context, client: object, record: Path, events: int) -> int:
     """Every emitted event is one task message, exactly once (zero loss, no duplicates)."""
     sent = {(e["data"]["entity_id"], e["time_fired"]) for e in recorded_events(record)}
     found: dict[tuple[str, str], int] = {}

@@ -37,6 +37,8 @@ class Sizes:
     entities: int = 40
     import_states: int = 1_000_000
     import_baseline_states: int = 100_000
+    steady_seconds: float = 15.0
+    steady_rounds: int = 2
 
 
 QUICK = Sizes(
@@ -52,6 +54,8 @@ QUICK = Sizes(
     burst_seconds=4.0,
     import_states=20_000,
     import_baseline_states=10_000,
+    steady_seconds=3.0,
+    steady_rounds=1,
 )
 
 

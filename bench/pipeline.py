@@ -50,7 +50,7 @@ POLL_S = 0.1
 
 
 @contextmanager
-def _pipeline(
+def pipeline(
     ctx: Context, name: str, *, rate: float, events: int, workers: int = 1, **extra: str
 ) -> Iterator[dict[str, Any]]:
     """Simulator, worker(s), beat and listener on a fresh Redis DB and InfluxDB database."""
@@ -94,7 +94,7 @@ def latency(ctx: Context) -> None:
     ctx.say(f"scenario 3: end-to-end latency at {sizes.latency_rate:g} events/s")
     events = int(sizes.latency_rate * sizes.latency_seconds)
     influx = ctx.stack.influx
-    with _pipeline(ctx, "latency", rate=sizes.latency_rate, events=events) as run:
+    with pipeline(ctx, "latency", rate=sizes.latency_rate, events=events) as run:
         sim = run["procs"]["simulator"]
         sim.next_line("resumed_at", 60)
         record: Path = run["record"]
@@ -210,9 +210,7 @@ def burst(ctx: Context) -> None:
         f"pending-message limit, {BURST_WORKERS} workers"
     )
     influx = ctx.stack.influx
-    with _pipeline(
-        ctx, "burst", rate=sizes.burst_rate, events=events, workers=BURST_WORKERS
-    ) as run:
+    with pipeline(ctx, "burst", rate=sizes.burst_rate, events=events, workers=BURST_WORKERS) as run:
         procs = run["procs"]
         sim = procs["simulator"]
         started = sim.next_line("resumed_at", 60)["resumed_at"]
@@ -295,7 +293,7 @@ def throughput(ctx: Context) -> None:
         f"{sizes.throughput_rate:,.0f}/s, listener + 1 worker + beat"
     )
     influx = ctx.stack.influx
-    with _pipeline(ctx, "throughput", rate=sizes.throughput_rate, events=events) as run:
+    with pipeline(ctx, "throughput", rate=sizes.throughput_rate, events=events) as run:
         sim = run["procs"]["simulator"]
         started = sim.next_line("resumed_at", 60)["resumed_at"]
         cpu0 = _stack_cpu(ctx, run["procs"])
@@ -354,7 +352,7 @@ def _stack_cpu_today(ctx: Context, events: int) -> float:
     """The baseline of stack_cpu_per_event_us: the same run with today's consumer."""
     sizes = ctx.sizes
     name = "throughput_celery"
-    with _pipeline(
+    with pipeline(
         ctx, name, rate=sizes.throughput_rate, events=events, WORKER_BULK_TAKE="false"
     ) as run:
         sim = run["procs"]["simulator"]

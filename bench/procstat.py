@@ -68,6 +68,23 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary and forced context switches of every live thread of a process: how often it
+    was woken (each costs CPU in the kernel, the per-wakeup cost CPU time alone hides)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tasks:
+        try:
+            lines = Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if "ctxt_switches:" in line)
+    return total
+
+
 def rss_mb(pid: int) -> float:
     return _status_kb(pid, "VmRSS:") / 1024
 

@@ -47,15 +47,20 @@ def summarize(ctx: Context, spy: subprocess.Popen[bytes] | None, name: str, top:
         ctx.say(f"profile {name}: py-spy wrote nothing (is ptrace allowed here?)")
         return
     inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
     total = 0
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
         total += int(count)
-        frames = {re.sub(r" \(.*/(site-packages|main)/", " (", f) for f in stack.split(";")}
-        for frame in frames:
-            inclusive[re.sub(r":\d+\)$", ")", frame)] += int(count)
+        frames = [
+            re.sub(r":\d+\)$", ")", re.sub(r" \(.*/(site-packages|main)/", " (", f))
+            for f in stack.split(";")
+        ]
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+        own[frames[-1]] += int(count)
     ours = [
         (f, n)
         for f, n in inclusive.most_common()
@@ -63,4 +68,9 @@ def summarize(ctx: Context, spy: subprocess.Popen[bytes] | None, name: str, top:
     ][:top]
     ctx.say(f"profile {name} ({total} samples, {path}):")
     for frame, samples in ours:
+        print(f"    {100 * samples / max(1, total):5.1f}%  {frame}", flush=True)
+    # Where the time is spent, whoever called: the per-wakeup costs (waits, socket calls) show
+    # here, where the inclusive list above shows the callers.
+    print("    self time:", flush=True)
+    for frame, samples in own.most_common(top):
         print(f"    {100 * samples / max(1, total):5.1f}%  {frame}", flush=True)

@@ -29,6 +29,10 @@ FIGURES = (
     "import_states_rate",
     "import_statistics_rate",
     "import_broker_peak_mb",
+    # the steady-rate scenario
+    "steady_listener_cpu_200_us",
+    "steady_listener_cpu_2000_us",
+    "steady_stack_cpu_200_us",
 )
 
 
@@ -164,6 +168,19 @@ METHOD = """\
 - **rss_listener / rss_worker**: peak resident set (VmHWM and 0.25 s samples of VmRSS) of the
   listener during the burst (baseline: the same listener just before it) and of each ingest
   worker process in every scenario (baseline: the bare no-op worker).
+- **steady_listener_cpu_200_us / steady_listener_cpu_2000_us**: the real listener against the
+  simulator sending at a steady 200 (then 2,000) events/s for a fixed time (HA's behaviour, no
+  flow control); user+sys CPU (from /proc) from the end of a warm-up (the first fifth of the
+  time: one-time costs) until every event is a task message in Redis, per event queued
+  meanwhile; every message decoded and matched to the simulator's record. Baseline: a minimal
+  client (`bench/floor_client.py`: websockets, orjson, one LPUSH per batch of the listener's
+  mean batch size in the round before, counted by Redis) against the same simulator at the
+  same rate, measured the same way. Rounds alternate (listener, client). Context switches per
+  event (every thread's, from /proc) are shown beside them.
+- **steady_stack_cpu_200_us**: listener + worker + beat + redis-server user+sys CPU (from
+  /proc) per event at a steady 200 events/s, from the end of the same warm-up until every
+  point is readable, per event fired meanwhile; baseline: the minimal client's CPU per event
+  at 200/s in the same run.
 - **lost_events**: events the simulator sent that are missing from the queue (capacity) or from
   InfluxDB (every other scenario); baseline: events sent.
 """

@@ -18,6 +18,8 @@ a worker needs (TaskWire says which, and why: Redis memory per waiting event);
 tests/integration/listener/handoff/test_task_wire.py proves stock Celery workers (a plain task and a
 celery-batches one) consume it. Only Redis brokers take this path (listener/handoff/publisher.py
 decides), and a message is encoded once: the listener's spool keeps these bytes as they are.
+The two stages have their own types, `TaskBody` (rendered on the listener's loop) and
+`StoredMessage` (what Redis holds), so nothing ever guesses which of the two it was given.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, NewType, cast
 
-import orjson
+from core import json_codec
 
 INGEST_TASK = "ha_ingestor.ingest_event"
 """Task name the listener sends to; the worker registers the task under this name."""
@@ -111,11 +113,18 @@ it was written with."""
 _compressobj = zlib.compressobj
 _DEFLATED = zlib.DEFLATED
 
-# ASCII-only like Celery's own JSON: lone surrogates HA may send cannot break the encoding.
-_dump_args = json.JSONEncoder(separators=(",", ":")).encode
 _json_str = json.JSONEncoder(ensure_ascii=True).encode
 _b64 = base64.b64encode
 _BODY_TAIL = b'],{},{"callbacks":null,"errbacks":null,"chain":null,"chord":null}]'
+
+TaskBody = NewType("TaskBody", bytes)
+"""A task's JSON body `[[arg],{},{embed}]`, uncompressed: the one serialisation of an event,
+rendered on the listener's loop (`TaskWire.body`), made a `StoredMessage` on its publisher
+thread (`TaskWire.wrap`)."""
+
+StoredMessage = NewType("StoredMessage", bytes)
+"""A whole message as kombu's Redis transport stores it: what LPUSH takes, the listener's
+spool keeps, and workers read back (`decode_stored`)."""
 
 
 class TaskWire:
@@ -142,84 +151,50 @@ class TaskWire:
         self._tag_base = uuid.uuid4().hex[:20]
         self._counter = itertools.count(1)
         compression = ',"compression":"' + ZLIB + '"' if compress else ""
-        # Everything but the per-message parts is rendered once. `%` placeholders would clash
-        # with JSON braces, so the template is split around the variable parts.
-        self._parts = (
-            '{"body":"',
-            '","content-encoding":"utf-8","content-type":"application/json","headers":'
-            '{"task":' + _json_str(task) + compression + ',"id":"',
-            '"},"properties":{"delivery_info":{"exchange":"","routing_key":'
-            + _json_str(queue)
-            + '},"body_encoding":"base64","delivery_tag":"',
-            '"}}',
+        base, tag = self._id_base, self._tag_base
+        # Everything but the per-message parts (the body, the counter in the ids) is rendered
+        # once, as bytes: a message is one join. `%` placeholders would clash with JSON
+        # braces, so the template is split around the variable parts.
+        self._parts = tuple(
+            part.encode("ascii")
+            for part in (
+                '{"body":"',
+                '","content-encoding":"utf-8","content-type":"application/json","headers":'
+                '{"task":' + _json_str(task) + compression + ',"id":"'
+                f"{base[:8]}-{base[8:12]}-4{base[13:16]}-{base[16:20]}-",
+                '"},"properties":{"delivery_info":{"exchange":"","routing_key":'
+                + _json_str(queue)
+                + '},"body_encoding":"base64","delivery_tag":"'
+                + tag[:12],  # any unique string: kombu only keys on it
+                '"}}',
+            )
         )
 
-    def _next_ids(self) -> tuple[str, str]:
-        n = next(self._counter)
-        suffix = f"{n & 0xFFFFFFFFFFFF:012x}"
-        base, tag = self._id_base, self._tag_base
-        task_id = f"{base[:8]}-{base[8:12]}-4{base[13:16]}-{base[16:20]}-{suffix}"
-        delivery_tag = f"{tag[:12]}{suffix}"  # any unique string: kombu only keys on it
-        return task_id, delivery_tag
+    def _next_suffix(self) -> bytes:
+        """What makes the next task id and delivery tag unique: a counter, as 12 hex digits."""
+        return b"%012x" % (next(self._counter) & 0xFFFFFFFFFFFF)
 
-    def encode(self, arg: Any) -> bytes:
+    def encode(self, arg: Any) -> StoredMessage:
         """The stored message for a task called with the single positional argument `arg`."""
         return self.wrap(self.body(arg))
 
-    def body(self, arg: Any) -> bytes:
+    def body(self, arg: Any) -> TaskBody:
         """The first, cheap half of `encode` (a few µs): the task's JSON body, uncompressed.
 
         The listener calls it on the event loop and `wrap` on its publisher thread: zlib
         releases the GIL around every call, so compressing on the loop cost a GIL hand-over
         per event (51 µs of listener CPU per event instead of 21, measured; issue 12)."""
-        return b"[[" + dump_json(arg) + _BODY_TAIL
+        return TaskBody(b"[[" + json_codec.dumps(arg) + _BODY_TAIL)
 
-    def wrap(self, body: bytes) -> bytes:
-        """The second half of `encode`: the stored message around a `body`, compressed.
-
-        A stored message passes through unchanged (a body starts with `[[`, a message with
-        `{`), so spooled messages and fresh bodies can be published alike."""
-        if not body.startswith(b"[["):
-            return body
+    def wrap(self, body: TaskBody) -> StoredMessage:
+        """The second half of `encode`: the stored message around a `body`, compressed."""
+        data: bytes = body
         if self.compress:
             deflate = _compressobj(_ZLIB_LEVEL, _DEFLATED, _ZLIB_WBITS, _ZLIB_MEMLEVEL)
-            body = deflate.compress(body) + deflate.flush()
-        task_id, delivery_tag = self._next_ids()
+            data = deflate.compress(body) + deflate.flush()
+        suffix = self._next_suffix()
         p = self._parts
-        return "".join(
-            (
-                p[0],
-                _b64(body).decode("ascii"),
-                p[1],
-                task_id,
-                p[2],
-                delivery_tag,
-                p[3],
-            )
-        ).encode("ascii")
-
-
-def dump_json(arg: Any) -> bytes:
-    """The argument as UTF-8 JSON: orjson (5x faster than json), json where orjson refuses.
-
-    orjson refuses what HA's JSON can still carry into a dict: lone surrogates (`"\\ud800"`)
-    and integers beyond 64 bits; the standard library escapes those. One difference is
-    accepted: orjson writes NaN and infinities as null, which the worker drops anyway (it
-    never writes non-finite numbers, DESIGN §3.2).
-    """
-    try:
-        return orjson.dumps(arg)
-    except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return _dump_args(arg).encode("ascii")
-
-
-def _loads(data: bytes | str) -> Any:
-    """orjson (several times faster), json where orjson refuses what HA can send (lone
-    surrogates, integers beyond 64 bits)."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
+        return StoredMessage(b"".join((p[0], _b64(data), p[1], suffix, p[2], suffix, p[3])))
 
 
 def _body_of(message: Mapping[str, Any]) -> Any:
@@ -233,7 +208,7 @@ def _body_of(message: Mapping[str, Any]) -> Any:
         if compression not in (ZLIB, "application/x-gzip", "gzip"):
             raise InvalidMessage(f"compressed with {compression!r}, which workers do not read")
         body = zlib.decompress(body if isinstance(body, bytes) else body.encode("latin-1"))
-    return _loads(body)
+    return json_codec.loads(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +224,7 @@ def decode_stored(raw: bytes | str) -> StoredTask:
     """Decode a message a worker took from a Redis queue (Celery's task protocol 2 in kombu's
     envelope, any compression kombu writes by default); InvalidMessage if it is not one."""
     try:
-        message = _loads(raw)
+        message = json_codec.loads(raw)
         task = message["headers"]["task"]
         args = _body_of(message)[0]
     except InvalidMessage:
@@ -266,7 +241,7 @@ def received_at_of(raw: bytes | str | None) -> float | None:
     if raw is None:
         return None
     try:
-        message = _loads(raw)
+        message = json_codec.loads(raw)
         if isinstance(message, list):  # an unacked entry: [message, exchange, routing_key]
             message = message[0]
         args = _body_of(message)[0]

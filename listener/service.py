@@ -86,7 +86,7 @@ class Listener:
         self,
         settings: Settings,
         stats: ListenerStats,
-        publisher: Publisher,
+        publisher: Publisher[Any, Any],
         registries: RegistryStore,
         watermark_file: WatermarkFile,
         cursor: BackfillCursor,
@@ -286,7 +286,7 @@ class ListenerService:
     listener: Listener
     client: HAClient
     refresher: RegistryRefresher
-    publisher: Publisher
+    publisher: Publisher[Any, Any]
     reporter: StateReporter
     health: HealthServer
     opened: contextlib.ExitStack
@@ -407,7 +407,7 @@ def build_listener(settings: Settings, stats: ListenerStats | None = None) -> Li
         )
 
 
-def _publisher(settings: Settings, spool: Spool, stats: ListenerStats) -> Publisher:
+def _publisher(settings: Settings, spool: Spool, stats: ListenerStats) -> Publisher[Any, Any]:
     return Publisher(
         celery_publisher(settings),
         spool,

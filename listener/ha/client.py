@@ -342,7 +342,12 @@ class HAClient:
         """
         stats = self._stats
         clock = time.monotonic
-        async for frame in connection.ws:
+        recv = connection.ws.recv
+        while True:
+            try:
+                frame = await recv(decode=False)  # bytes: orjson reads them, no str in between
+            except websockets.ConnectionClosedOK:
+                return
             began = clock()
             connection.frames_received += 1
             try:

@@ -7,9 +7,9 @@ command awaits it in `call`, with a deadline.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
+import orjson
 from websockets.asyncio.client import ClientConnection
 
 from listener.ha import protocol
@@ -48,4 +48,5 @@ class HAConnection:
 
 
 def protocol_dumps(message: dict[str, Any]) -> str:
-    return json.dumps(message)
+    """A command as the text frame HA reads (orjson, as every frame HA sends is read)."""
+    return orjson.dumps(message).decode()

@@ -6,10 +6,11 @@ the protocol rules are tested without a socket.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+from core import json_codec
 
 
 class ProtocolError(Exception):
@@ -53,12 +54,14 @@ class Routed(NamedTuple):
 def parse_frame(frame: str | bytes) -> list[dict[str, Any]]:
     """One WebSocket frame → its messages (HA coalesces several into a JSON array).
 
+    Frames are read as bytes and parsed once, by orjson like everything after them in the
+    listener (core.json_codec, which also says what the standard library reads instead).
     Nesting deeper than the interpreter's recursion limit (100 kB of `[`) is a malformed frame
-    too: json raises RecursionError for it, which must never reach the read loop.
+    too: RecursionError must never reach the read loop.
     """
     try:
-        data = json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = json_codec.loads(frame)
+    except ValueError as exc:  # UnicodeDecodeError included
         raise MalformedFrame("not_json", f"frame is not JSON: {exc}") from None
     except RecursionError:
         raise MalformedFrame("too_deep", "frame is nested too deeply to be from HA") from None

@@ -5,15 +5,18 @@ would store (a few tens of µs instead of Celery's ~0.2-1 ms), and a whole batch
 one LPUSH (WireBatches); the spool keeps those very bytes. Other brokers (RabbitMQ) publish
 through kombu's pipelined batches, and their spool rows are the §3.1 message as JSON, what
 kombu's `send_task` takes (KombuBatches). listener/handoff/publisher.py moves the batches.
+
+A broker's batches have two item types: what `prepare` makes of a fresh message on the loop
+(published by `publish`), and what a spool row holds (published by `publish_spooled`). The
+publisher keeps them apart, so no item is ever inspected to learn which kind it is.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import redis
 from celery import Celery
@@ -27,13 +30,17 @@ from config.celery_app import (
     supports,
 )
 from config.settings import Settings
-from core import task_message
-from core.task_message import INGEST_TASK
+from core import json_codec, task_message
+from core.task_message import INGEST_TASK, StoredMessage, TaskBody
 
 __all__ = ["SUPPORTED_TRANSPORT_OPTIONS", "supports"]
 
 Message = dict[str, Any]
 PublishBatch = Callable[[list[Message]], None]
+Prepared = TypeVar("Prepared")
+"""What a fresh message becomes on the event loop (WireBatches: its `TaskBody`)."""
+Spooled = TypeVar("Spooled")
+"""What a spool row becomes for publishing (WireBatches: the `StoredMessage` it holds)."""
 
 BROKER_TIMEOUT_S = 5.0
 """How long a publish may wait on the broker before the batch goes to the spool instead
@@ -41,26 +48,29 @@ BROKER_TIMEOUT_S = 5.0
 
 
 @runtime_checkable
-class BrokerBatches(Protocol):
+class BrokerBatches(Protocol[Prepared, Spooled]):
     """How messages become broker messages: prepared once per event, published per batch."""
 
-    def prepare(self, message: Message) -> Any:
+    def prepare(self, message: Message) -> Prepared:
         """Called on the event loop for each event: do the per-event work here, once."""
 
-    def publish(self, items: list[Any]) -> None:
+    def publish(self, items: list[Prepared]) -> None:
         """Called on the publisher thread: put prepared items on the broker, in order."""
 
-    def spool_body(self, item: Any) -> bytes:
+    def spool_body(self, item: Prepared) -> bytes:
         """What the spool keeps of a prepared item."""
 
-    def from_spool(self, body: bytes) -> Any:
-        """The prepared item a spooled body holds."""
+    def from_spool(self, body: bytes) -> Spooled:
+        """The item a spooled body holds (ValueError or TypeError: it does not decode)."""
+
+    def publish_spooled(self, items: list[Spooled]) -> None:
+        """Called on the publisher thread: put items read from the spool on the broker."""
 
     def from_legacy(self, message_json: str) -> bytes:
         """The spool body for a row of an older spool: the §3.1 message as JSON text."""
 
 
-def celery_publisher(settings: Settings) -> BrokerBatches:
+def celery_publisher(settings: Settings) -> BrokerBatches[Any, Any]:
     """Publish ordinary Celery task messages to CELERY_QUEUE, one broker round trip per batch.
 
     Redis brokers take the fast path (WireBatches), which needs no Celery app; anything else
@@ -100,27 +110,31 @@ class WireBatches:
         )
         # The loop only renders the JSON body; compressing it into the message happens on
         # the publisher thread (core.task_message.TaskWire.body).
-        self.prepare = self._wire.body
+        self.prepare: Callable[[Message], TaskBody] = self._wire.body
 
-    def publish(self, items: list[bytes]) -> None:
+    def publish(self, items: list[TaskBody]) -> None:
         # LPUSH q a b c is LPUSH a; LPUSH b; LPUSH c: workers BRPOP the oldest first.
         wrap = self._wire.wrap
         self._client.lpush(self._queue, *[wrap(item) for item in items])
 
-    def spool_body(self, item: bytes) -> bytes:
+    def spool_body(self, item: TaskBody) -> bytes:
         return self._wire.wrap(item)
 
-    def from_spool(self, body: bytes) -> bytes:
-        return body
+    def from_spool(self, body: bytes) -> StoredMessage:
+        return StoredMessage(body)
+
+    def publish_spooled(self, items: list[StoredMessage]) -> None:
+        self._client.lpush(self._queue, *items)
 
     def from_legacy(self, message_json: str) -> bytes:
-        return self._wire.encode(json.loads(message_json))
+        return self._wire.encode(json_codec.loads(message_json))
 
 
 class KombuBatches:
     """Celery's send_task into kombu's Producer.batch (pipelined on Redis, any broker).
 
-    The spool holds the §3.1 message as JSON, the argument send_task takes.
+    The spool holds the §3.1 message as JSON, the argument send_task takes: fresh and spooled
+    items are the same message.
     """
 
     def __init__(self, app: Celery, queue_name: str) -> None:
@@ -139,11 +153,14 @@ class KombuBatches:
                 )
 
     def spool_body(self, item: Message) -> bytes:
-        return json.dumps(item).encode("ascii")
+        return json_codec.dumps(item)
 
     def from_spool(self, body: bytes) -> Message:
-        loaded: Message = json.loads(body)
+        loaded: Message = json_codec.loads(body)
         return loaded
+
+    def publish_spooled(self, items: list[Message]) -> None:
+        self.publish(items)
 
     def from_legacy(self, message_json: str) -> bytes:
         return message_json.encode()

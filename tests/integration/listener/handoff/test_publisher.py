@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,7 +15,13 @@ from celery.contrib.testing.worker import start_worker
 from config.settings import Settings, load_settings
 from core.task_message import INGEST_TASK, decode_stored
 from devtools.local_servers import RedisServer, free_port
-from listener.handoff.publisher import KombuBatches, Publisher, WireBatches, celery_publisher
+from listener.handoff.publisher import (
+    CallableBatches,
+    KombuBatches,
+    Publisher,
+    WireBatches,
+    celery_publisher,
+)
 from listener.handoff.spool import Spool
 from listener.health.stats import ListenerStats
 from tests.helpers import stock_celery_app, wait_until
@@ -220,3 +227,38 @@ def test_the_watermark_follows_what_the_broker_or_the_spool_holds(tmp_path: Path
         publisher.stop()
     finally:
         broker.stop()
+
+
+def test_a_batch_forms_while_it_lingers_and_goes_out_in_one_publish(tmp_path: Path) -> None:
+    """At the rates homes send, one wake-up and one publish carry every event of the linger."""
+    batches: list[list[dict[str, Any]]] = []
+    stats = ListenerStats()
+    publisher = Publisher(CallableBatches(batches.append), Spool(tmp_path / "s"), stats, linger=0.5)
+    publisher.start()
+    for seq in range(1, 11):  # the first wakes the thread, which lingers: the rest join it
+        assert publisher.submit(_message(seq))
+    wait_until(lambda: stats.events_enqueued == 10, 10, message="the batch published")
+    publisher.stop()
+    assert [[m["seq"] for m in batch] for batch in batches] == [list(range(1, 11))]
+
+
+def test_a_full_batch_does_not_linger_and_stop_does_not_wait_it_out(tmp_path: Path) -> None:
+    published: list[dict[str, Any]] = []
+    stats = ListenerStats()
+    publisher = Publisher(
+        CallableBatches(published.extend),
+        Spool(tmp_path / "s"),
+        stats,
+        batch_size=100,
+        linger=3600.0,
+    )
+    for seq in range(1, 101):  # a whole batch waits before the thread looks
+        assert publisher.submit(_message(seq))
+    publisher.start()
+    wait_until(lambda: stats.events_enqueued == 100, 10, message="a full batch at once")
+    assert publisher.submit(_message(101))  # lingers for an hour, unless stopped
+    started = time.monotonic()
+    publisher.stop()
+    assert time.monotonic() - started < 5
+    assert [m["seq"] for m in published] == list(range(1, 102))
+    assert stats.events_spooled == 0

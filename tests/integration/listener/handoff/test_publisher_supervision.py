@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from listener.data_dir_lock import DataDirBusy, DataDirLock
-from listener.handoff.publisher import Publisher
+from listener.handoff.publisher import CallableBatches, Publisher
 from listener.handoff.spool import Spool
 from listener.health.stats import ListenerStats
 from tests.helpers import wait_until
@@ -41,7 +41,7 @@ def test_an_exception_in_the_publisher_restarts_it_and_loses_nothing(tmp_path: P
     stats = ListenerStats()
     spool = SpoolLockedOnce(tmp_path / "spool.sqlite3")
     spool.append([json.dumps(_message(0)).encode()])  # left by a previous run: drained first
-    publisher = Publisher(published.extend, spool, stats)
+    publisher = Publisher(CallableBatches(published.extend), spool, stats)
     publisher.start()
     for seq in range(1, 1001):
         assert publisher.submit(_message(seq))
@@ -59,7 +59,7 @@ def test_a_row_that_does_not_decode_is_quarantined_and_the_rest_drain(tmp_path: 
     spool = Spool(path)
     spool.append([json.dumps(_message(1)).encode(), b"\xff\x00 not a message"])
     spool.append([json.dumps(_message(seq)).encode() for seq in range(2, 11)])
-    publisher = Publisher(published.extend, spool, stats)
+    publisher = Publisher(CallableBatches(published.extend), spool, stats)
     publisher.start()
     wait_until(lambda: len(published) >= 10, 10, message="the decodable rows published")
     publisher.stop()

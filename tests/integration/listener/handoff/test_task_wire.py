@@ -10,14 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from celery_batches import Batches, SimpleRequest
 
 from config.broker_kind import BrokerKind
-from core.task_message import INGEST_TASK, TaskWire
-from listener.handoff.publisher import supports
+from core.task_message import INGEST_TASK, TaskWire, decode_stored
+from listener.handoff.publisher import WireBatches, supports
 from tests.helpers import stock_celery_app, wait_until
 
 ORIGIN = "gen1@test"
@@ -183,9 +184,12 @@ def test_a_celery_batches_worker_runs_them(redis_url: str, broker: redis.Redis) 
     assert seen == sent
 
 
-def test_body_then_wrap_is_encode_and_a_stored_message_wraps_to_itself() -> None:
+def test_body_then_wrap_is_encode_and_a_stored_message_is_pushed_as_it_is(
+    redis_url: str, broker: redis.Redis
+) -> None:
     """The listener renders the body on its loop and wraps it on its publisher thread
-    (issue 12): both halves make the message encode makes, and spooled messages pass."""
+    (issue 12): both halves make the message encode makes; a stored message (a spool row) is
+    pushed unchanged, by its own call: nothing inspects bytes to tell the two apart."""
     wire = TaskWire(INGEST_TASK, "halves", origin=ORIGIN)
     body = wire.body(_arg(5))
     assert body.startswith(b"[[")
@@ -194,4 +198,21 @@ def test_body_then_wrap_is_encode_and_a_stored_message_wraps_to_itself() -> None
     assert stored["headers"]["compression"] == "zlib"
     args, _, _ = json.loads(zlib.decompress(base64.b64decode(stored["body"])))
     assert args == [_arg(5)]
-    assert wire.wrap(message) == message
+    batches = WireBatches(redis_url, "halves")
+    broker.delete("halves")
+    batches.publish_spooled([batches.from_spool(message)])
+    batches.publish([batches.prepare(_arg(6))])
+    first, second = reversed(broker.lrange("halves", 0, -1))
+    assert first == message
+    assert decode_stored(second).arg == _arg(6)
+
+
+def test_the_body_is_the_one_serialisation_of_the_event() -> None:
+    """The event's JSON appears once, verbatim, in the body: nothing parses it again."""
+    wire = TaskWire(INGEST_TASK, "once", origin=ORIGIN, compress=False)
+    arg = _arg(7)
+    del arg["event"]["data"]["new_state"]["attributes"]["lone"]  # orjson writes the rest
+    body = wire.body(arg)
+    assert body.startswith(b"[[" + orjson.dumps(arg) + b"],{},")
+    stored = json.loads(wire.wrap(body))
+    assert base64.b64decode(stored["body"]) == body, "uncompressed: the body as rendered"

@@ -14,6 +14,19 @@ def test_a_frame_with_one_message_gives_a_list_of_one() -> None:
     assert protocol.parse_frame('{"type": "pong", "id": 3}') == [{"type": "pong", "id": 3}]
 
 
+def test_a_frame_read_as_bytes_parses_as_its_text_does(fixtures_dir) -> None:
+    """The reader takes frames as bytes (no text decoding before orjson)."""
+    frame = (fixtures_dir / "sample_coalesced.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    assert protocol.parse_frame(frame.encode()) == protocol.parse_frame(frame) == json.loads(frame)
+
+
+def test_what_orjson_refuses_but_ha_can_send_still_parses() -> None:
+    """HA's fallback encoder writes lone surrogates as escapes; orjson refuses them."""
+    frame = b'{"type": "event", "id": 1, "event": {"event_type": "x", "name": "a\\ud800"}}'
+    assert protocol.parse_frame(frame) == [json.loads(frame)]
+    assert protocol.parse_frame(frame)[0]["event"]["name"] == "a\ud800"
+
+
 def test_a_coalesced_frame_gives_every_message(fixtures_dir) -> None:
     frame = (fixtures_dir / "sample_coalesced.jsonl").read_text(encoding="utf-8").splitlines()[0]
     messages = protocol.parse_frame(frame)

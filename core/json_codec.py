@@ -1,0 +1,38 @@
+"""JSON in and out, one way for the listener and the workers: orjson, the standard library where
+orjson refuses.
+
+orjson is several times faster both ways, and the listener's path is JSON from end to end: HA's
+frames in, task messages out. It refuses what HA's JSON can still carry: lone surrogates
+(`"\\ud800"`, which HA's own fallback encoder writes) and, when writing, integers beyond 64 bits;
+the standard library takes both (writing ASCII only, as Celery's own JSON does, so a lone
+surrogate cannot break an encoding). Two differences are accepted: orjson writes NaN and the
+infinities as null, and reads an integer beyond 64 bits as a float; the worker drops non-finite
+numbers and makes every number field a float anyway (DESIGN §3.2).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+_dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def dumps(value: Any) -> bytes:
+    """`value` as compact UTF-8 JSON."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return _dumps_ascii(value).encode("ascii")
+
+
+def loads(data: bytes | str) -> Any:
+    """The value JSON text holds; ValueError when it is not JSON, RecursionError when it is
+    nested deeper than the interpreter's recursion limit (both from the standard library, which
+    reads whatever orjson refused)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
