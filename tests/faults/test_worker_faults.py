@@ -22,7 +22,6 @@ import pytest
 import redis
 
 from config.redis_keys import RedisKeys, broker_inflight
-from core.task_message import decode_stored
 from core.transform import Point
 from devtools.local_servers import InfluxDBServer, RedisServer, free_port
 from tests.expectations import (
@@ -33,7 +32,7 @@ from tests.expectations import (
     recorded_events,
     state_events,
 )
-from tests.helpers import InfluxDatabase, InfluxQL, wait_until
+from tests.helpers import InfluxDatabase, InfluxQL, stored_arg, wait_until
 from tests.processes import AppProcess, app_env, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
 from workers.consumers.bulk_queue import given_back, in_flight
@@ -168,9 +167,7 @@ def rss_mb(pid: int) -> float:
 def held_messages(client: redis.Redis) -> dict[str, list[dict[str, Any]]]:
     """Consumer id → the task arguments its bulk consumer took and has not finished."""
     return {
-        consumer: [
-            decode_stored(raw).arg for raw in client.lrange(broker_inflight(consumer), 0, -1)
-        ]
+        consumer: [stored_arg(raw) for raw in client.lrange(broker_inflight(consumer), 0, -1)]
         for consumer, count in in_flight(client).items()
         if count
     }
