@@ -271,20 +271,10 @@ def decode_task(
         return _undecodable(
             f"a {content_type!r} body, and workers read only {JSON_CONTENT_TYPE}", whole or body
         )
-    decoded: Any = body
-    if isinstance(body, bytes | str):
-        try:
-            decoded = _loads(_decompressed(body, compression))
-        except _Unreadable as exc:
-            return _undecodable(str(exc), whole or body)
-        except ValueError as exc:
-            return _undecodable(f"its body is not JSON: {exc}", whole or body)
-    if not (_is_list(decoded) and _is_list(decoded[0])):
-        return _undecodable(
-            "not a Celery protocol-2 task body with one argument ([[argument], {}, {...}])",
-            whole or body,
-        )
-    return decoded[0][0]
+    try:
+        return _first_argument(body, compression)
+    except _Unreadable as exc:
+        return _undecodable(str(exc), whole or body)
 
 
 def decode_stored(raw: bytes | str) -> TaskArgument | Undecodable:
@@ -295,12 +285,14 @@ def decode_stored(raw: bytes | str) -> TaskArgument | Undecodable:
         message = _loads(raw)
     except ValueError as exc:
         return _undecodable(f"not JSON: {exc}", raw)
-    opened = _open_envelope(message)
-    if isinstance(opened, str):
-        return _undecodable(opened, raw)
-    task, body, headers = opened
+    try:
+        headers, body = _open_envelope(message)
+    except _Unreadable as exc:
+        return _undecodable(str(exc), raw)
+    if "task" not in headers:
+        return _undecodable("not a Celery task message (no task header)", raw)
     return decode_task(
-        task,
+        headers["task"],
         body,
         compression=headers.get("compression"),
         content_type=message.get("content-type"),
@@ -310,45 +302,55 @@ def decode_stored(raw: bytes | str) -> TaskArgument | Undecodable:
 
 def received_at_of(raw: bytes | str | None) -> float | None:
     """`received_at` of the event in a Celery message as kombu stores it in Redis (also as an
-    unacknowledged entry: `[message, exchange, routing_key]`); None when there is none."""
+    unacknowledged entry: `[message, exchange, routing_key]`), whatever its task: beat only
+    wants the age of what waits. None when there is none."""
     if raw is None:
         return None
     try:
         message = _loads(raw)
-    except ValueError:
-        return None
-    if isinstance(message, list) and message:
-        message = message[0]
-    opened = _open_envelope(message)
-    if isinstance(opened, str):
-        return None
-    task, body, headers = opened
-    arg = decode_task(task, body, compression=headers.get("compression"))
-    if isinstance(arg, Undecodable):
-        return None
-    try:
+        if isinstance(message, list) and message:
+            message = message[0]
+        headers, body = _open_envelope(message)
+        arg = _first_argument(body, headers.get("compression"))
         return float(arg["received_at"])
-    except (KeyError, TypeError, ValueError):
+    except (ValueError, KeyError, TypeError):  # _Unreadable is a ValueError
         return None
 
 
 class _Unreadable(ValueError):
-    """The body cannot be uncompressed; the text says why."""
+    """What makes a message unreadable, in words for its dead letter."""
 
 
-def _open_envelope(message: Any) -> tuple[object, bytes | str, Mapping[str, Any]] | str:
-    """(task name, body, headers) of kombu's envelope, base64 undone; or what is wrong."""
+def _open_envelope(message: Any) -> tuple[Mapping[str, Any], bytes | str]:
+    """(headers, body) of kombu's envelope, base64 undone; _Unreadable saying what is wrong."""
     try:
-        headers = message["headers"]
-        task = headers["task"]
+        headers = message.get("headers") or {}
         body = message["body"]
         if message.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
     except (KeyError, IndexError, TypeError, AttributeError, binascii.Error, ValueError) as exc:
-        return f"not a Celery task message ({type(exc).__name__}: {exc})"
+        raise _Unreadable(f"not a Celery task message ({type(exc).__name__}: {exc})") from None
     if not isinstance(headers, Mapping) or not isinstance(body, bytes | str):
-        return "not a Celery task message (headers or body of the wrong type)"
-    return task, body, headers
+        raise _Unreadable("not a Celery task message (headers or body of the wrong type)")
+    return headers, body
+
+
+def _first_argument(body: bytes | str | Sequence[Any], compression: str | None) -> Any:
+    """The first positional argument of a protocol-2 body (`[args, kwargs, embed]`), as sent
+    (uncompressed, JSON) or already decoded; _Unreadable saying why there is none."""
+    decoded: Any = body
+    if isinstance(body, bytes | str):
+        try:
+            decoded = _loads(_decompressed(body, compression))
+        except _Unreadable:
+            raise
+        except ValueError as exc:
+            raise _Unreadable(f"its body is not JSON: {exc}") from None
+    if not (_is_list(decoded) and _is_list(decoded[0])):
+        raise _Unreadable(
+            "not a Celery protocol-2 task body with one argument ([[argument], {}, {...}])"
+        )
+    return decoded[0][0]
 
 
 def _decompressed(body: bytes | str, compression: str | None) -> bytes | str:

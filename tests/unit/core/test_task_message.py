@@ -85,8 +85,9 @@ def _envelope(**changes: Any) -> bytes:
     ("raw", "reason"),
     [
         (b"not json", "not JSON: "),
-        (b"[1, 2]", "not a Celery task message (TypeError"),
-        (b'{"body": "x"}', "not a Celery task message (KeyError: 'headers')"),
+        (b"[1, 2]", "not a Celery task message (AttributeError"),
+        (b'{"headers": {}}', "not a Celery task message (KeyError: 'body')"),
+        (b'{"body": "x"}', "not a Celery task message (no task header)"),
         (_stored(GOOD, task="other.task"), "a 'other.task' task in the ingest queue"),
         (_envelope(body="bm90IGpzb24="), "its body is not JSON: "),
         (_envelope(body="W1tdLHt9LHt9XQ=="), "not a Celery protocol-2 task body with one argument"),
@@ -124,7 +125,8 @@ def test_a_celery_request_without_its_argument_is_undecodable() -> None:
     assert "with one argument" in decoded.reason
 
 
-@pytest.mark.parametrize("raw", [None, b"not json", _stored(GOOD, task="other.task"), b"{}"])
-def test_received_at_of_anything_but_an_ingest_task_is_none(raw: bytes | None) -> None:
+@pytest.mark.parametrize("raw", [None, b"not json", _envelope(body="W1tdLHt9LHt9XQ=="), b"{}"])
+def test_received_at_of_a_message_without_one_is_none(raw: bytes | None) -> None:
     assert received_at_of(raw) is None
     assert received_at_of(_stored(GOOD)) == 1.5
+    assert received_at_of(_stored(GOOD, task="other.task")) == 1.5, "whatever the task"
