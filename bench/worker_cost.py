@@ -138,7 +138,7 @@ def run(ctx: Context) -> None:
         Figure(
             "redis_bytes_per_waiting_event", per_event, "bytes", 2500.0, "≤ 1,024 bytes",
             per_event <= 1024,
-            baseline_is="issue 12's measurement of the previous envelope (docs/operations.md)",
+            baseline_is="the previous envelope's measurement (docs/operations.md)",
             note=f"MEMORY USAGE of the listener-filled queue ÷ its {waiting:,} messages",
         )
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The workers under faults, with real processes: nothing InfluxDB could take is lost (issue 4).
+"""The workers under faults, with real processes: nothing InfluxDB could take is lost.
 
 A real simulator feeds a real listener, which enqueues into Redis; real `celery worker`
 processes write to an influxd this test owns, so it can stop it, pause it (SIGSTOP) and start it
@@ -335,7 +335,7 @@ def test_after_a_broker_outage_a_lone_event_still_lands_within_a_second(
 def test_a_full_broker_drains_once_influxdb_is_back(
     tmp_path: Path, influx: tuple[InfluxDBServer, InfluxDatabase]
 ) -> None:
-    """Issues 12 and 14: Redis with a small maxmemory and noeviction (what docs/operations.md
+    """Redis with a small maxmemory and noeviction (what docs/operations.md
     recommends), InfluxDB down until the broker's memory passes BROKER_MEMORY_SPOOL_PERCENT
     (default 90%) and the listener spools, before Redis refuses anything; health says
     `broker_memory`. Then InfluxDB back: the spool drains, every event lands exactly once, and

@@ -426,7 +426,7 @@ def test_a_sigkilled_amqp_worker_has_its_prefetched_messages_redelivered_at_once
 
 
 def test_beat_counts_the_workers_consuming_the_queue(amqp_url: str) -> None:
-    """Issue 16: `no_workers` on RabbitMQ comes from the queue's consumer count."""
+    """`no_workers` on RabbitMQ comes from the queue's consumer count."""
     from kombu.entity import Queue
     from kombu.messaging import Consumer
 
