@@ -240,7 +240,7 @@ class Settings(BaseSettings):
         "Celery's stock consumer and transport, one message at a time, about 10x the CPU per "
         "event; on Redis a killed worker's messages then come back only after "
         "CELERY_VISIBILITY_TIMEOUT (1 h by default), and one being taken at the kill can be "
-        "lost (celery/kombu#305).",
+        "lost (kombu records it as unacknowledged only after Redis handed it over).",
     )
     worker_liveness_timeout: float = Field(
         default=20.0,

@@ -5,8 +5,8 @@ its scheme in the banner and in Flower), building the app loads no worker code, 
 docs/operations.md states are measured here against a real redis-server:
 - a killed worker's messages come back only after CELERY_VISIBILITY_TIMEOUT, not before;
 - a consumer killed after Redis handed it a message (BRPOP) but before kombu recorded it as
-  unacknowledged loses that message (celery/kombu#305). If that test fails, kombu fixed it
-  upstream: drop the warning from the docs and from WORKER_BULK_TAKE's description.
+  unacknowledged loses that message. If that test fails, kombu closed the gap upstream: drop
+  the warning from the docs and from WORKER_BULK_TAKE's description.
 """
 
 from __future__ import annotations
