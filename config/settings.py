@@ -237,7 +237,7 @@ class Settings(BaseSettings):
         default=True,
         description="Workers take up to BATCH_SIZE messages per round trip and acknowledge "
         "each batch at once (workers/consumers/bulk_consumer.py; Redis or RabbitMQ). false: "
-        "Celery's stock consumer and transport, one message at a time, about 10x the CPU per "
+        "Celery's stock consumer and transport, one message at a time, over 10x the CPU per "
         "event; on Redis a killed worker's messages then come back only after "
         "CELERY_VISIBILITY_TIMEOUT (1 h by default), and one being taken at the kill can be "
         "lost (kombu records it as unacknowledged only after Redis handed it over).",
