@@ -1,15 +1,13 @@
 """The baselines' Celery: the same settings as the real app, one task that does nothing.
 
 `celery -A bench.bare_app worker` with the worker flags of the Procfile is Celery's own cost per
-message; `bench.delay_loop` publishes with `task.delay()` through it. A message carrying
+message, on kombu's stock Redis transport (what a worker with WORKER_BULK_TAKE=false runs);
+`bench.delay_loop` publishes with `task.delay()` through it. A message carrying
 `probe_sent_at` (the latency baseline) has its delay recorded, nothing else does.
-With BENCH_STOCK_TRANSPORT=1 it takes messages through kombu's stock Redis transport instead of
-workers/consumers/broker_transport.py: the baseline of that transport's own cost.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -19,7 +17,6 @@ from celery import Celery
 from config.celery_app import celery_config
 from config.settings import get_settings
 from core.task_message import INGEST_TASK
-from workers.consumers import broker_transport
 
 LATENCY_KEY = "bench:bare_latency"
 
@@ -27,12 +24,6 @@ _settings = get_settings()
 _config = celery_config(_settings)
 for _key in ("beat_scheduler", "beat_schedule"):
     _config.pop(_key, None)
-if os.environ.get("BENCH_STOCK_TRANSPORT") == "1":
-    _config["broker_transport"] = "kombu.transport.redis:Transport"
-else:
-    # What a real worker's start-up step does (workers/worker_start.py), so the baseline pays
-    # the same transport as the worker it prices.
-    broker_transport.install()
 
 app = Celery("bench_bare", set_as_current=True)
 app.conf.update(_config)

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from core.rules import Rules
-from core.task_message import decode_stored
+from core.task_message import Undecodable, decode_stored
 from core.transform import Point, event_to_point
 
 SeriesKey = tuple[str, str, int]
@@ -64,4 +64,7 @@ def task_messages(client: redis.Redis, queue: str, chunk: int = 5_000) -> Iterat
     for stop in range(length, 0, -chunk):
         start = max(0, stop - chunk)
         for raw in reversed(client.lrange(queue, start, stop - 1)):
-            yield decode_stored(raw).arg
+            arg = decode_stored(raw)
+            if isinstance(arg, Undecodable):
+                raise ValueError(f"the queue holds a message no worker can read: {arg.reason}")
+            yield arg

@@ -3,9 +3,9 @@
 Both drain copies of the same pre-filled queue (realistic events, enqueued by the listener in
 scenario 1) with the Procfile's worker flags; CPU is user+sys of every worker process from
 /proc, counted from the moment the worker waits on an empty queue until the copy is drained
-and acknowledged. They drain at the same time, so the shared machine's load falls on all
-alike (CPU seconds, unlike wall time, hardly depend on it). A third worker, the bare task on
-kombu's stock Redis transport, prices ha-ingestor's own broker transport.
+and acknowledged. They drain at the same time, so the shared machine's load falls on both
+alike (CPU seconds, unlike wall time, hardly depend on it). The bare task runs on kombu's stock
+Redis transport, as a worker with WORKER_BULK_TAKE=false does.
 """
 
 from __future__ import annotations
@@ -57,8 +57,6 @@ def _prepare(ctx: Context, drain: _Drain) -> None:
         stack.influx.create(drain.database)
         drain.expected = expected_points(m["event"] for m in task_messages(client, "staged"))
     env = stack.env(drain.db, drain.database, ctx.root / f"cost-{drain.db}")
-    if drain.kind == "bare-stock":
-        env["BENCH_STOCK_TRANSPORT"] = "1"
     if drain.kind == "ingest-celery":
         env["WORKER_BULK_TAKE"] = "false"  # today's consumer: Celery's, one message at a time
     app = "bench.bare_app" if bare else "config.celery_app"
@@ -140,19 +138,18 @@ def run(ctx: Context) -> None:
         Figure(
             "redis_bytes_per_waiting_event", per_event, "bytes", 2500.0, "≤ 1,024 bytes",
             per_event <= 1024,
-            baseline_is="issue 12's measurement of the previous envelope (docs/operations.md)",
+            baseline_is="the previous envelope's measurement (docs/operations.md)",
             note=f"MEMORY USAGE of the listener-filled queue ÷ its {waiting:,} messages",
         )
     )  # fmt: skip
     bare = _Drain("bare", _stage(ctx, ctx.capacity_db, 0, total), "bare")
     real = _Drain("ingest", _stage(ctx, ctx.capacity_db, 0, total), "cost")
-    stock = _Drain("bare-stock", _stage(ctx, ctx.capacity_db, 0, total), "bare")
     alone = _Drain(
         "bare", _stage(ctx, ctx.capacity_db, 0, min(total, ctx.sizes.alone_events)), "bare"
     )
     celery_way = _Drain("ingest-celery", _stage(ctx, ctx.capacity_db, 0, total), "cost_celery")
     source.flushdb()
-    _run_together(ctx, [bare, real, stock])
+    _run_together(ctx, [bare, real])
     _run_together(ctx, [celery_way])
     drain_rates = [d.result["events"] / d.result["elapsed"] for d in (real, celery_way)]
     ctx.add(
@@ -191,10 +188,6 @@ def run(ctx: Context) -> None:
             rates[1], "baseline: bare no-op worker")  # fmt: skip
     ctx.row("bare no-op worker drain rate, alone", rates[2], "events/s", None,
             f"{alone.events:,} events; the baseline of e2e_throughput and burst_drain")  # fmt: skip
-    stock_per_k = 1000 * stock.result["cpu"] / stock.result["events"]
-    ctx.row("bare no-op worker CPU per 1,000 events, ha-ingestor's broker transport", per_k[1],
-            "CPU s", stock_per_k, "baseline: kombu's stock Redis transport (BRPOP), draining "
-            "at the same time; the cost of never losing a taken message")  # fmt: skip
     ctx.bare_drain_rate = rates[2]
     ctx.bare_worker_rss = bare.result["rss"]
     ctx.worker_rss["cost drain"] = real.result["rss"]

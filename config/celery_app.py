@@ -5,9 +5,11 @@ Importing this module builds nothing: `create_app(settings)` builds an app (the 
 `-A config.celery_app` looks up, is built from the environment on first access.
 
 The app names worker code only by dotted name, so the listener loads none of it: the task
-modules (`include`, imported by a worker or beat when it starts) and the worker's start-up
-bootstep (workers/worker_start.py), which installs the workers' broker transport and builds
-settings, rules and sinks before the worker takes its first message.
+modules (`include`, imported by a worker or beat when it starts), the worker's start-up
+bootstep (workers/worker_start.py), which checks settings and rules and builds the worker
+context before the worker takes its first message, and the consumer bootstep that takes the
+ingest queue in bulk (workers/consumers/bulk_consumer.py). Messages travel on kombu's own
+transports: no transport of ours is installed anywhere.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ TASK_MODULES = ("workers.consumers.ingest_task", "workers.monitoring.beat_tasks"
 WORKER_START = "workers.worker_start:WorkerStart"
 """The worker bootstep that builds what a worker needs (workers/worker_start.py)."""
 BULK_CONSUMER = "workers.consumers.bulk_consumer:BulkConsumer"
-"""The consumer bootstep that takes the ingest queue from Redis in bulk
+"""The consumer bootstep that takes the ingest queue in bulk, with the broker kind's taker
 (workers/consumers/bulk_consumer.py)."""
 
 
@@ -96,8 +98,15 @@ def batch_hold_limit(settings: Settings) -> float:
         hold = VISIBILITY_TIMEOUT / 2 - (BATCH_INTERVAL + INFLUXDB_TIMEOUT + WRITE_RETRY_MAX_DELAY
                                          + 6 x REDIS_SOCKET_TIMEOUT)
     With the defaults (3600 s, 0.5 s, 10 s, 30 s, 5 s) that is about 28 min, also below
-    RabbitMQ's 30 min consumer_timeout. A killed worker's messages come back after the
-    visibility timeout plus at most one restore sweep (`unacked_restore_interval`).
+    RabbitMQ's 30 min consumer_timeout.
+
+    Why CELERY_VISIBILITY_TIMEOUT is not WORKER_LIVENESS_TIMEOUT. The bulk takers tell a busy
+    worker from a dead one (a liveness key renewed by a thread of the worker; RabbitMQ's
+    connection), so on Redis a killed worker's messages come back within WORKER_LIVENESS_TIMEOUT
+    and a half (30 s), while a live one may hold a batch for this hold limit. kombu's stock
+    transport (WORKER_BULK_TAKE=false) cannot tell them apart: its visibility timeout is both
+    bounds at once, so it must be long, and a killed worker's messages come back only after it
+    (plus at most one restore sweep, `unacked_restore_interval`).
     """
     overhead = (
         settings.batch_interval
@@ -206,6 +215,9 @@ class IngestorApp(Celery):  # type: ignore[misc]
     """Celery's app, knowing the settings it was built for (the worker starts from them)."""
 
     settings: Settings | None = None
+    worker_context: object | None = None
+    """What a worker writes with, hung here by its start-up step (workers/worker_context.py
+    ProcessContext) for the consumer step and the ingest task; None in every other process."""
 
     def mask_secrets(self, **_: Any) -> None:
         """Celery set up its logging (after_setup_logger): mask our secrets in every record."""
@@ -216,10 +228,9 @@ class IngestorApp(Celery):  # type: ignore[misc]
 
 
 def create_app(settings: Settings) -> Celery:
-    """Build the app for these settings; nothing else happens (no import of worker code, no
-    transport installed). A worker started on it runs WORKER_START first: that bootstep takes
-    messages from Redis through workers/consumers/broker_transport.py, which loses none to a
-    kill."""
+    """Build the app for these settings; nothing else happens (no import of worker code). A
+    worker started on it runs WORKER_START first (checks, the worker context), then its
+    consumer runs BULK_CONSUMER (the bulk take, unless WORKER_BULK_TAKE=false)."""
     app = IngestorApp("ha_ingestor", include=list(TASK_MODULES))
     app.settings = settings
     app.conf.update(celery_config(settings))

@@ -171,8 +171,11 @@ class Settings(BaseSettings):
     celery_visibility_timeout: float = Field(
         default=3600.0,
         gt=0,
-        description="Seconds before Redis redelivers a message a worker took but never "
-        "acknowledged (a killed worker's batch).",
+        description="The longest a live worker may keep messages unacknowledged: a batch "
+        "retried against an unavailable InfluxDB goes back to the broker within half of it. "
+        "With WORKER_BULK_TAKE=false it is also how long Redis waits before giving a killed "
+        "worker's messages to another (kombu's visibility timeout cannot tell a busy worker "
+        "from a dead one); with the bulk take WORKER_LIVENESS_TIMEOUT decides that instead.",
         json_schema_extra=in_group(SettingGroup.BROKER),
     )
 
@@ -340,17 +343,22 @@ class Settings(BaseSettings):
     )
     worker_bulk_take: bool = Field(
         default=True,
-        description="On a Redis broker, workers take up to BATCH_SIZE messages per round trip "
-        "and acknowledge each batch at once (workers/consumers/bulk_consumer.py); false: "
-        "Celery's own consumer, one message at a time.",
+        description="Workers take up to BATCH_SIZE messages per round trip and acknowledge "
+        "each batch at once (workers/consumers/bulk_consumer.py; Redis or RabbitMQ). false: "
+        "Celery's stock consumer and transport, one message at a time, over 10x the CPU per "
+        "event; on Redis a killed worker's messages then come back only after "
+        "CELERY_VISIBILITY_TIMEOUT (1 h by default), and one being taken at the kill can be "
+        "lost (kombu records it as unacknowledged only after Redis handed it over).",
         json_schema_extra=in_group(SettingGroup.WORKERS),
     )
     worker_liveness_timeout: float = Field(
         default=20.0,
         ge=2,
         le=3600,
-        description="Seconds after which the messages a silent worker took go back to the "
-        "queue (its liveness key, renewed every quarter of this by a thread of its own).",
+        description="With the bulk take on Redis: seconds after which the messages a silent "
+        "worker took go back to the queue (its liveness key, renewed every quarter of this by "
+        "a thread of its own, so a busy worker is never taken for dead). Not "
+        "CELERY_VISIBILITY_TIMEOUT: that bounds how long a live worker holds a batch.",
         json_schema_extra=in_group(SettingGroup.WORKERS),
     )
 

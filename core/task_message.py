@@ -4,9 +4,10 @@ The contract: one Celery task per HA event, its single argument
 `{"event", "received_at", "source", "seq"}` and, from `ha-ingestor import`, `run`
 (`TaskMessage`, `parse_message`). The envelope: the bytes kombu's Redis transport stores for
 `app.send_task(INGEST_TASK, args=[arg], queue=queue)`, built directly (`TaskWire`) and read
-back (`decode_stored`, `received_at_of`: workers take messages from Redis in bulk and decode
-them here, workers/consumers/bulk_consumer.py). The listener, the
-workers and beat import this module, so the shape is written down exactly once.
+back (`decode_task`, the one decoder of every way into the workers, which returns the task's
+argument or `Undecodable` with the reason; `decode_stored` opens kombu's Redis envelope for it;
+`received_at_of` serves beat). The listener, the workers and beat import this module, so the
+shape is written down exactly once.
 
 Why build the envelope here: `send_task` costs about 0.2-1 ms of CPU per message (argument repr,
 uuid4s, option merging, two JSON passes), which caps a Python publisher at a few thousand
@@ -30,7 +31,7 @@ import itertools
 import json
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NewType, cast
 
@@ -197,56 +198,151 @@ class TaskWire:
         return StoredMessage(b"".join((p[0], _b64(data), p[1], suffix, p[2], suffix, p[3])))
 
 
-def _body_of(message: Mapping[str, Any]) -> Any:
-    """The decoded body `[args, kwargs, embed]` of a kombu envelope (protocol 2): base64 and
-    the `compression` header undone, as kombu's Message does."""
-    body = message["body"]
-    if message.get("properties", {}).get("body_encoding") == "base64":
-        body = base64.b64decode(body)
-    compression = message.get("headers", {}).get("compression")
-    if compression is not None:
-        if compression not in (ZLIB, "application/x-gzip", "gzip"):
-            raise InvalidMessage(f"compressed with {compression!r}, which workers do not read")
-        body = zlib.decompress(body if isinstance(body, bytes) else body.encode("latin-1"))
-    return json_codec.loads(body)
+# --- decoding what a worker took ------------------------------------------------------------
+
+JSON_CONTENT_TYPE = "application/json"
+ZLIB_HEADERS = frozenset((ZLIB, "application/x-gzip", "gzip"))
+"""`compression` headers of a zlib body, as kombu and Celery write them."""
+EXCERPT_BYTES = 2000
+"""How much of an undecodable message its dead letter keeps: a whole task message (about 1 kB
+compressed, so another task's message can be sent where it belongs), not a flood of garbage."""
+
+_TEXT = (bytes, str)
+_LISTS = (list, tuple)
+
+TaskArgument = Any
+"""The ingest task's one argument as it travelled (a JSON value; parse_message checks it)."""
 
 
 @dataclass(frozen=True, slots=True)
-class StoredTask:
-    """A task message as kombu stores it in a Redis list, decoded."""
+class Undecodable:
+    """A message a worker took that carries no ingest task argument.
 
-    task: str
-    arg: Any
-    """The first positional argument (the ingest task's only one), None if there is none."""
+    The pipeline dead-letters it with `reason` as the letter's error: a person reading the
+    dead letter learns what was wrong with the message itself ("not JSON: ...", "a 'x' task in
+    the ingest queue"), not that some text was no HA event."""
+
+    reason: str
+    excerpt: str
+    """The start of the message as it was taken (repr), kept as the dead letter's message."""
 
 
-def decode_stored(raw: bytes | str) -> StoredTask:
-    """Decode a message a worker took from a Redis queue (Celery's task protocol 2 in kombu's
-    envelope, any compression kombu writes by default); InvalidMessage if it is not one."""
+def decode_task(
+    task: object,
+    body: bytes | str | Sequence[Any],
+    *,
+    compression: str | None = None,
+    content_type: str | None = None,
+    whole: bytes | str | None = None,
+) -> TaskArgument | Undecodable:
+    """The ingest task's argument of one delivered task message, or Undecodable saying why not.
+
+    The one decoder of every way in: the Redis bulk taker (through `decode_stored`), the
+    RabbitMQ bulk taker (a delivery's headers and body) and Celery's task (whose body Celery
+    decoded already: `[args, kwargs, embed]`). Never raises: what cannot be read is a dead
+    letter, not an error that would stop a batch. `whole` is the message as taken, for the
+    excerpt (the body by default).
+    """
+    if task != INGEST_TASK:
+        return _undecodable(f"a {task!r} task in the ingest queue", whole or body)
+    if content_type not in (None, JSON_CONTENT_TYPE):
+        return _undecodable(
+            f"a {content_type!r} body, and workers read only {JSON_CONTENT_TYPE}", whole or body
+        )
+    try:
+        return _first_argument(body, compression)
+    except _Unreadable as exc:
+        return _undecodable(str(exc), whole or body)
+
+
+def decode_stored(raw: bytes | str) -> TaskArgument | Undecodable:
+    """A message as kombu's Redis transport stores it (Celery's task protocol 2 in kombu's JSON
+    envelope, base64 body, any compression kombu writes by default): its envelope opened, then
+    `decode_task`."""
     try:
         message = json_codec.loads(raw)
-        task = message["headers"]["task"]
-        args = _body_of(message)[0]
-    except InvalidMessage:
-        raise
-    except (ValueError, KeyError, IndexError, TypeError, binascii.Error, zlib.error) as exc:
-        raise InvalidMessage(f"not a Celery task message ({type(exc).__name__}: {exc})") from None
-    if not isinstance(task, str) or not isinstance(args, list):
-        raise InvalidMessage("not a Celery task message (no task name or no argument list)")
-    return StoredTask(task, args[0] if args else None)
+    except ValueError as exc:
+        return _undecodable(f"not JSON: {exc}", raw)
+    try:
+        headers, body = _open_envelope(message)
+    except _Unreadable as exc:
+        return _undecodable(str(exc), raw)
+    if "task" not in headers:
+        return _undecodable("not a Celery task message (no task header)", raw)
+    return decode_task(
+        headers["task"],
+        body,
+        compression=headers.get("compression"),
+        content_type=message.get("content-type"),
+        whole=raw,
+    )
 
 
 def received_at_of(raw: bytes | str | None) -> float | None:
-    """`received_at` of the event in a Celery message as kombu stores it in Redis."""
+    """`received_at` of the event in a Celery message as kombu stores it in Redis (also as an
+    unacknowledged entry: `[message, exchange, routing_key]`), whatever its task: beat only
+    wants the age of what waits. None when there is none."""
     if raw is None:
         return None
     try:
         message = json_codec.loads(raw)
-        if isinstance(message, list):  # an unacked entry: [message, exchange, routing_key]
+        if isinstance(message, list) and message:
             message = message[0]
-        args = _body_of(message)[0]
-        return float(args[0]["received_at"])
-    except (ValueError, KeyError, IndexError, TypeError, binascii.Error, zlib.error):
+        headers, body = _open_envelope(message)
+        arg = _first_argument(body, headers.get("compression"))
+        return float(arg["received_at"])
+    except (ValueError, KeyError, TypeError):  # _Unreadable is a ValueError
         return None
-    except InvalidMessage:
-        return None
+
+
+class _Unreadable(ValueError):
+    """What makes a message unreadable, in words for its dead letter."""
+
+
+def _open_envelope(message: Any) -> tuple[Mapping[str, Any], bytes | str]:
+    """(headers, body) of kombu's envelope, base64 undone; _Unreadable saying what is wrong."""
+    try:
+        headers = message.get("headers") or {}
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = binascii.a2b_base64(body)  # base64.b64decode, without its wrapper's cost
+    except (KeyError, IndexError, TypeError, AttributeError, binascii.Error, ValueError) as exc:
+        raise _Unreadable(f"not a Celery task message ({type(exc).__name__}: {exc})") from None
+    if not isinstance(headers, Mapping) or not isinstance(body, _TEXT):
+        raise _Unreadable("not a Celery task message (headers or body of the wrong type)")
+    return headers, body
+
+
+def _first_argument(body: bytes | str | Sequence[Any], compression: str | None) -> Any:
+    """The first positional argument of a protocol-2 body (`[args, kwargs, embed]`), as sent
+    (uncompressed, JSON) or already decoded; _Unreadable saying why there is none."""
+    decoded: Any = body
+    if isinstance(body, _TEXT):
+        try:
+            decoded = json_codec.loads(_decompressed(body, compression))
+        except _Unreadable:
+            raise
+        except ValueError as exc:
+            raise _Unreadable(f"its body is not JSON: {exc}") from None
+    if type(decoded) in _LISTS and decoded and type(args := decoded[0]) in _LISTS and args:
+        return args[0]
+    raise _Unreadable(
+        "not a Celery protocol-2 task body with one argument ([[argument], {}, {...}])"
+    )
+
+
+def _decompressed(body: bytes | str, compression: str | None) -> bytes | str:
+    if compression is None:
+        return body
+    if compression not in ZLIB_HEADERS:
+        raise _Unreadable(f"compressed with {compression!r}, which workers do not read")
+    try:
+        return zlib.decompress(body if isinstance(body, bytes) else body.encode("latin-1"))
+    except (zlib.error, UnicodeEncodeError) as exc:
+        raise _Unreadable(f"its body is not {compression} data as its header says: {exc}") from None
+
+
+def _undecodable(reason: str, raw: object) -> Undecodable:
+    if isinstance(raw, bytes | str):
+        return Undecodable(reason, repr(raw[:EXCERPT_BYTES]))
+    return Undecodable(reason, repr(raw)[:EXCERPT_BYTES])

@@ -13,9 +13,19 @@ from typing import Any, TypeVar
 import urllib3
 from celery import Celery
 
+from core.task_message import Undecodable, decode_stored
 from devtools.local_servers import RedisServer
 
 T = TypeVar("T")
+
+
+def stored_arg(raw: bytes | str) -> Any:
+    """The ingest task argument of a message as it waits in a Redis queue; fails the test when
+    the message is no ingest task (with the decoder's reason)."""
+    arg = decode_stored(raw)
+    assert not isinstance(arg, Undecodable), arg.reason
+    return arg
+
 
 _http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=5, read=30), retries=False)
 

@@ -35,11 +35,11 @@ from core.ha_event import entity_id_of
 from core.line_protocol import encode_point
 from core.rules import Rules
 from core.statistics_point import STATISTICS_EVENT, statistics_to_point
-from core.task_message import InvalidMessage, parse_message
+from core.task_message import InvalidMessage, Undecodable, parse_message
 from core.transform import InvalidEvent, Skipped, event_to_point
 from workers.sinks.errors import PointsRejected, SinkUnavailable
 from workers.sinks.influx_sink import Sink
-from workers.stores.dead_letters import TOO_OLD_DURING_OUTAGE
+from workers.stores.dead_letters import TOO_OLD_DURING_OUTAGE, UNDECODABLE
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,9 @@ class IngestPipeline:
         letters: list[tuple[Any, str, str]] = []
         precision = self._rules.precision
         for index, raw in enumerate(messages):
+            if isinstance(raw, Undecodable):  # its reason is the letter's error
+                letters.append((raw, UNDECODABLE, raw.reason))
+                continue
             try:
                 message = parse_message(raw)
                 event = message.event

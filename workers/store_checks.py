@@ -1,7 +1,7 @@
 """`ha-ingestor check`'s checks of the stores the workers use: the broker, Redis and InfluxDB.
 
 Each goes through the workers' own adapters where they have one (the InfluxDB sinks' empty
-write, the broker transport's Redis version rule), so a pass here means the workers will work.
+write, the bulk take's Redis version rule), so a pass here means the workers will work.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from kombu.connection import Connection
 from config.broker_kind import BrokerKind
 from config.check_outcome import CHECK_TIMEOUT_S, Outcome
 from config.redaction import redact_url
-from workers.consumers.broker_transport import takes_reliably
-from workers.consumers.bulk_queue import supports_bulk_take
+from workers.consumers.bulk_queue import too_old_for_bulk_take
 from workers.sinks.errors import SinkUnavailable
 from workers.sinks.influx_sink import make_sink
 
@@ -103,23 +102,10 @@ def _check_redis_url(
         return Outcome(name, False, f"{shown}: {type(exc).__name__}: {exc}", f"check {variable}")
     finally:
         client.close()
-    if queue and settings.worker_bulk_take and not supports_bulk_take(version):
-        return Outcome(
-            name,
-            False,
-            f"{shown} runs Redis {version}: the workers' bulk take needs Redis 7.0 or newer "
-            "(its scripts declare allow-oom, so a full Redis still drains)",
-            "upgrade the broker's Redis to 7.0 or newer (Debian 12 ships 7.0), or set "
-            "WORKER_BULK_TAKE=false (kombu's take, Redis 6.2 or newer)",
-        )
-    if queue and not takes_reliably(version):
-        return Outcome(
-            name,
-            False,
-            f"{shown} runs Redis {version}: a worker killed while taking a message can lose it "
-            "(the workers need BLMOVE, Redis 6.2 or newer)",
-            "upgrade the broker's Redis to 7.0 or newer (Debian 12 ships 7.0)",
-        )
+    too_old = too_old_for_bulk_take(info) if queue and settings.worker_bulk_take else None
+    if too_old is not None:
+        detail, fix = too_old
+        return Outcome(name, False, f"{shown} {detail}", fix)
     if queue and (problem := durability_problem(info)) is not None:
         detail, fix = problem
         return Outcome(name, False, f"{shown} (Redis {version}) {detail}", fix)

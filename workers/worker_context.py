@@ -1,8 +1,10 @@
 """What a worker process writes with: the sink, the Redis stores and the pipeline, built once.
 
 Built at worker start by workers/worker_start.py (after the settings and the rules were
-checked), never at import. A pool child forked from that worker builds its own on first use,
-since sockets must not be shared across a fork (the Procfile's `--pool solo` never forks).
+checked), never at import, and carried by the worker's app (`attach`, `context_of`): the bulk
+takers are handed it by the consumer step, Celery's task reaches it through its app. No module
+global holds it. A pool child forked from that worker builds its own on first use, since
+sockets must not be shared across a fork (the Procfile's `--pool solo` never forks).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -24,7 +27,7 @@ from config.settings import Settings
 from core.backoff import exponential_backoff
 from core.enrichment import default_steps
 from core.rules import Rules
-from workers.consumers import batch_events
+from workers.consumers.batch_events import BatchEvents
 from workers.consumers.hand_back import HandBackPacer
 from workers.pipeline import BatchOutcome, IngestPipeline, TagsFor
 from workers.sinks.errors import SinkError
@@ -51,6 +54,8 @@ class WorkerContext:
         keys = RedisKeys(settings.redis_prefix)
         self.stopping = threading.Event()
         """Set when the worker stops: a batch waiting for InfluxDB hands its messages back."""
+        self.batch_events: BatchEvents | None = None
+        """Set by the worker's consumer step: each batch is then one task in Flower."""
         self.redis = state_redis(settings)
         self.sink = make_sink(settings, rules.precision)
         if isinstance(self.sink, V1Sink):
@@ -88,7 +93,7 @@ class WorkerContext:
 
         The batch is one task in Flower when the worker sends task events (batch_events).
         """
-        events = batch_events.current()
+        events = self.batch_events
         if events is None:
             return self._ingest(messages)
         task = events.started(len(messages))
@@ -163,41 +168,44 @@ def _ensure_database(sink: V1Sink) -> None:
         log.warning("%s", exc)
 
 
-class _ProcessContext:
-    """The context of this process: built at worker start, again in a forked pool child."""
+class ProcessContext:
+    """The worker context of this process: built at worker start, again in a forked pool child.
 
-    def __init__(self) -> None:
-        self.build: Callable[[], WorkerContext] | None = None
-        self.context: WorkerContext | None = None
-        self.pid = 0
+    The worker's start-up step makes one and hangs it on the app (`attach`); whoever needs the
+    context asks the app for it (`context_of(app).current()`)."""
 
+    def __init__(self, build: Callable[[], WorkerContext]) -> None:
+        self._build = build
+        self._context = build()
+        self._pid = os.getpid()
 
-_this_process = _ProcessContext()
+    def current(self) -> WorkerContext:
+        """This process's context; a forked child builds its own on its first batch."""
+        if self._pid != os.getpid():
+            self._context = self._build()
+            self._pid = os.getpid()
+        return self._context
 
-
-def start(build: Callable[[], WorkerContext]) -> WorkerContext:
-    """Build this process's context now (worker start), and keep `build` for forked children."""
-    _this_process.build = build
-    _this_process.context = build()
-    _this_process.pid = os.getpid()
-    return _this_process.context
-
-
-def current() -> WorkerContext:
-    """This process's context; a forked child builds its own on its first batch."""
-    holder = _this_process
-    if holder.build is None:
-        raise RuntimeError(
-            "no worker context: the ingest task runs in a worker started with "
-            "`celery -A config.celery_app worker`, whose start-up builds it "
-            "(workers/worker_start.py)"
-        )
-    if holder.context is None or holder.pid != os.getpid():
-        holder.context = holder.build()
-        holder.pid = os.getpid()
-    return holder.context
+    def on_shutting_down(self, **_: Any) -> None:
+        """The worker stops (Celery's worker_shutting_down): a batch waiting for InfluxDB gives
+        its messages back instead of blocking the shutdown."""
+        if self._pid == os.getpid():
+            self._context.stopping.set()
 
 
-def started() -> WorkerContext | None:
-    """This process's context if the worker has started, else None."""
-    return _this_process.context if _this_process.pid == os.getpid() else None
+def attach(app: Celery, holder: ProcessContext) -> None:
+    """The worker's app carries its context from now on (the start-up step calls this)."""
+    app.worker_context = holder
+
+
+def context_of(app: Celery) -> ProcessContext:
+    """The context the worker's start-up step hung on `app`; RuntimeError saying how to get one
+    outside a worker."""
+    holder = getattr(app, "worker_context", None)
+    if isinstance(holder, ProcessContext):
+        return holder
+    raise RuntimeError(
+        "no worker context: the ingest task runs in a worker started with "
+        "`celery -A config.celery_app worker`, whose start-up builds it "
+        "(workers/worker_start.py)"
+    )

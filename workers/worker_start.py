@@ -4,14 +4,14 @@ A worker bootstep, which config/celery_app.py names by dotted name (config impor
 code, so the listener, beat and Flower never load this). While Celery builds the worker, before
 any step starts and so before the consumer connects, it
 
-1. on Redis, either leaves the ingest queue to the bulk consumer
-   (workers/consumers/bulk_consumer.py, a consumer bootstep; the default), or, with
-   WORKER_BULK_TAKE=false, installs the workers' kombu transport for redis:// URLs
-   (workers/consumers/broker_transport.py: a killed worker loses no message it took);
+1. with the bulk take on Redis (the default), refuses a broker Redis too old for the bulk
+   take's scripts (workers/consumers/bulk_queue.py says which and what to do);
 2. checks the delivery timing settings (config/celery_app.py, batch_hold_limit) and reads the
    rules file, and refuses to start with one message naming every problem and a non-zero exit
    (SystemExit: Celery lets it through, where it would log and swallow an exception);
-3. builds the worker context (workers/worker_context.py): sink, Redis stores, pipeline.
+3. builds the worker context (workers/worker_context.py: sink, Redis stores, pipeline) and
+   hangs it on the app, where the consumer step (workers/consumers/bulk_consumer.py) and the
+   ingest task find it.
 
 The batching itself (BATCH_SIZE, BATCH_INTERVAL) is set on the task by the app's configuration
 (`task_annotations`), which celery-batches reads when the consumer starts.
@@ -26,17 +26,14 @@ import redis
 from celery import Celery, bootsteps
 from celery.signals import worker_shutting_down
 
+from config.broker_kind import BrokerKind
 from config.celery_app import DeliveryTimingError, app_settings, batch_hold_limit
 from config.rules_file import load_rules
 from config.settings import Settings
 from core.rules import Rules, RulesError
-from workers import worker_context
-from workers.consumers import broker_transport
-from workers.consumers.bulk_consumer import on_redis
-from workers.consumers.bulk_queue import supports_bulk_take
-from workers.consumers.kombu_guard import IncompatibleKombu
+from workers.consumers.bulk_queue import too_old_for_bulk_take
 from workers.consumers.task_sender import FrontSender
-from workers.worker_context import WorkerContext
+from workers.worker_context import ProcessContext, WorkerContext, attach
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +49,20 @@ class WorkerStart(bootsteps.Step):  # type: ignore[misc]
 
 
 def start_worker(app: Celery) -> WorkerContext:
-    """Install the transport, check settings and rules, build the context; SystemExit when
-    something must be fixed first."""
+    """Check the broker, the settings and the rules, build the context and hang it on `app`;
+    SystemExit when something must be fixed first."""
     settings = app_settings(app)
-    if on_redis(settings) and settings.worker_bulk_take:
+    if settings.worker_bulk_take and settings.broker_kind is BrokerKind.REDIS:
         _refuse_old_redis(settings)
-    if on_redis(settings) and not settings.worker_bulk_take:
-        try:
-            broker_transport.install()  # a Redis broker, taken by kombu: the reliable take
-        except IncompatibleKombu as exc:
-            raise SystemExit(f"ha-ingestor cannot start: {exc}") from exc
     hold_limit, rules = checked(settings)
     send_many = FrontSender(settings, app)  # outage replays are written first
-    context = worker_context.start(
+    holder = ProcessContext(
         lambda: WorkerContext(settings, rules, send_many=send_many, hold_limit=hold_limit)
     )
-    worker_shutting_down.connect(_on_shutdown, weak=False, dispatch_uid=__name__)
+    attach(app, holder)
+    # Weak (Celery's default): the receiver goes with the app that carries the holder.
+    worker_shutting_down.connect(holder.on_shutting_down)
+    context = holder.current()
     log.info(
         "worker ready to write to %s: batches of %d events or %g s, rules: %s",
         context.sink.target,
@@ -79,7 +74,7 @@ def start_worker(app: Celery) -> WorkerContext:
 
 
 def _refuse_old_redis(settings: Settings) -> None:
-    """The bulk take's scripts need Redis 7.0: say so at start rather than fail every take.
+    """The bulk take's scripts need a recent Redis: say so at start rather than fail every take.
 
     An unreachable broker is not refused here: Celery waits for it, and the taker retries.
     """
@@ -87,18 +82,15 @@ def _refuse_old_redis(settings: Settings) -> None:
         settings.celery_broker_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
     )
     try:
-        version = str(client.info("server").get("redis_version", ""))
+        info = client.info("server")
     except redis.RedisError:
         return
     finally:
         client.close()
-    if version and not supports_bulk_take(version):
-        raise SystemExit(
-            f"ha-ingestor cannot start: the broker runs Redis {version}, and the workers' bulk "
-            "take needs Redis 7.0 or newer (Debian 12 ships 7.0). Upgrade Redis, or set "
-            "WORKER_BULK_TAKE=false to take messages through kombu (about 10x more CPU per "
-            "event; needs Redis 6.2)."
-        )
+    problem = too_old_for_bulk_take(info)
+    if problem is not None:
+        detail, fix = problem
+        raise SystemExit(f"ha-ingestor cannot start: the broker {detail}. {fix}.")
 
 
 def checked(settings: Settings) -> tuple[float, Rules]:
@@ -118,10 +110,3 @@ def checked(settings: Settings) -> tuple[float, Rules]:
     if problems:
         raise SystemExit("\n".join(problems))
     return hold_limit, rules
-
-
-def _on_shutdown(**_: Any) -> None:
-    """Let a batch that is waiting for InfluxDB give its messages back instead of blocking."""
-    context = worker_context.started()
-    if context is not None:
-        context.stopping.set()

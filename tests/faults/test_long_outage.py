@@ -1,5 +1,4 @@
-"""Long outages and stores that stop answering (nothing trimmed, nothing silent), with real
-processes.
+"""Long outages and stores that stop answering, with real processes.
 
 The long outage is scaled down to run in `make test`: MAX_EVENT_AGE 5 s instead of a day, a
 dead-letter cap of 100 that would have deleted most of the outage's events before, InfluxDB

@@ -1,4 +1,4 @@
-"""The workers under faults, with real processes: nothing InfluxDB could take is lost (issue 4).
+"""The workers under faults, with real processes: nothing InfluxDB could take is lost.
 
 A real simulator feeds a real listener, which enqueues into Redis; real `celery worker`
 processes write to an influxd this test owns, so it can stop it, pause it (SIGSTOP) and start it
@@ -22,7 +22,6 @@ import pytest
 import redis
 
 from config.redis_keys import RedisKeys, broker_inflight
-from core.task_message import decode_stored
 from core.transform import Point
 from devtools.local_servers import InfluxDBServer, RedisServer, free_port
 from tests.expectations import (
@@ -33,7 +32,7 @@ from tests.expectations import (
     recorded_events,
     state_events,
 )
-from tests.helpers import InfluxDatabase, InfluxQL, wait_until
+from tests.helpers import InfluxDatabase, InfluxQL, stored_arg, wait_until
 from tests.processes import AppProcess, app_env, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
 from workers.consumers.bulk_queue import given_back, in_flight
@@ -168,9 +167,7 @@ def rss_mb(pid: int) -> float:
 def held_messages(client: redis.Redis) -> dict[str, list[dict[str, Any]]]:
     """Consumer id → the task arguments its bulk consumer took and has not finished."""
     return {
-        consumer: [
-            decode_stored(raw).arg for raw in client.lrange(broker_inflight(consumer), 0, -1)
-        ]
+        consumer: [stored_arg(raw) for raw in client.lrange(broker_inflight(consumer), 0, -1)]
         for consumer, count in in_flight(client).items()
         if count
     }
@@ -338,7 +335,7 @@ def test_after_a_broker_outage_a_lone_event_still_lands_within_a_second(
 def test_a_full_broker_drains_once_influxdb_is_back(
     tmp_path: Path, influx: tuple[InfluxDBServer, InfluxDatabase]
 ) -> None:
-    """Issues 12 and 14: Redis with a small maxmemory and noeviction (what docs/operations.md
+    """Redis with a small maxmemory and noeviction (what docs/operations.md
     recommends), InfluxDB down until the broker's memory passes BROKER_MEMORY_SPOOL_PERCENT
     (default 90%) and the listener spools, before Redis refuses anything; health says
     `broker_memory`. Then InfluxDB back: the spool drains, every event lands exactly once, and

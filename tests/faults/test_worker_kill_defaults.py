@@ -1,4 +1,4 @@
-"""Issue 12 with DEFAULT settings: a SIGKILLed worker's taken messages are back in the queue
+"""With DEFAULT settings: a SIGKILLed worker's taken messages are back in the queue
 within 60 s, with no other worker running (beat's sweep gives them back), and a worker stuck
 in InfluxDB retries far longer than its liveness timeout is never taken for dead."""
 

@@ -1,7 +1,7 @@
-"""Celery task events for each written batch, so Flower shows the ingestion work (issue 16).
+"""Celery task events for each written batch, so Flower shows the ingestion work.
 
-Workers take the ingest queue in bulk (workers/consumers/bulk_consumer.py,
-workers/consumers/amqp_bulk.py) or through celery-batches (workers/consumers/ingest_task.py): no
+Workers take the ingest queue in bulk (workers/consumers/redis_taker.py,
+workers/consumers/amqp_taker.py) or through celery-batches (workers/consumers/ingest_task.py): no
 Celery task runs per message, so Celery sends no task event and Flower's dashboard said Processed 0
 after thousands of events written. Here each batch becomes one task in Flower,
 `ha_ingestor.ingest_batch`, with its event count (kwargs `events`), its runtime and its outcome:
@@ -15,6 +15,7 @@ events API with a broker connection of its own per thread: the consumer's dispat
 the consumer's thread, and kombu connections are not shared between threads. An event that
 cannot be sent (broker down) is dropped, never the batch, and for RETRY_AFTER_S no other is
 tried: a connection attempt to a broker that is gone takes seconds, which batches must not wait.
+The worker's consumer step (workers/consumers/bulk_consumer.py) gives the worker context one.
 """
 
 from __future__ import annotations
@@ -158,17 +159,3 @@ class BatchEvents:
                 dispatcher.close()
             except Exception as exc:  # noqa: BLE001 - closing a broken connection
                 log.debug("closing the event dispatcher: %s", exc)
-
-
-_events: BatchEvents | None = None
-
-
-def attach(consumer: Any) -> None:
-    """Called by the worker's consumer step: batches of this process send task events."""
-    global _events
-    _events = BatchEvents(consumer)
-
-
-def current() -> BatchEvents | None:
-    """This worker's batch events; None outside a worker (tests, bench, imports)."""
-    return _events

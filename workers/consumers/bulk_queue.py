@@ -1,8 +1,8 @@
 """A Redis queue taken from in bulk, with an in-flight list per consumer: the Redis half of
-workers/consumers/bulk_consumer.py.
+workers/consumers/redis_taker.py.
 
-Why. kombu takes one message per round trip and keeps three Redis records per message (issue 12
-measured 95% of a worker's CPU there). Here one Lua script moves up to N messages from the queue
+Why. kombu takes one message per round trip and keeps three Redis records per message (95% of
+a worker's CPU, measured). Here one Lua script moves up to N messages from the queue
 into this consumer's in-flight list and returns them; one more removes the batch once it is
 written. A message is always in Redis: in the queue or in one consumer's in-flight list.
 
@@ -25,6 +25,7 @@ instead of waiting in a live consumer's list.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import redis
@@ -89,14 +90,22 @@ MIN_REDIS_VERSION = (7, 0)
 """Script flags (`#!lua flags=allow-oom`) arrived in Redis 7.0; older servers refuse the scripts."""
 
 
-def redis_version(text: str) -> tuple[int, ...]:
-    """(7, 0) for INFO's `7.0.15`."""
-    return tuple(int(p) for p in text.split(".")[:2] if p.isdigit())
-
-
-def supports_bulk_take(version: str) -> bool:
-    """Whether a Redis of this version (INFO's redis_version) runs this module's scripts."""
-    return redis_version(version) >= MIN_REDIS_VERSION
+def too_old_for_bulk_take(info: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(what is wrong, what to do) when the Redis whose INFO this is cannot run the bulk take's
+    scripts; None when it can, or does not say its version. The one reader of the version:
+    the worker's start-up refuses with it, `ha-ingestor check` reports it."""
+    version = str(info.get("redis_version", ""))
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if not parts or parts >= MIN_REDIS_VERSION:
+        return None
+    wanted = ".".join(map(str, MIN_REDIS_VERSION))
+    return (
+        f"runs Redis {version}, and the workers' bulk take needs Redis {wanted} or newer (its "
+        "scripts declare allow-oom, so a full Redis still drains)",
+        f"Upgrade the broker's Redis to {wanted} or newer (Debian 12 ships 7.0), or set "
+        "WORKER_BULK_TAKE=false: Celery's stock consumer, over 10x the CPU per event, and a "
+        "killed worker's messages come back only after CELERY_VISIBILITY_TIMEOUT",
+    )
 
 
 def is_oom(exc: redis.ResponseError) -> bool:

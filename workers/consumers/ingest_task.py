@@ -7,9 +7,15 @@ point was written or dead-lettered. Messages the pipeline hands back (worker sto
 InfluxDB unavailable for the hold limit) are rejected with requeue: the broker keeps them, at
 the back of the queue, and no copy is made.
 
+With WORKER_BULK_TAKE=false this task is the way in, on Celery's stock consumer and transport;
+by default the bulk takers (workers/consumers/bulk_consumer.py) take the queue instead, and a
+stock worker with this task registered still reads the same messages. Either way the argument
+is decoded by the one decoder (core/task_message.py decode_task): what is not an ingest task
+argument becomes a dead letter with the reason.
+
 A shared task: it registers on whichever app the worker runs (config/celery_app.py names this
-module), and needs none at import. What it writes with is built at worker start
-(workers/worker_start.py, workers/worker_context.py).
+module), and needs none at import. What it writes with is built at worker start and carried by
+the app (workers/worker_start.py, workers/worker_context.py `context_of`).
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ from celery import shared_task
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 
-from core.task_message import INGEST_TASK
-from workers import worker_context
+from core.task_message import INGEST_TASK, TaskArgument, Undecodable, decode_task
+from workers.worker_context import context_of
 
 
 class IngestBatches(Batches):  # type: ignore[misc]
@@ -72,13 +78,18 @@ def _requeue_ids(result: Any) -> set[str] | None:
     return None
 
 
-@shared_task(base=IngestBatches, name=INGEST_TASK, acks_late=True, ignore_result=True)
-def ingest_event(requests: list[SimpleRequest]) -> dict[str, list[str]]:
+def task_argument(request: SimpleRequest) -> TaskArgument | Undecodable:
+    """The request's argument, by the decoder of every way in (Celery decoded the body:
+    `[args, kwargs, embed]`)."""
+    return decode_task(request.name, [list(request.args or ()), request.kwargs or {}, {}])
+
+
+@shared_task(base=IngestBatches, name=INGEST_TASK, acks_late=True, ignore_result=True, bind=True)
+def ingest_event(task: IngestBatches, requests: list[SimpleRequest]) -> dict[str, list[str]]:
     """Write a batch of HA events to InfluxDB; returns the ids of requests to requeue."""
-    messages = [request.args[0] if request.args else None for request in requests]
-    context = worker_context.current()
+    context = context_of(task.app).current()
     # After a hand-back, pause before this batch (the previous one is requeued by now), so a
     # batch InfluxDB refuses is not taken and handed back in a tight loop.
     context.pause_after_hand_back()
-    outcome = context.ingest(messages)
+    outcome = context.ingest([task_argument(request) for request in requests])
     return {"requeue": [requests[i].id for i in outcome.handed_back]}

@@ -27,11 +27,15 @@ from typing import Any, Final
 import redis
 
 from config.redis_keys import RedisKeys
+from core.task_message import Undecodable
 
 log = logging.getLogger(__name__)
 
 List = list  # `list` is also a method name below
 
+UNDECODABLE: Final = "undecodable"
+"""A message a worker took that is no ingest task: its letter's error says what is wrong with
+it (core/task_message.py Undecodable), its message is the start of what was taken."""
 TOO_OLD_DURING_OUTAGE: Final = "too_old_during_outage"
 AUTO_REPLAY_REASONS: Final = frozenset({TOO_OLD_DURING_OUTAGE})
 """Reasons that say nothing is wrong with the event itself: it is replayed without a person."""
@@ -100,6 +104,8 @@ class DeadLetterStore:
         pipe = self._redis.pipeline(transaction=False)
         count = capped = 0
         for message, reason, error in letters:
+            if isinstance(message, Undecodable):
+                message = message.excerpt
             text = json.dumps(message, ensure_ascii=False, default=str)
             if reason in AUTO_REPLAY_REASONS:
                 # A long outage moves most events here: compressed, and without the error text

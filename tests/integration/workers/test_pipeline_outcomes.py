@@ -24,10 +24,9 @@ from config.redis_keys import RedisKeys
 from config.settings import SettingsError, load_settings
 from core.line_protocol import encode_point
 from core.rules import Rules
-from core.task_message import INGEST_TASK, decode_stored
 from core.transform import Point, Skipped, event_to_point
 from devtools.local_servers import InfluxDBServer, free_port
-from tests.helpers import InfluxDatabase, InfluxQL, wait_until
+from tests.helpers import InfluxDatabase, InfluxQL, stored_arg, wait_until
 from tests.unit.core.test_transform_properties import (
     ATTRIBUTES,
     ENTITY_IDS,
@@ -298,9 +297,7 @@ def queued_args(client: redis.Redis, queue: str) -> list[Any]:
     """The first argument of every task message waiting in a Redis queue (kombu's format)."""
     out = []
     for raw in client.lrange(queue, 0, -1):
-        stored = decode_stored(raw)  # zlib-compressed bodies (task_compression) included
-        assert stored.task == INGEST_TASK
-        out.append(stored.arg)
+        out.append(stored_arg(raw))  # zlib-compressed bodies (task_compression) included
     return out
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 import redis
+from celery.signals import worker_shutting_down
 
 from config.celery_app import create_app
 from config.redis_keys import RedisKeys
@@ -15,7 +17,8 @@ from tests.helpers import InfluxDatabase
 from workers.consumers.task_sender import TaskSender
 from workers.monitoring.health_job import Monitor
 from workers.sinks.influx_sink import V1Sink
-from workers.worker_context import WorkerContext
+from workers.worker_context import WorkerContext, context_of
+from workers.worker_start import start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +63,34 @@ def test_a_refused_write_puts_influxdbs_words_in_the_health_reason(
     [reason] = [r for r in report["reasons"] if r.startswith("InfluxDB refused 1 batch")]
     assert "InfluxDB rejected the points (400)" in reason
     assert "field type conflict" in reason, reason
+
+
+def test_the_app_carries_the_worker_context_and_a_forked_child_builds_its_own(
+    redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    """No module global holds it: the start-up step hangs it on the worker's app, where the
+    consumer step and the ingest task find it; the worker's shutdown reaches it."""
+    settings = load_settings(
+        celery_broker_url=redis_url, influxdb_url=influx_db.url, influxdb_database=influx_db.name
+    )
+    app = create_app(settings)
+    with pytest.raises(RuntimeError, match="no worker context: the ingest task runs in a worker"):
+        context_of(app)
+    context = start_worker(app)
+    try:
+        holder = context_of(app)
+        assert holder.current() is context
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: sockets are not shared across a fork
+            child = holder.current()
+            os.write(write, b"own" if child is not context else b"shared")
+            os._exit(0)
+        os.close(write)
+        assert os.read(read, 10) == b"own"
+        os.waitpid(pid, 0)
+        assert not context.stopping.is_set()
+        worker_shutting_down.send(sender="test@host", sig="SIGTERM", how="Warm", exitcode=0)
+        assert context.stopping.is_set(), "a held batch hands its messages back at shutdown"
+    finally:
+        context.close()

@@ -1,6 +1,6 @@
 """A worker's start-up (workers/worker_start.py), as `celery -A config.celery_app worker` runs it:
 nothing is built at import, bad settings or rules stop the start with one message, and a good
-start takes messages through the workers' transport and writes them."""
+start takes messages with the bulk taker and writes them."""
 
 from __future__ import annotations
 
@@ -86,11 +86,11 @@ def test_invalid_settings_refuse_the_start_with_their_message() -> None:
     assert "Unable to load celery application" not in done.stderr
 
 
-def test_a_started_worker_takes_through_our_transport_and_batches_as_configured(
+def test_a_started_worker_takes_with_the_bulk_taker_and_batches_as_configured(
     redis_url: str, influx_db: InfluxDatabase, tmp_path: Path
 ) -> None:
-    """The transport is installed before the consumer connects (its consumer registers in
-    Redis), and BATCH_INTERVAL, set by the app's configuration, flushes a lone event."""
+    """The consumer step's Redis taker registers in Redis, and BATCH_INTERVAL flushes a lone
+    event."""
     settings = {
         "CELERY_BROKER_URL": redis_url,
         "INFLUXDB_URL": influx_db.url,

@@ -4,8 +4,10 @@ hand-back pacer (workers/consumers/hand_back.py)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 
+from core.backoff import exponential_backoff
 from core.health_check import Thresholds
 from core.health_rules import PipelineFigures
 from core.listener_figures import ListenerFigures
@@ -118,7 +120,11 @@ def test_format_bytes() -> None:
 
 def test_the_pacer_grows_after_hand_backs_and_forgets_at_a_write() -> None:
     stopping = threading.Event()
-    pacer = HandBackPacer(stopping, cap=30.0)
+
+    def unjittered() -> Iterator[float]:  # core/backoff.py's delays, without their jitter
+        return exponential_backoff(initial=1.0, cap=30.0, jitter=lambda upper: upper)
+
+    pacer = HandBackPacer(stopping, cap=30.0, backoff=unjittered)
     assert pacer.delay() == 0
     delays = []
     for _ in range(7):

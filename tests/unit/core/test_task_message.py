@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import zlib
 from typing import Any
 
 import pytest
 
-from core.task_message import InvalidMessage, TaskMessage, parse_message
+from core.task_message import (
+    EXCERPT_BYTES,
+    INGEST_TASK,
+    InvalidMessage,
+    TaskMessage,
+    TaskWire,
+    Undecodable,
+    decode_stored,
+    decode_task,
+    parse_message,
+    received_at_of,
+)
 
 
 def test_a_message_round_trips() -> None:
@@ -36,3 +49,84 @@ def test_an_import_message_carries_its_run_and_older_ones_need_none() -> None:
 def test_bad_messages_say_what_is_wrong(raw: Any, reason: str) -> None:
     with pytest.raises(InvalidMessage, match=reason):
         parse_message(raw)
+
+
+# --- decoding what a worker took: the one decoder, a typed result --------------------------
+
+GOOD = {"event": {"event_type": "state_changed"}, "received_at": 1.5, "source": "live", "seq": 7}
+
+
+def _stored(arg: Any, *, task: str = INGEST_TASK, compress: bool = True) -> bytes:
+    return TaskWire(task, "ha_events", origin="gen1@test", compress=compress).encode(arg)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_a_stored_ingest_task_decodes_to_its_argument(compress: bool) -> None:
+    assert decode_stored(_stored(GOOD, compress=compress)) == GOOD
+    assert decode_stored(_stored(GOOD).decode()) == GOOD
+
+
+def test_celerys_decoded_body_and_a_deliverys_compressed_body_decode_alike() -> None:
+    body = json.dumps([[GOOD], {}, {"callbacks": None}]).encode()
+    assert decode_task(INGEST_TASK, [[GOOD], {}, {}]) == GOOD
+    assert decode_task(INGEST_TASK, body, content_type="application/json") == GOOD
+    packed = zlib.compress(body)
+    assert decode_task(INGEST_TASK, packed, compression="application/x-gzip") == GOOD
+    assert decode_task(INGEST_TASK, packed, compression="zlib") == GOOD
+
+
+def _envelope(**changes: Any) -> bytes:
+    message = json.loads(_stored(GOOD, compress=False))
+    message.update(changes)
+    return json.dumps(message).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "not JSON: "),
+        (b"[1, 2]", "not a Celery task message (AttributeError"),
+        (b'{"headers": {}}', "not a Celery task message (KeyError: 'body')"),
+        (b'{"body": "x"}', "not a Celery task message (no task header)"),
+        (_stored(GOOD, task="other.task"), "a 'other.task' task in the ingest queue"),
+        (_envelope(body="bm90IGpzb24="), "its body is not JSON: "),
+        (_envelope(body="W1tdLHt9LHt9XQ=="), "not a Celery protocol-2 task body with one argument"),
+        (_envelope(**{"content-type": "application/x-python-serialize"}),
+         "a 'application/x-python-serialize' body, and workers read only application/json"),
+    ],
+)  # fmt: skip
+def test_what_is_no_ingest_task_is_undecodable_with_the_real_reason(
+    raw: bytes, reason: str
+) -> None:
+    decoded = decode_stored(raw)
+    assert isinstance(decoded, Undecodable)
+    assert decoded.reason.startswith(reason), decoded.reason
+    assert decoded.excerpt == repr(raw[:EXCERPT_BYTES])
+
+
+@pytest.mark.parametrize(
+    ("compression", "body", "reason"),
+    [
+        ("bzip2", b"x", "compressed with 'bzip2', which workers do not read"),
+        ("zlib", b"not zlib", "its body is not zlib data as its header says"),
+    ],
+)
+def test_a_body_that_cannot_be_uncompressed_says_why(
+    compression: str, body: bytes, reason: str
+) -> None:
+    decoded = decode_task(INGEST_TASK, body, compression=compression)
+    assert isinstance(decoded, Undecodable)
+    assert decoded.reason.startswith(reason)
+
+
+def test_a_celery_request_without_its_argument_is_undecodable() -> None:
+    decoded = decode_task(INGEST_TASK, [[], {"event": {}}, {}])
+    assert isinstance(decoded, Undecodable)
+    assert "with one argument" in decoded.reason
+
+
+@pytest.mark.parametrize("raw", [None, b"not json", _envelope(body="W1tdLHt9LHt9XQ=="), b"{}"])
+def test_received_at_of_a_message_without_one_is_none(raw: bytes | None) -> None:
+    assert received_at_of(raw) is None
+    assert received_at_of(_stored(GOOD)) == 1.5
+    assert received_at_of(_stored(GOOD, task="other.task")) == 1.5, "whatever the task"

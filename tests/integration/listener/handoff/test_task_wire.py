@@ -17,9 +17,9 @@ from celery.contrib.testing.worker import start_worker
 from celery_batches import Batches, SimpleRequest
 
 from config.broker_kind import BrokerKind
-from core.task_message import INGEST_TASK, TaskWire, decode_stored
+from core.task_message import INGEST_TASK, TaskWire
 from listener.handoff.publisher import WireBatches, supports
-from tests.helpers import stock_celery_app, wait_until
+from tests.helpers import stock_celery_app, stored_arg, wait_until
 
 ORIGIN = "gen1@test"
 FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "sample_events.jsonl"
@@ -204,7 +204,7 @@ def test_body_then_wrap_is_encode_and_a_stored_message_is_pushed_as_it_is(
     batches.publish([batches.prepare(_arg(6))])
     first, second = reversed(broker.lrange("halves", 0, -1))
     assert first == message
-    assert decode_stored(second).arg == _arg(6)
+    assert stored_arg(second) == _arg(6)
 
 
 def test_the_body_is_the_one_serialisation_of_the_event() -> None:

@@ -48,9 +48,10 @@ from tests.expectations import (
 from tests.helpers import InfluxDatabase, wait_until
 from tests.processes import AppProcess, app_env, beat_argv, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
-from workers import worker_context
-from workers.consumers.amqp_bulk import AmqpTaker, uses_amqp_bulk_take
+from workers.consumers.amqp_taker import AmqpTaker
+from workers.consumers.bulk_consumer import make_taker
 from workers.consumers.task_sender import TaskSender
+from workers.stores.dead_letters import UNDECODABLE, DeadLetterStore
 from workers.worker_context import WorkerContext
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -275,7 +276,7 @@ def _pipeline_health(port: int, queue_depth: int) -> dict[str, Any] | None:
     return body if (body.get("pipeline") or {}).get("queue_depth") == queue_depth else None
 
 
-# --- the bulk consumer on RabbitMQ (issue 12): prefetch, one multiple ack per batch ----------
+# --- the bulk taker on RabbitMQ: prefetch, one multiple ack per batch ------------------------
 
 
 def _state_args(seqs: range) -> list[dict[str, Any]]:
@@ -315,11 +316,9 @@ def test_the_bulk_consumer_acks_each_batch_with_one_multiple_ack(
                              influxdb_url=influx_db.url, influxdb_database=influx_db.name,
                              batch_size=500, batch_interval=0.2)  # fmt: skip
     app = create_app(settings)
-    assert uses_amqp_bulk_take(settings)
-    worker_context.start(
-        lambda: WorkerContext(settings, Rules(), send_many=TaskSender(app), hold_limit=30)
-    )
-    taker = AmqpTaker(settings, app.amqp.queues[queue])
+    context = WorkerContext(settings, Rules(), send_many=TaskSender(app), hold_limit=30)
+    taker = make_taker(settings, app, context)  # chosen by the broker kind
+    assert isinstance(taker, AmqpTaker)
     taker.start()
     try:
         expected = expected_points([a["event"] for a in args])
@@ -335,7 +334,58 @@ def test_the_bulk_consumer_acks_each_batch_with_one_multiple_ack(
         assert 5 <= taker.acks <= 10, "one multiple ack per batch, not one per message"
     finally:
         taker.stop()
-        worker_context.current().close()
+        context.close()
+
+
+def test_an_undecodable_delivery_is_a_dead_letter_with_its_real_reason(
+    amqp_url: str, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    """A foreign task and a body that is no JSON, between two good messages: both end as
+    `undecodable` dead letters in Redis whose error says what was wrong, the good ones are
+    written, every delivery is acknowledged."""
+    queue = f"undecodable_{uuid.uuid4().hex[:8]}"
+    settings = load_settings(celery_broker_url=amqp_url, redis_url=redis_url, celery_queue=queue,
+                             influxdb_url=influx_db.url, influxdb_database=influx_db.name,
+                             batch_size=10, batch_interval=0.2)  # fmt: skip
+    app = create_app(settings)
+    good = _state_args(range(1, 3))
+    _publish(amqp_url, redis_url, queue, good[:1])
+    target = app.amqp.queues[queue]
+    with app.producer_or_acquire() as producer:
+        where = {"exchange": target.exchange, "routing_key": target.routing_key,
+                 "declare": [target]}  # fmt: skip
+        producer.publish([[good[0]], {}, {}], serializer="json",
+                         headers={"task": "other.task", "id": "foreign-1"}, **where)  # fmt: skip
+        producer.publish(b"not json", content_type="application/json",
+                         content_encoding="utf-8", headers={"task": INGEST_TASK, "id": "bad-1"},
+                         **where)  # fmt: skip
+    _publish(amqp_url, redis_url, queue, good[1:])
+    context = WorkerContext(settings, Rules(), send_many=TaskSender(app), hold_limit=30)
+    taker = AmqpTaker(settings, target, context)
+    taker.start()
+    store = DeadLetterStore(redis.Redis.from_url(redis_url), RedisKeys(settings.redis_prefix))
+    before = {letter.id for letter in store.list(limit=10_000)}
+    try:
+        expected = expected_points([a["event"] for a in good])
+        wait_until(lambda: len(points_in_influx(influx_db)) >= len(expected), 30, 0.2,
+                   message="the good messages written")  # fmt: skip
+
+        def new_letters() -> list[Any] | None:
+            found = [x for x in store.list(limit=10_000) if x.id not in before]
+            return found if len(found) >= 2 else None
+
+        letters = wait_until(new_letters, 20, 0.2, message="two dead letters")
+        assert letters is not None
+        wait_until(lambda: _depths(amqp_url, queue) == (0, 0), 20, 0.2,
+                   message="every delivery acknowledged")  # fmt: skip
+    finally:
+        taker.stop()
+        context.close()
+    assert [x.reason for x in letters] == [UNDECODABLE, UNDECODABLE]
+    errors = sorted(x.error for x in letters)
+    assert errors[0] == "a 'other.task' task in the ingest queue"
+    assert errors[1].startswith("its body is not JSON: "), errors[1]
+    assert "not json" in str([x.message for x in letters])
 
 
 def test_a_sigkilled_amqp_worker_has_its_prefetched_messages_redelivered_at_once(
@@ -376,7 +426,7 @@ def test_a_sigkilled_amqp_worker_has_its_prefetched_messages_redelivered_at_once
 
 
 def test_beat_counts_the_workers_consuming_the_queue(amqp_url: str) -> None:
-    """Issue 16: `no_workers` on RabbitMQ comes from the queue's consumer count."""
+    """`no_workers` on RabbitMQ comes from the queue's consumer count."""
     from kombu.entity import Queue
     from kombu.messaging import Consumer
 

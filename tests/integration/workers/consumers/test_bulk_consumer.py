@@ -1,4 +1,4 @@
-"""The workers' bulk consumer (issue 12): takes in bulk, finishes per batch, loses nothing.
+"""The workers' bulk taker on Redis: takes in bulk, finishes per batch, loses nothing.
 
 Real Redis (the session server, or one of the test's own with a small maxmemory), real worker
 processes writing to a real InfluxDB.
@@ -17,13 +17,18 @@ import pytest
 import redis
 
 from config.redis_keys import broker_alive, broker_consumers, broker_inflight
-from core.task_message import INGEST_TASK, TaskWire, decode_stored
+from core.task_message import INGEST_TASK, TaskWire, Undecodable, decode_stored
 from devtools.local_servers import RedisServer
 from tests.expectations import expected_points, points_in_influx, state_events
-from tests.helpers import InfluxDatabase, wait_until
+from tests.helpers import InfluxDatabase, stored_arg, wait_until
 from tests.processes import AppProcess, app_env, worker_argv
-from workers.consumers.bulk_consumer import decode_all
-from workers.consumers.bulk_queue import BulkQueue, given_back, in_flight, supports_bulk_take, sweep
+from workers.consumers.bulk_queue import (
+    BulkQueue,
+    given_back,
+    in_flight,
+    sweep,
+    too_old_for_bulk_take,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +54,7 @@ def _fill(client: redis.Redis, seqs: range) -> list[dict[str, Any]]:
 
 
 def _seqs(raws: list[Any]) -> list[int]:
-    return [decode_stored(raw).arg["seq"] for raw in raws]
+    return [stored_arg(raw)["seq"] for raw in raws]
 
 
 @pytest.fixture
@@ -99,13 +104,16 @@ def test_a_silent_consumers_messages_go_back_to_the_head_in_order(client: redis.
     assert not client.hexists(broker_consumers(), "dead")
 
 
-def test_undecodable_and_foreign_messages_become_dead_letter_texts() -> None:
+def test_undecodable_and_foreign_messages_decode_to_their_reason() -> None:
     good = _wire().encode(_arg(1))
     foreign = TaskWire("other.task", QUEUE, origin="x").encode(_arg(2))
-    out = decode_all([good, b"not json", foreign])
-    assert out[0]["seq"] == 1
-    assert "not a Celery task message" in str(out[1])
-    assert "'other.task' task in the ingest queue" in str(out[2])
+    out = [decode_stored(raw) for raw in (good, b"not json", foreign)]
+    assert stored_arg(good)["seq"] == 1
+    assert out[0] == stored_arg(good)
+    assert isinstance(out[1], Undecodable)
+    assert out[1].reason.startswith("not JSON: ")
+    assert isinstance(out[2], Undecodable)
+    assert out[2].reason == "a 'other.task' task in the ingest queue"
 
 
 def test_a_full_redis_still_takes_finishes_renews_and_sweeps(tmp_path: Path) -> None:
@@ -203,7 +211,7 @@ def test_sigkill_gives_back_within_the_liveness_timeout(
 def test_decoded_messages_match_what_was_sent(client: redis.Redis) -> None:
     args = _fill(client, range(5))
     queue = BulkQueue(client, QUEUE, "c3", ttl=20)
-    assert decode_all(queue.take(5)) == json.loads(json.dumps(args))
+    assert [stored_arg(raw) for raw in queue.take(5)] == json.loads(json.dumps(args))
 
 
 def test_a_batch_filling_up_gets_only_what_it_does_not_hold(client: redis.Redis) -> None:
@@ -226,12 +234,19 @@ def test_a_batch_filling_up_gets_only_what_it_does_not_hold(client: redis.Redis)
     [("7.0.15", True), ("7.2.4", True), ("8.0.0", True), ("6.2.14", False), ("5.0.7", False)],
 )
 def test_the_bulk_take_needs_redis_7_for_its_script_flags(version: str, supported: bool) -> None:
-    assert supports_bulk_take(version) is supported
+    problem = too_old_for_bulk_take({"redis_version": version})
+    assert (problem is None) is supported
+    if problem is not None:
+        detail, fix = problem
+        assert f"runs Redis {version}" in detail
+        assert "needs Redis 7.0 or newer" in detail
+        assert "Upgrade the broker's Redis" in fix
+        assert "WORKER_BULK_TAKE=false" in fix
 
 
 def test_the_bulk_takes_scripts_run_on_this_redis(client: redis.Redis) -> None:
     """The test servers are Debian's Redis 7: the flags line is understood, not a syntax error."""
-    assert supports_bulk_take(str(client.info("server")["redis_version"]))
+    assert too_old_for_bulk_take(client.info("server")) is None
     queue = BulkQueue(client, "flags_q", "consumer-flags", ttl=5)
     client.lpush("flags_q", b"m")
     assert queue.take(10) == [b"m"]

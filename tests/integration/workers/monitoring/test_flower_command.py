@@ -126,7 +126,7 @@ def test_flower_reads_workers_queues_and_tasks(
 def test_flower_lists_each_written_batch_with_its_count_and_outcome(
     redis_url: str, influx_db: InfluxDatabase, tmp_path: Path, bulk_take: str
 ) -> None:
-    """Flower shows one task per batch (not per message), enabled by Flower itself."""
+    """One task per batch (not per message), enabled by Flower itself."""
     port = free_port()
     env = app_env(
         CELERY_BROKER_URL=redis_url,

@@ -21,9 +21,9 @@ from config.celery_app import create_app
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
 from core.line_protocol import encode_point
-from core.task_message import INGEST_TASK, decode_stored
+from core.task_message import INGEST_TASK
 from core.transform import Point
-from tests.helpers import InfluxDatabase, wait_until
+from tests.helpers import InfluxDatabase, stored_arg, wait_until
 from tests.processes import BIN, AppProcess, app_env, worker_argv
 from workers.sinks.influx_sink import V1Sink
 from workers.stores.dead_letters import DeadLetterStore
@@ -174,7 +174,7 @@ def test_replay_by_reason_enqueues_with_source_replay(redis_url: str, env: dict[
     assert "replayed 2 dead letters" in result.stdout
     queued = [json.loads(raw) for raw in client.lrange("ha_events", 0, -1)]
     assert [q["headers"]["task"] for q in queued] == [INGEST_TASK] * 2
-    args = [decode_stored(raw).arg for raw in client.lrange("ha_events", 0, -1)]
+    args = [stored_arg(raw) for raw in client.lrange("ha_events", 0, -1)]
     assert sorted((a["source"], a["seq"]) for a in args) == [("replay", 0), ("replay", 1)]
     left = json.loads(cli(env, "list", "--json").stdout)
     assert [letter["reason"] for letter in left] == ["invalid_event"] * 3

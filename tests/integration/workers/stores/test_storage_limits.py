@@ -18,8 +18,8 @@ from config.celery_app import create_app
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
 from core.rules import Rules
-from core.task_message import decode_stored
 from devtools.local_servers import free_port
+from tests.helpers import stored_arg
 from workers.consumers.hand_back import HandBackPacer
 from workers.consumers.task_sender import FrontSender, TaskSender
 from workers.monitoring.health_job import Monitor
@@ -117,7 +117,7 @@ def test_the_outage_store_is_written_first_and_oldest_first(
     taken = []
     while (raw := client.rpop(queue)) is not None:  # the end workers take from
         assert isinstance(raw, bytes)
-        taken.append(decode_stored(raw).arg)
+        taken.append(stored_arg(raw))
     assert [m["seq"] for m in taken] == [0, 1, 2, 3, 4, 100, 101, 102]
     assert {m["source"] for m in taken[:5]} == {"replay"}
 

@@ -1,6 +1,6 @@
-"""The bulk consumer on RabbitMQ: prefetch a window, write a batch, acknowledge it with ONE ack.
+"""The bulk taker on RabbitMQ: prefetch a window, write a batch, acknowledge it with ONE ack.
 
-Why (issue 12). On amqp, Celery's consumer with celery-batches acknowledges every message with
+Why. On amqp, Celery's consumer with celery-batches acknowledges every message with
 its own `basic_ack` frame (celery_batches calls `request.acknowledge()` per request): 1,000
 frames, and 1,000 trips through kombu and py-amqp, per batch. Here the worker consumes the
 ingest queue on a connection and channel of its own with a prefetch of PREFETCH_BATCHES
@@ -28,18 +28,18 @@ import contextlib
 import logging
 import threading
 import time
-from typing import Any
 
 from kombu.connection import Connection
 from kombu.entity import Queue
 from kombu.message import Message
 from kombu.messaging import Consumer
 
-from config.broker_kind import BrokerKind
 from config.celery_app import PREFETCH_BATCHES
 from config.settings import Settings
-from core.task_message import INGEST_TASK
-from workers import worker_context
+from core.backoff import BackoffFactory
+from core.task_message import TaskArgument, Undecodable, decode_task
+from workers.consumers.taker import keep_going, retry_delays
+from workers.worker_context import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -47,36 +47,38 @@ HEARTBEAT_S = 60.0
 """AMQP heartbeat of the bulk connection: a vanished worker host is noticed within twice this."""
 POLL_S = 1.0
 """Longest single wait for deliveries: how soon the taker notices a stop."""
-RETRY_CAP_S = 5.0
 
 
-def uses_amqp_bulk_take(settings: Settings) -> bool:
-    """Whether the worker takes the ingest queue itself from RabbitMQ (WORKER_BULK_TAKE)."""
-    return settings.worker_bulk_take and settings.broker_kind is BrokerKind.AMQP
+def task_arg(message: Message) -> TaskArgument | Undecodable:
+    """The ingest task's argument of a delivery (core/task_message.py decode_task, the one
+    decoder of every way in), or Undecodable with the reason.
 
-
-def task_arg(message: Message) -> Any:
-    """The ingest task's argument of a protocol-2 message; what is not one becomes a text the
-    pipeline dead-letters (with what is wrong), never an exception."""
-    raw = bytes(message.body)[:300] if message.body is not None else b""
-    task = (message.headers or {}).get("task")
-    if task != INGEST_TASK:
-        return f"a {task!r} task in the ingest queue: {raw!r}"
-    try:
-        body = message.decode()  # undoes the compression header, checks the content type
-    except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; each is a dead letter
-        return f"undecodable task message ({type(exc).__name__}: {exc}): {raw!r}"
-    if isinstance(body, list | tuple) and body and isinstance(body[0], list | tuple) and body[0]:
-        return body[0][0]
-    return f"not a protocol-2 task with one argument: {raw!r}"
+    kombu's Message uncompressed the body on arrival (its `compression` header) unless that
+    failed (`errors`): then the decoder gets the body as it came, and says why it cannot."""
+    headers = message.headers or {}
+    body = message.body if message.body is not None else b""
+    return decode_task(
+        headers.get("task"),
+        body,
+        compression=headers.get("compression") if message.errors else None,
+        content_type=message.content_type,
+    )
 
 
 class AmqpTaker:
     """The two threads of one worker process on RabbitMQ: taking and writing, and heartbeats."""
 
-    def __init__(self, settings: Settings, queue: Queue) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        queue: Queue,
+        context: WorkerContext,
+        backoff: BackoffFactory = retry_delays,
+    ) -> None:
         self.settings = settings
         self.queue = queue
+        self.context = context
+        self.backoff = backoff
         self.url = settings.celery_broker_url.get_secret_value()
         self.batch_size = settings.batch_size
         self.batch_interval = settings.batch_interval
@@ -133,25 +135,22 @@ class AmqpTaker:
                 self._lock.release()
 
     def _take_loop(self) -> None:
-        delay = 0.2
-        while not self.stop_event.is_set():
-            try:
-                with Connection(self.url, heartbeat=HEARTBEAT_S) as connection:
-                    self._consume(connection)
-                delay = 0.2
-            except Exception as exc:  # noqa: BLE001 - connection errors of every library
-                # Unacked messages are RabbitMQ's again once the connection is gone.
-                log.warning(
-                    "bulk consumer: RabbitMQ unavailable (%s: %s), retrying in %.1f s",
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                self.stop_event.wait(delay)
-                delay = min(RETRY_CAP_S, delay * 2)
-            finally:
-                self._connection = None
-                self._pending = []
+        # Unacked messages are RabbitMQ's again once the connection is gone.
+        keep_going(
+            self._connect_and_consume,
+            stop=self.stop_event,
+            backoff=self.backoff,
+            broker_errors=(Exception,),  # connection errors of kombu, py-amqp and the socket
+            broker="RabbitMQ",
+        )
+
+    def _connect_and_consume(self) -> None:
+        try:
+            with Connection(self.url, heartbeat=HEARTBEAT_S) as connection:
+                self._consume(connection)
+        finally:
+            self._connection = None
+            self._pending = []
 
     def _consume(self, connection: Connection) -> None:
         connection.ensure_connection(max_retries=1)
@@ -193,8 +192,7 @@ class AmqpTaker:
     def _pause_after_hand_back(self, connection: Connection) -> bool:
         """After a hand-back, wait before taking again, keeping the connection's heartbeats
         (workers/consumers/hand_back.py); True when stopping. Prefetched messages wait unacked."""
-        context = worker_context.current()
-        end = time.monotonic() + context.pacer.delay()
+        end = time.monotonic() + self.context.pacer.delay()
         while (left := end - time.monotonic()) > 0:
             if self.stop_event.wait(min(left, HEARTBEAT_S / 4)):
                 return True
@@ -203,7 +201,7 @@ class AmqpTaker:
         return self.stop_event.is_set()
 
     def _write(self, batch: list[Message]) -> None:
-        outcome = worker_context.current().ingest([task_arg(m) for m in batch])
+        outcome = self.context.ingest([task_arg(m) for m in batch])
         back = set(outcome.handed_back)
         with self._lock:
             for i in sorted(back):
