@@ -6,9 +6,9 @@ an empty write, which InfluxDB authorises but stores nothing for) and the data d
 For each failure it prints what is wrong and how to fix it. Secrets never appear: URLs are
 shown with their passwords masked, tokens not at all.
 
-Each check lives with the adapter it exercises (listener/ha/check.py, workers/store_checks.py);
-this module, in config/ (the composition root), only composes them and prints, importing them
-when the command runs.
+Each check lives with the adapter it exercises (listener/ha/check.py,
+workers/commands/store_checks.py); this module, in config/ (the composition root), only composes
+them and prints, importing them when the command runs.
 
 Exit codes: 0 everything works, 1 something does not, 2 the settings are invalid.
 """
@@ -63,7 +63,7 @@ def run(_: argparse.Namespace) -> int:
 def checks() -> list[Check]:
     """Every check, in the order they are printed."""
     from listener.ha.check import check_home_assistant
-    from workers.store_checks import check_broker, check_influxdb, check_redis
+    from workers.commands.store_checks import check_broker, check_influxdb, check_redis
 
     return [
         check_configuration,

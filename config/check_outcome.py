@@ -1,5 +1,6 @@
 """What one check of `ha-ingestor check` found: shared by the checks, which live with their
-adapters (listener/ha/check.py, workers/store_checks.py), and the command that prints them."""
+adapters (listener/ha/check.py, workers/commands/store_checks.py), and the command that prints
+them."""
 
 from __future__ import annotations
 

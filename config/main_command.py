@@ -26,15 +26,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("devtools.simulate_command", "run the built-in Home Assistant simulator"),
     "dev": ("devtools.dev_command", "run the whole stack locally (what `make run` does)"),
     "status": (
-        "workers.monitoring.status_command",
+        "workers.commands.status_command",
         "health summary (exit code 0 healthy, 1 degraded, 2 not)",
     ),
     "check": ("config.check_command", "verify configuration, HA login, broker, Redis and InfluxDB"),
     "flower": (
-        "workers.monitoring.flower_command",
+        "workers.commands.flower_command",
         "run Flower (refuses to be open without auth)",
     ),
-    "dlq": ("workers.stores.dlq_command", "list, replay or purge dead letters"),
+    "dlq": ("workers.commands.dlq_command", "list, replay or purge dead letters"),
     "import": (
         "listener.importing.import_command",
         "import the states and long-term statistics HA already recorded",

@@ -118,7 +118,7 @@ class _HandBack(Exception):
         self.entries = entries
         self.retry_after = retry_after
         """InfluxDB's Retry-After when that is what ended the hold: the worker waits it out
-        before taking again (workers/consumers/hand_back.py)."""
+        before taking again (workers/hand_back.py)."""
         self.why = why
 
 

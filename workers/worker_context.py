@@ -27,8 +27,8 @@ from config.settings import Settings
 from core.backoff import exponential_backoff
 from core.enrichment import default_steps
 from core.rules import Rules
-from workers.consumers.batch_events import BatchEvents
-from workers.consumers.hand_back import HandBackPacer
+from workers.batch_events import BatchEvents
+from workers.hand_back import HandBackPacer
 from workers.pipeline import BatchOutcome, IngestPipeline, TagsFor
 from workers.sinks.errors import SinkError
 from workers.sinks.influx_sink import V1Sink, make_sink
@@ -120,7 +120,7 @@ class WorkerContext:
         return outcome
 
     def pause_after_hand_back(self) -> bool:
-        """Called before taking a batch: after a hand-back, wait (workers/consumers/hand_back.py)
+        """Called before taking a batch: after a hand-back, wait (workers/hand_back.py)
         instead of taking the same messages again at once; True when the worker is stopping."""
         return self.pacer.wait()
 

@@ -1,2 +1,3 @@
-"""The ways messages reach the pipeline: the bulk takers (Redis, RabbitMQ), the Celery task,
-and the Flower batch events; sending messages back to the queue."""
+"""The ways messages reach the pipeline: one taker interface (Redis and RabbitMQ bulk takers),
+the consumer bootstep that owns the taker, the stock Celery task; sending messages back to the
+queue."""

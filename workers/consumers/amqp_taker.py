@@ -191,7 +191,7 @@ class AmqpTaker:
 
     def _pause_after_hand_back(self, connection: Connection) -> bool:
         """After a hand-back, wait before taking again, keeping the connection's heartbeats
-        (workers/consumers/hand_back.py); True when stopping. Prefetched messages wait unacked."""
+        (workers/hand_back.py); True when stopping. Prefetched messages wait unacked."""
         end = time.monotonic() + self.context.pacer.delay()
         while (left := end - time.monotonic()) > 0:
             if self.stop_event.wait(min(left, HEARTBEAT_S / 4)):

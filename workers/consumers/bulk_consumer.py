@@ -11,7 +11,7 @@ stock consumer and transport deliver the messages to the celery-batches task, on
 acknowledgement per message (docs/operations.md says what that costs).
 
 On every path the step gives the worker context (built by workers/worker_start.py, carried by
-the app) the batches' task events for Flower (workers/consumers/batch_events.py).
+the app) the batches' task events for Flower (workers/batch_events.py).
 
 Celery restarts its consumer on a broker reconnect (stop, then start, on this same step): the
 taker keeps running then, with its own connection; it stops with the worker.
@@ -28,8 +28,8 @@ from celery.signals import worker_shutting_down
 from config.broker_kind import BrokerKind
 from config.celery_app import app_settings
 from config.settings import Settings
+from workers.batch_events import BatchEvents
 from workers.consumers.amqp_taker import AmqpTaker
-from workers.consumers.batch_events import BatchEvents
 from workers.consumers.redis_taker import RedisTaker
 from workers.consumers.taker import Taker
 from workers.worker_context import WorkerContext, context_of

@@ -1,1 +1,1 @@
-"""Beat's jobs and the health report's I/O half; the `status` and `flower` commands."""
+"""Beat's jobs: rates and health computed into Redis, and the health report's I/O half."""

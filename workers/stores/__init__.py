@@ -1,2 +1,2 @@
 """What workers keep in Redis beside the queue: dead letters, counters, the registry cache and
-import runs; the `dlq` command."""
+import runs."""

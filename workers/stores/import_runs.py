@@ -12,14 +12,24 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
 from config.redis_keys import IMPORT_RUN_TTL_S, RedisKeys
-from workers.pipeline import BatchOutcome
 
 log = logging.getLogger(__name__)
+
+
+class SettledBatch(Protocol):
+    """What `record` reads of a batch's outcome (the pipeline's BatchOutcome has it): which
+    messages went back to the broker and which were skipped, by index."""
+
+    @property
+    def handed_back(self) -> Sequence[int]: ...
+
+    @property
+    def skipped_indexes(self) -> Sequence[int]: ...
 
 
 def run_of(raw: Any) -> tuple[str, int] | None:
@@ -40,7 +50,7 @@ class ImportRuns:
         self._keys = keys
 
     def record(
-        self, messages: Sequence[Any], outcome: BatchOutcome, lettered: Collection[int]
+        self, messages: Sequence[Any], outcome: SettledBatch, lettered: Collection[int]
     ) -> None:
         """`lettered`: ids (`id()`) of the messages of this batch stored as dead letters."""
         runs = [(index, found) for index, raw in enumerate(messages) if (found := run_of(raw))]

@@ -17,7 +17,7 @@ from devtools.local_servers import InfluxDBServer, RedisServer, free_port
 from tests.helpers import InfluxDatabase, PasswordRedis
 from tests.processes import BIN, app_env
 from tests.sim_thread import SimulatorThread
-from workers.store_checks import check_broker
+from workers.commands.store_checks import check_broker
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """The storage health rules (core.storage_rules) on both sides of each threshold, and the
-hand-back pacer (workers/consumers/hand_back.py)."""
+hand-back pacer (workers/hand_back.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from core.health_rules import PipelineFigures
 from core.listener_figures import ListenerFigures
 from core.storage_rules import listener_storage_checks, store_checks
 from core.text_format import format_bytes
-from workers.consumers.hand_back import HandBackPacer
+from workers.hand_back import HandBackPacer
 from workers.pipeline import BatchOutcome
 
 T = Thresholds(dead_letters_max=None)

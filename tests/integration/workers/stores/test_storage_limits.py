@@ -20,8 +20,8 @@ from config.settings import load_settings
 from core.rules import Rules
 from devtools.local_servers import free_port
 from tests.helpers import stored_arg
-from workers.consumers.hand_back import HandBackPacer
 from workers.consumers.task_sender import FrontSender, TaskSender
+from workers.hand_back import HandBackPacer
 from workers.monitoring.health_job import Monitor
 from workers.pipeline import IngestPipeline
 from workers.sinks.influx_sink import V1Sink

@@ -21,8 +21,8 @@ from core.task_message import INGEST_TASK, TaskMessage
 from devtools.local_servers import free_port
 from tests.helpers import InfluxDatabase, wait_until
 from tests.processes import BIN, AppProcess, app_env, worker_argv
-from workers.consumers.batch_events import BATCH_TASK
-from workers.monitoring.flower_command import is_loopback
+from workers.batch_events import BATCH_TASK
+from workers.commands.flower_command import is_loopback
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Each batch's task events (workers/consumers/batch_events.py) as Celery's own event receiver
+"""Each batch's task events (workers/batch_events.py) as Celery's own event receiver
 reads them.
 
 Real Redis broker, Celery's real dispatcher and receiver; the worker's consumer is stood in for
@@ -20,7 +20,7 @@ from celery import Celery
 
 from config.celery_app import create_app
 from config.settings import load_settings
-from workers.consumers.batch_events import BATCH_TASK, BatchEvents
+from workers.batch_events import BATCH_TASK, BatchEvents
 from workers.pipeline import BatchOutcome
 
 pytestmark = pytest.mark.integration
