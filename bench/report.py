@@ -19,13 +19,13 @@ FIGURES = (
     "rss_listener",
     "rss_worker",
     "lost_events",
-    # issue 12
+    # the bulk take: worker cost, stack cost, Redis per waiting event
     "worker_drain_rate",
     "worker_cpu_per_event_us",
     "stack_cpu_per_event_us",
     "redis_bytes_per_waiting_event",
     "burst_drain_one_worker_s",
-    # issue 15
+    # `ha-ingestor import`
     "import_states_rate",
     "import_statistics_rate",
     "import_broker_peak_mb",
@@ -164,7 +164,7 @@ METHOD = """\
   last point readable, per event. Baseline: the same stack with WORKER_BULK_TAKE=false on a third
   as many events, right after.
 - **redis_bytes_per_waiting_event**: `MEMORY USAGE` of the queue the listener filled in scenario 1
-  divided by its length; baseline: issue 12's 2.5 kB of the previous envelope.
+  divided by its length; baseline: the previous envelope's 2.5 kB.
 - **rss_listener / rss_worker**: peak resident set (VmHWM and 0.25 s samples of VmRSS) of the
   listener during the burst (baseline: the same listener just before it) and of each ingest
   worker process in every scenario (baseline: the bare no-op worker).

@@ -107,7 +107,7 @@ _ZLIB_MEMLEVEL = 6
 """Small-state deflate: a message is one ~1 kB body, so a 4 kB window and a small hash table
 lose nothing of the ratio (414 bytes, as level 9 with zlib's defaults) while zlib's default
 state (a 32 kB window, ~256 kB allocated and zeroed per call) was most of the cost: 17 µs per
-event instead of 30 (fixture events; issue 12). Level 1 would save 2 µs more but cost 17 bytes
+event instead of 30 (fixture events). Level 1 would save 2 µs more but cost 17 bytes
 (23 in Redis) per event, which the 1 kB budget cannot spare (960 bytes per waiting event at
 level 1). Any zlib stream decompresses with kombu's plain `zlib.decompress`, whatever window
 it was written with."""
@@ -131,7 +131,7 @@ spool keeps, and workers read back (`decode_stored`)."""
 class TaskWire:
     """Encodes one task argument into the bytes kombu would LPUSH onto the queue's list.
 
-    Lean and compressed, so a waiting event costs Redis well under 1 kB (issue 12): the body is
+    Lean and compressed, so a waiting event costs Redis well under 1 kB: the body is
     zlib-compressed with kombu's documented `compression` header (`application/x-gzip`, what
     `send_task(..., compression="zlib")` writes; every stock worker decompresses it), and the
     headers are the ones a protocol-2 worker needs (`task`, `id`); Celery and kombu read every
@@ -184,7 +184,7 @@ class TaskWire:
 
         The listener calls it on the event loop and `wrap` on its publisher thread: zlib
         releases the GIL around every call, so compressing on the loop cost a GIL hand-over
-        per event (51 µs of listener CPU per event instead of 21, measured; issue 12)."""
+        per event (51 µs of listener CPU per event instead of 21, measured)."""
         return TaskBody(b"[[" + json_codec.dumps(arg) + _BODY_TAIL)
 
     def wrap(self, body: TaskBody) -> StoredMessage:

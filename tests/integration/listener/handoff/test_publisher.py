@@ -205,7 +205,7 @@ def test_other_brokers_spool_the_message_json() -> None:
 
 
 def test_the_watermark_follows_what_the_broker_or_the_spool_holds(tmp_path: Path) -> None:
-    """Issue 13 item 3: a mark counts once LPUSH returned or the spool committed it."""
+    """A mark counts once LPUSH returned or the spool committed it."""
     broker = RedisServer(tmp_path / "redis")
     broker.start()
     try:

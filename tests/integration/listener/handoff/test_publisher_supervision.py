@@ -1,4 +1,4 @@
-"""The publisher thread is supervised and the spool never blocks on a bad row (issue 13, 6)."""
+"""The publisher thread is supervised and the spool never blocks on a bad row."""
 
 from __future__ import annotations
 

@@ -98,7 +98,7 @@ def test_matches_what_send_task_stores_with_zlib_and_leaner_headers(
 
 
 def test_a_realistic_event_costs_redis_under_1_kb(broker: redis.Redis) -> None:
-    """Issue 12: MEMORY USAGE of a queue of fixture events (real HA 2024.3 frames) per event."""
+    """MEMORY USAGE of a queue of fixture events (real HA 2024.3 frames) per event."""
     wire = TaskWire(INGEST_TASK, "sized", origin=ORIGIN)
     events = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
     n = 2000
@@ -188,8 +188,9 @@ def test_body_then_wrap_is_encode_and_a_stored_message_is_pushed_as_it_is(
     redis_url: str, broker: redis.Redis
 ) -> None:
     """The listener renders the body on its loop and wraps it on its publisher thread
-    (issue 12): both halves make the message encode makes; a stored message (a spool row) is
-    pushed unchanged, by its own call: nothing inspects bytes to tell the two apart."""
+    (the bulk take's lean messages): both halves make the message encode makes; a stored message (a
+    spool row) is pushed unchanged, by its own call: nothing inspects bytes to tell the two
+    apart."""
     wire = TaskWire(INGEST_TASK, "halves", origin=ORIGIN)
     body = wire.body(_arg(5))
     assert body.startswith(b"[[")
