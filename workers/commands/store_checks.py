@@ -60,60 +60,68 @@ def _check_redis_url(
         client.delete(probe)
         depth = int(client.llen(settings.celery_queue)) if queue else None
         info = client.info()
-        version = str(info.get("redis_version", "?"))
-    except redis.AuthenticationError as exc:
-        if not urlsplit(url).password:
-            return Outcome(
-                name,
-                False,
-                f"{shown} requires a password",
-                f"add it to {variable}: redis://:PASSWORD@host:6379/0",
-            )
-        return Outcome(
-            name,
-            False,
-            f"{shown} refused the credentials ({exc})",
-            f"put the right password in {variable} (redis://:PASSWORD@host:6379/0)",
-        )
-    except redis.ResponseError as exc:
-        if "NOAUTH" in str(exc):
-            return Outcome(
-                name,
-                False,
-                f"{shown} requires a password",
-                f"add it to {variable}: redis://:PASSWORD@host:6379/0",
-            )
-        if "READONLY" in str(exc):
-            return Outcome(
-                name,
-                False,
-                f"{shown} is a read-only replica",
-                f"point {variable} at the primary",
-            )
-        return Outcome(name, False, f"{shown}: {exc}", f"check {variable}")
-    except redis.ConnectionError as exc:
-        return Outcome(
-            name,
-            False,
-            f"cannot connect to {shown} ({exc})",
-            f"start Redis or correct the host and port in {variable}",
-        )
     except redis.RedisError as exc:
-        return Outcome(name, False, f"{shown}: {type(exc).__name__}: {exc}", f"check {variable}")
+        detail, fix = _redis_refusal(
+            exc, shown, variable, has_password=bool(urlsplit(url).password)
+        )
+        return Outcome(name, False, detail, fix)
     finally:
         client.close()
-    too_old = too_old_for_bulk_take(info) if queue and settings.worker_bulk_take else None
-    if too_old is not None:
-        detail, fix = too_old
-        return Outcome(name, False, f"{shown} {detail}", fix)
-    if queue and (problem := durability_problem(info)) is not None:
+    version = str(info.get("redis_version", "?"))
+    problem = _broker_problem(info, settings, shown, version) if queue else None
+    if problem is not None:
         detail, fix = problem
-        return Outcome(name, False, f"{shown} (Redis {version}) {detail}", fix)
+        return Outcome(name, False, detail, fix)
     waiting = f"; queue {settings.celery_queue}: {depth:,} waiting" if depth is not None else ""
     memory = f"; memory {memory_text(info)}" if queue else ""
     return Outcome(
         name, True, f"{shown} (Redis {version}) answers and accepts writes{waiting}{memory}"
     )
+
+
+def _redis_refusal(
+    exc: redis.RedisError, shown: str, variable: str, *, has_password: bool
+) -> tuple[str, str]:
+    """What a Redis error during the check means, and what to do about it."""
+    needs_password = (f"{shown} requires a password", f"add it to {variable}: " + _URL_FORM)
+    if isinstance(exc, redis.AuthenticationError):
+        if not has_password:
+            return needs_password
+        return (
+            f"{shown} refused the credentials ({exc})",
+            f"put the right password in {variable} ({_URL_FORM})",
+        )
+    if isinstance(exc, redis.ResponseError):
+        if "NOAUTH" in str(exc):
+            return needs_password
+        if "READONLY" in str(exc):
+            return f"{shown} is a read-only replica", f"point {variable} at the primary"
+        return f"{shown}: {exc}", f"check {variable}"
+    if isinstance(exc, redis.ConnectionError):
+        return (
+            f"cannot connect to {shown} ({exc})",
+            f"start Redis or correct the host and port in {variable}",
+        )
+    return f"{shown}: {type(exc).__name__}: {exc}", f"check {variable}"
+
+
+def _broker_problem(
+    info: Mapping[str, Any], settings: Settings, shown: str, version: str
+) -> tuple[str, str] | None:
+    """Why the broker's Redis will not do (too old for the bulk take, which names the version
+    itself, or could lose waiting events), and the fix; None when it will."""
+    too_old = too_old_for_bulk_take(info) if settings.worker_bulk_take else None
+    if too_old is not None:
+        detail, fix = too_old
+        return f"{shown} {detail}", fix
+    problem = durability_problem(info)
+    if problem is None:
+        return None
+    detail, fix = problem
+    return f"{shown} (Redis {version}) {detail}", fix
+
+
+_URL_FORM = "redis://:PASSWORD@host:6379/0"
 
 
 def durability_problem(info: Mapping[str, Any]) -> tuple[str, str] | None:
