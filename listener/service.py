@@ -252,7 +252,8 @@ class Listener:
     async def _remember(self, stop: asyncio.Event) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), REMEMBER_EVERY_S)
+                async with asyncio.timeout(REMEMBER_EVERY_S):
+                    await stop.wait()
             if stop.is_set():
                 return
             try:

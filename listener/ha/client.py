@@ -200,7 +200,8 @@ class HAClient:
         self._stats.connection_state = "backing_off"
         log.info("reconnecting in %.1f s", delay)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._stopping.wait()
         self._stats.reconnects += 1
 
     async def _session(self) -> None:
@@ -215,12 +216,14 @@ class HAClient:
             create_connection=self._connection_class,
         ) as ws:
             self._stats.connection_state = "authenticating"
-            hello = await asyncio.wait_for(ws.recv(), self._open_timeout)
+            async with asyncio.timeout(self._open_timeout):
+                hello = await ws.recv()
             first = protocol.first_message(hello)
             if first.get("type") != "auth_required":
                 raise protocol.ProtocolError(f"expected auth_required, got {first.get('type')!r}")
             await ws.send(protocol_dumps(protocol.auth_message(self._token)))
-            reply = protocol.first_message(await asyncio.wait_for(ws.recv(), self._open_timeout))
+            async with asyncio.timeout(self._open_timeout):
+                reply = protocol.first_message(await ws.recv())
             self._stats.ha_version = protocol.check_auth_reply(reply)
             if self._auth_gate is not None:
                 self._auth_gate.accepted()

@@ -25,13 +25,19 @@ class HAConnection:
         self.frames_received = 0
 
     async def call(self, type_: str, reply_timeout: float = 30.0, **fields: Any) -> Any:
-        """Send a command and return its result (raises CommandFailed on success=false)."""
+        """Send a command and return its result (raises CommandFailed on success=false).
+
+        The wait is `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` returns the
+        reply when a cancellation arrives in the same loop turn as the reply, and the
+        cancellation is lost (a Ctrl-C that the import never sees).
+        """
         message = self.session.command(type_, **fields)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[message["id"]] = future
         try:
             await self.ws.send(protocol_dumps(message))
-            reply = await asyncio.wait_for(future, reply_timeout)
+            async with asyncio.timeout(reply_timeout):
+                reply = await future
         finally:
             self.pending.pop(message["id"], None)
         if reply.get("type") == "pong":
