@@ -27,13 +27,14 @@ every listener version wrote it (`in_every_document`): then the document is not 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, Field, dataclass, field, fields
 from types import NoneType, UnionType
 from typing import Any, Literal, NamedTuple, TypeVar, get_args, get_origin, get_type_hints
+
+from core import json_codec
 
 T = TypeVar("T")
 Section = Literal["connection", "subscription", "listener"]
@@ -402,7 +403,7 @@ class ListenerFigures:
 
     def to_json(self) -> str:
         """The document as compact JSON text, as the listener writes it to Redis."""
-        return json.dumps(self.to_document(), separators=(",", ":"))
+        return json_codec.dumps(self.to_document()).decode()
 
     @classmethod
     def from_document(cls, data: Any) -> ListenerFigures | None:
@@ -426,7 +427,7 @@ class ListenerFigures:
         if not raw:
             return None
         try:
-            return cls.from_document(json.loads(raw))
+            return cls.from_document(json_codec.loads(raw))
         except (ValueError, UnicodeDecodeError):
             return None
 
