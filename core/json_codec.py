@@ -12,7 +12,8 @@ numbers and makes every number field a float anyway (DESIGN §3.2).
 
 from __future__ import annotations
 
-import json
+import json  # the fallback for what orjson refuses
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,12 +21,24 @@ import orjson
 _dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def dumps(value: Any) -> bytes:
-    """`value` as compact UTF-8 JSON."""
+def dumps(
+    value: Any, *, default: Callable[[Any], Any] | None = None, indent: bool = False
+) -> bytes:
+    """`value` as compact UTF-8 JSON; `default` makes what JSON cannot hold something it can
+    (as the standard library's), `indent` lays it out for people (two spaces)."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, default, orjson.OPT_INDENT_2 if indent else None)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return _standard(value, default, indent)
+
+
+def _standard(value: Any, default: Callable[[Any], Any] | None, indent: bool) -> bytes:
+    """What orjson refused (lone surrogates, huge integers, keys that are not strings)."""
+    if default is None and not indent:
         return _dumps_ascii(value).encode("ascii")
+    separators = (",", ": ") if indent else (",", ":")
+    text = json.dumps(value, default=default, indent=2 if indent else None, separators=separators)
+    return text.encode("ascii")
 
 
 def loads(data: bytes | str) -> Any:
