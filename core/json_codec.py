@@ -8,6 +8,10 @@ the standard library takes both (writing ASCII only, as Celery's own JSON does, 
 surrogate cannot break an encoding). Two differences are accepted: orjson writes NaN and the
 infinities as null, and reads an integer beyond 64 bits as a float; the worker drops non-finite
 numbers and makes every number field a float anyway (DESIGN §3.2).
+
+Every module of the product reads and writes JSON here (tests/unit/test_one_json_library.py
+checks it), so these choices are made once; the few that must keep the standard library's exact
+text say why where they use it.
 """
 
 from __future__ import annotations
