@@ -9,10 +9,14 @@ list of names anywhere:
 - the listener's part of the health report (core/health_report.py): each field lands in the
   section and under the key its `Figure` names;
 - the listener's Prometheus metrics (listener/health/server.py): each field's `Figure` names its
-  metric, or says why it has none.
+  metric, or says why it has none;
+- the live figures the listener's threads update (listener/health/stats.py): `ListenerStats`
+  is a subclass of this record, so mypy checks every counter's name and type there too.
 
-The live, mutable counters the listener's threads update (listener/health/stats.py) have one
-attribute per field and turn into this record with `snapshot`. Adding a counter is one field
+That is why the record is a mutable, slotted dataclass: the live figures are one of its
+instances, counted in place, and a {name: count} field is a `Counter` so that `+= 1` on a new
+name counts from zero. Everything else treats a record as a value: `ListenerStats.snapshot`
+copies the live figures into a new one, and no reader changes it. Adding a counter is one field
 here, with its `Figure`, plus the code that counts it.
 
 Reading back: `from_json` checks the type of every field and gives None for a missing or
@@ -23,12 +27,14 @@ every listener version wrote it (`in_every_document`): then the document is not 
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, Field, dataclass, field, fields
 from types import NoneType, UnionType
 from typing import Any, Literal, NamedTuple, TypeVar, get_args, get_origin, get_type_hints
+
+from core import json_codec
 
 T = TypeVar("T")
 Section = Literal["connection", "subscription", "listener"]
@@ -81,11 +87,12 @@ def figure(help: str, **where: Any) -> dict[str, Figure]:
     return {"figure": Figure(help, **where)}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ListenerFigures:
     """What one listener process reported about itself at `reported_at` (its clock).
 
-    Defaults are what a listener that has just started reports.
+    Defaults are what a listener that has just started reports. Mutable only so that the live
+    figures (listener/health/stats.py) can be one: a record read or snapshotted is not changed.
     """
 
     # --- its connection to HA: the report's `connection` section --------------------------
@@ -159,7 +166,7 @@ class ListenerFigures:
     )
 
     # --- its subscription: the report's `subscription` section ----------------------------
-    subscriptions: Mapping[str, int] = field(
+    subscriptions: dict[str, int] = field(
         default_factory=dict,
         metadata=figure(
             "Subscribed event type → the id of its subscription (as in a frame trace)",
@@ -179,8 +186,8 @@ class ListenerFigures:
             in_every_document=True,
         ),
     )
-    events_by_type: Mapping[str, int] = field(
-        default_factory=dict,
+    events_by_type: Counter[str] = field(
+        default_factory=Counter,
         metadata=figure(
             "Live events received from HA, by event type",
             section="subscription",
@@ -302,8 +309,8 @@ class ListenerFigures:
             in_every_document=True,
         ),
     )
-    skipped_messages: Mapping[str, int] = field(
-        default_factory=dict,
+    skipped_messages: Counter[str] = field(
+        default_factory=Counter,
         metadata=figure(
             "Frames or messages from HA skipped as unusable, by reason (too_deep, bad_id, ...)",
             metric=counter("listener_skipped_messages", label="reason"),
@@ -391,12 +398,12 @@ class ListenerFigures:
     )
 
     def to_document(self) -> dict[str, Any]:
-        """The JSON-ready document: one key per field, named like it."""
-        return asdict(self)
+        """The JSON-ready document: one key per field, named like it, maps as plain dicts."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     def to_json(self) -> str:
         """The document as compact JSON text, as the listener writes it to Redis."""
-        return json.dumps(self.to_document(), separators=(",", ":"))
+        return json_codec.dumps(self.to_document()).decode()
 
     @classmethod
     def from_document(cls, data: Any) -> ListenerFigures | None:
@@ -420,7 +427,7 @@ class ListenerFigures:
         if not raw:
             return None
         try:
-            return cls.from_document(json.loads(raw))
+            return cls.from_document(json_codec.loads(raw))
         except (ValueError, UnicodeDecodeError):
             return None
 
@@ -468,6 +475,15 @@ def _counts(value: Any) -> dict[str, int]:
     return {_text(key): _count(n) for key, n in value.items()}
 
 
+def _tally(value: Any) -> Counter[str]:
+    return Counter(_counts(value))
+
+
+def _plain(value: Any) -> Any:
+    """A field's value in the document: a map as a plain dict of its own, as JSON reads back."""
+    return dict(value) if isinstance(value, dict) else value
+
+
 def _optional(read: Callable[[Any], T]) -> Callable[[Any], T | None]:
     return lambda value: None if value is None else read(value)
 
@@ -480,13 +496,15 @@ def _reader(name: str, annotation: Any) -> Callable[[Any], Any]:
     args = get_args(annotation)
     if isinstance(annotation, UnionType) and len(args) == 2 and NoneType in args:
         return _optional(_reader(name, next(a for a in args if a is not NoneType)))
-    if get_origin(annotation) is Mapping and args == (str, int):
+    if get_origin(annotation) is dict and args == (str, int):
         return _counts
+    if get_origin(annotation) is Counter and args == (str,):
+        return _tally
     if annotation in _READERS:
         return _READERS[annotation]
     raise TypeError(
         f"ListenerFigures.{name}: no JSON reader for {annotation!r} — use one of float, int, "
-        "str, bool, Mapping[str, int] (or one of them | None), or add a reader in "
+        "str, bool, dict[str, int], Counter[str] (or one of them | None), or add a reader in "
         "core/listener_figures.py"
     )
 

@@ -114,6 +114,7 @@ it was written with."""
 _compressobj = zlib.compressobj
 _DEFLATED = zlib.DEFLATED
 
+# The standard library: the envelope's template is ASCII, and json_codec writes UTF-8.
 _json_str = json.JSONEncoder(ensure_ascii=True).encode
 _b64 = base64.b64encode
 _BODY_TAIL = b'],{},{"callbacks":null,"errbacks":null,"chain":null,"chord":null}]'

@@ -320,6 +320,7 @@ def _text(value: object) -> str:
         return value
     if isinstance(value, list | dict | tuple):
         try:
+            # The stored text users query (stdlib: ", " separators, sorted keys): never changes.
             return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
         except (TypeError, ValueError, RecursionError):  # mixed key types, cycles: not JSON
             return f"<unserialisable {type(value).__name__}>"

@@ -9,10 +9,11 @@ backfill at all).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
+
+from core import json_codec
 
 STATE_FILE = "listener-state.json"
 CURSOR_FILE = "backfill-cursor.json"
@@ -23,8 +24,8 @@ def write_atomically(path: Path, document: dict[str, Any]) -> None:
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8") as file:
-        json.dump(document, file)
+    with temporary.open("wb") as file:
+        file.write(json_codec.dumps(document))
         file.flush()
         os.fsync(file.fileno())
     temporary.replace(path)
@@ -38,7 +39,7 @@ def write_atomically(path: Path, document: dict[str, Any]) -> None:
 def read_document(path: Path) -> dict[str, Any]:
     """The JSON object at `path`; empty when the file is missing or not one."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json_codec.loads(path.read_bytes())
     except (OSError, ValueError):
         return {}
     return document if isinstance(document, dict) else {}

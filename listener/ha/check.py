@@ -3,7 +3,6 @@ through the listener's own protocol code, so what passes here is what the listen
 
 from __future__ import annotations
 
-import json
 import socket
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -12,6 +11,7 @@ import websockets
 from websockets.sync.client import connect
 
 from config.check_outcome import CHECK_TIMEOUT_S, Outcome
+from core import json_codec
 from listener.ha import protocol
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def _login(url: str, token: str, where: str) -> Outcome:
                 f"{url} answered {hello.get('type')!r} instead of auth_required",
                 "point HA_URL at Home Assistant itself (http://host:8123)",
             )
-        ws.send(json.dumps(protocol.auth_message(token)))
+        ws.send(json_codec.dumps(protocol.auth_message(token)).decode())
         version = protocol.check_auth_reply(protocol.parse_frame(ws.recv(timeout=timeout))[0])
     return Outcome(NAME, True, f"logged in to Home Assistant {version} at {where}")
 

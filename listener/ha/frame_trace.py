@@ -10,7 +10,6 @@ file is rotated at a size cap (PATH → PATH.1 → … PATH.N, the oldest droppe
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterable, Iterable, Sequence
@@ -21,6 +20,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.typing import Data, DataLike
 
 from config.redaction import MASK, scrub
+from core import json_codec
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class FrameTrace:
         """Append one frame; a full file is rotated first (a frame is never split)."""
         raw = frame.encode() if isinstance(frame, str) else bytes(frame)
         try:
-            body: Any = redact(json.loads(raw))
+            body: Any = redact(json_codec.loads(raw))
         except ValueError:
             body = raw.decode("utf-8", errors="replace")
         entry = {
@@ -71,7 +71,7 @@ class FrameTrace:
             "size": len(raw),
             "frame": body,
         }
-        text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+        text = json_codec.dumps(entry).decode()
         line = (scrub(text, self._secrets) + "\n").encode()
         if self._written and self._written + len(line) > self.max_bytes:
             self._rotate()

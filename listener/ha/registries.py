@@ -8,7 +8,6 @@ areas sends a burst of events, and one fetch per registry covers the burst).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import redis
 
 from config.redis_keys import REGISTRY_TTL_S, RedisKeys
+from core import json_codec
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class RegistryStore:
                 continue
             if not isinstance(items, list):
                 continue
-            payload = json.dumps(items, ensure_ascii=False)
+            payload = json_codec.dumps(items)
             try:
                 await asyncio.to_thread(
                     self._redis.set, self._keys.registry(name), payload, ex=REGISTRY_TTL_S

@@ -7,7 +7,6 @@ silences from HA, over the trace file and its rotated predecessors (PATH.N … P
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core import json_codec
 from listener.ha.frame_trace import trace_files
 
 
@@ -55,7 +55,7 @@ def read_frames(lines: Iterable[str], summary: Summary) -> Iterator[Frame]:
     """The frames of a trace's lines; a line that is not a trace entry is counted, not fatal."""
     for line in lines:
         try:
-            entry = json.loads(line)
+            entry = json_codec.loads(line)
             wall, mono = float(entry["wall"]), float(entry["mono"])
             direction, size, body = str(entry["dir"]), int(entry["size"]), entry["frame"]
         except (ValueError, KeyError, TypeError):

@@ -9,7 +9,6 @@ listener's own metrics are named by its figures (core/listener_figures.py), fiel
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core import json_codec
 from core.health_check import STATUSES
 from core.listener_figures import DESCRIBED, counter, gauge
 from core.listener_figures import Metric as FigureMetric
@@ -199,7 +199,7 @@ def _make_handler(
             if path == "/health":
                 body = health()
                 code = HTTPStatus.SERVICE_UNAVAILABLE if body["status"] == "unhealthy" else 200
-                self._send(code, "application/json", json.dumps(body).encode())
+                self._send(code, "application/json", json_codec.dumps(body))
             elif path == "/metrics":
                 self._send(200, "text/plain; version=0.0.4", generate_latest(registry))
             elif path == "/":

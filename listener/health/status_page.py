@@ -12,8 +12,9 @@ shows the status and reasons, and reloads itself.
 from __future__ import annotations
 
 import html
-import json
 from typing import Any
+
+from core import json_codec
 
 REFRESH_S = 5
 
@@ -252,7 +253,7 @@ def render_status_page(health: dict[str, Any]) -> str:
     status = html.escape(str(health.get("status", "unknown")))
     reasons = "".join(f"<li>{html.escape(str(m))}</li>" for m in health.get("reasons", []))
     # Inside <script>, only "</" could end the element early: escape every "<".
-    data = json.dumps(health).replace("<", "\\u003c")
+    data = json_codec.dumps(health).decode().replace("<", "\\u003c")
     script = _SCRIPT.replace("__REFRESH_MS__", str(REFRESH_S * 1000))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

@@ -12,7 +12,6 @@ its fields are listed in core/health_report.py.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +23,7 @@ from redis.retry import Retry
 from config.redaction import scrub
 from config.redis_keys import RedisKeys
 from config.settings import Settings
+from core import json_codec
 from core.health_check import Thresholds
 from core.health_report import BeatFigures, build_report
 from listener.health.stats import ListenerStats
@@ -92,7 +92,7 @@ class HealthView:
         error: str | None = None
         try:
             raw = self._redis.get(self._key)
-            figures = BeatFigures.from_report(json.loads(raw)) if raw else None
+            figures = BeatFigures.from_report(json_codec.loads(raw)) if raw else None
         except redis.RedisError as exc:
             error = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
         except ValueError:

@@ -124,6 +124,7 @@ def _request_key(args: argparse.Namespace) -> str:
     """What makes two invocations the same request (the cursor resumes only for it)."""
     fields = [args.since, args.until, _ids(args.entities), _ids(args.entity_globs),
               args.no_states, args.no_statistics, args.window]  # fmt: skip
+    # The standard library's exact text: a run's identity must not change across versions.
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
 

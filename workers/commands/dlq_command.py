@@ -8,7 +8,6 @@ the letter once the broker has it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +17,7 @@ from kombu.exceptions import OperationalError
 
 from config.redis_keys import RedisKeys
 from config.settings import Settings, load_settings
+from core import json_codec
 from core.ha_event import entity_id_of
 from workers.stores.dead_letters import DeadLetter, DeadLetterStore, replay
 
@@ -82,7 +82,7 @@ def _list(store: DeadLetterStore, args: argparse.Namespace, max_len: int | None)
             file=sys.stderr,
         )
     if args.json:
-        print(json.dumps([_as_json(letter) for letter in letters], ensure_ascii=False, indent=1))
+        print(json_codec.dumps([_as_json(letter) for letter in letters], indent=True).decode())
         return 0
     if not letters:
         print("no dead letters" + (f" with reason {args.reason}" if args.reason else ""))

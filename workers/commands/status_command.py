@@ -11,10 +11,10 @@ be read.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, TextIO
 
+from core import json_codec
 from core.text_format import format_bytes, format_count, format_duration, format_rate
 
 EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2}
@@ -44,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_UNREADABLE
     if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        print()
+        print(json_codec.dumps(report, indent=True).decode())
     else:
         print_table(report, sys.stdout)
     return EXIT_CODES[report["status"]]

@@ -7,7 +7,6 @@ status` runs the same code without storing.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from config.broker_kind import BrokerKind
 from config.redaction import scrub
 from config.redis_keys import BEAT_STATE_TTL_S, RedisKeys
 from config.settings import Settings
+from core import json_codec
 from core.health_beat import Readings, beat_figures
 from core.health_check import Thresholds
 from core.health_report import BeatFigures, build_report
@@ -169,9 +169,11 @@ class Monitor:
         report = self._report(readings, figures, beat_ran_at=readings.now)
         ttl = int(10 * self.thresholds.beat_interval_s + 60)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self._keys.health(), json.dumps(report), ex=ttl)
-        pipe.set(self._keys.rates(), json.dumps(_rates(figures)), ex=ttl)
-        pipe.set(self._keys.beat_state(), json.dumps(progress.to_document()), ex=BEAT_STATE_TTL_S)
+        pipe.set(self._keys.health(), json_codec.dumps(report), ex=ttl)
+        pipe.set(self._keys.rates(), json_codec.dumps(_rates(figures)), ex=ttl)
+        pipe.set(
+            self._keys.beat_state(), json_codec.dumps(progress.to_document()), ex=BEAT_STATE_TTL_S
+        )
         pipe.execute()
         return report
 
@@ -261,7 +263,7 @@ class Monitor:
             dead_letters_stored=int(stored),
             outage_letters_stored=int(outage),
         )
-        progress = QueueProgress.from_document(json.loads(memory_raw)) if memory_raw else None
+        progress = QueueProgress.from_document(json_codec.loads(memory_raw)) if memory_raw else None
         return readings, progress
 
     def _dead_letter_reasons(self, buckets: dict[int, int], now: float) -> dict[str, int]:
@@ -308,7 +310,7 @@ def _results(results: list[Any]) -> list[Any]:
 
 def _json(raw: bytes | str | None) -> Any:
     try:
-        return json.loads(raw) if raw else None
+        return json_codec.loads(raw) if raw else None
     except ValueError:
         return None
 

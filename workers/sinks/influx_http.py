@@ -6,13 +6,13 @@ do the requests and say, per API, what a person must fix (`Refusal`).
 from __future__ import annotations
 
 import email.utils
-import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from core import json_codec
 from workers.sinks.errors import PointsRejected, SinkError, SinkUnavailable
 
 MAX_ERROR_TEXT = 2000
@@ -105,7 +105,7 @@ def json_object(data: bytes | str | None) -> dict[str, object]:
     if not data:
         return {}
     try:
-        parsed = json.loads(data)
+        parsed = json_codec.loads(data)
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}

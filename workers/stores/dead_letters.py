@@ -16,7 +16,6 @@ store kept; AutoReplay still empties it.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import zlib
@@ -27,6 +26,7 @@ from typing import Any, Final
 import redis
 
 from config.redis_keys import RedisKeys
+from core import json_codec
 from core.task_message import Undecodable
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class DeadLetterStore:
         for message, reason, error in letters:
             if isinstance(message, Undecodable):
                 message = message.excerpt
-            text = json.dumps(message, ensure_ascii=False, default=str)
+            text = json_codec.dumps(message, default=str).decode()
             if reason in AUTO_REPLAY_REASONS:
                 # A long outage moves most events here: compressed, and without the error text
                 # (the same for all, in the worker's log), they take less RAM than in the queue.
@@ -329,6 +329,6 @@ def _decode(entry_id: Any, fields: dict[Any, Any]) -> DeadLetter:
         id=_text(entry_id),
         reason=data.get("reason", ""),
         error=data.get("error", ""),
-        message=json.loads(text),
+        message=json_codec.loads(text),
         at=float(data.get("at", "0")),
     )

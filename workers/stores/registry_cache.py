@@ -9,7 +9,6 @@ the registries are read again. Redis failing only means the last registries are 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +18,7 @@ from typing import Any, Final
 import redis
 
 from config.redis_keys import RedisKeys
+from core import json_codec
 from core.enrichment import REGISTRY_KINDS, Enricher, Registries, enrich
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def _parse(value: Any, kind: str) -> object:
     if value is None:
         return None
     try:
-        return json.loads(value)
+        return json_codec.loads(value)
     except ValueError:
         log.warning("HA's %s registry in Redis is not JSON; enrichment skips it", kind)
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -210,7 +211,7 @@ def listener_figures(**changes: Any) -> ListenerFigures:
         last_error="",
         subscriptions={"state_changed": 2},
         events_received=4200,
-        events_by_type={"state_changed": 4200},
+        events_by_type=Counter({"state_changed": 4200}),
         last_event_at=NOW - 12 * 60,
         malformed_frames=0,
         events_enqueued=4200,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -32,6 +33,22 @@ def test_what_orjson_refuses_to_write_the_standard_library_writes(value: Any) ->
     data = json_codec.dumps(value)
     data.decode("ascii")  # escaped: nothing can break an encoding downstream
     assert json.loads(data) == value, "exact, as the standard library reads it"
+
+
+@pytest.mark.parametrize(
+    "value", [{"a": [1, {"b": None}], "c": {}, "d": []}, {"lone": "a\ud800b", "n": [2**64]}]
+)
+def test_indented_output_is_the_standard_library_s_layout(value: Any) -> None:
+    assert json_codec.dumps(value, indent=True) == json.dumps(value, indent=2).encode()
+
+
+def test_default_makes_what_json_cannot_hold_something_it_can() -> None:
+    assert json_codec.dumps({"at": Decimal("1.5")}, default=str) == b'{"at":"1.5"}'
+    # Keys that are not strings: orjson refuses them, the standard library writes them.
+    odd = {1: Decimal("2"), "lone": "\ud800"}
+    assert json_codec.dumps(odd, default=str) == json.dumps(
+        odd, separators=(",", ":"), default=str
+    ).encode("ascii")
 
 
 def test_lone_surrogates_read_back_exactly() -> None:

@@ -4,6 +4,7 @@ as one, and the live counters' snapshot is that record."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import fields, replace
 from typing import Any
 
@@ -26,7 +27,8 @@ BY_TYPE: dict[str, st.SearchStrategy[Any]] = {
     "str": st.text(),
     "bool": st.booleans(),
     "bool | None": st.none() | st.booleans(),
-    "Mapping[str, int]": st.dictionaries(st.text(), counts),
+    "dict[str, int]": st.dictionaries(st.text(), counts),
+    "Counter[str]": st.dictionaries(st.text(), counts).map(Counter),
 }
 states = st.fixed_dictionaries({f.name: BY_TYPE[str(f.type)] for f in fields(ListenerFigures)}).map(
     lambda values: ListenerFigures(**values)
