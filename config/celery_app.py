@@ -77,8 +77,9 @@ def batch_hold_limit(settings: Settings) -> float:
     """Seconds a worker keeps retrying one batch against an unavailable InfluxDB before it
     hands the unfinished messages back to the broker. Raises DeliveryTimingError if none fits.
 
-    Why a hold limit, and this one. On Redis, a message a worker took but has not acknowledged
-    is handed to another consumer once it has waited CELERY_VISIBILITY_TIMEOUT. Messages are
+    Why a hold limit, and this one. WORKER_HOLD_TIMEOUT is the longest a message may stay
+    unacknowledged: past it, kombu's stock transport on Redis (its visibility timeout) hands the
+    message to another consumer. Messages are
     acknowledged only when their batch is done (written or dead-lettered), so a batch held
     longer than that is delivered twice — harmless for the points (same series and time) but
     doubled work and memory, repeated every timeout during a long outage. RabbitMQ has the same
@@ -94,13 +95,15 @@ def batch_hold_limit(settings: Settings) -> float:
         the last check                counter, the error text, outage letters: each a try and
                                       one retry when Redis does not answer)
     and a message prefetched behind a held batch (PREFETCH_BATCHES = 2) waits for that batch
-    first, so twice that must stay below the visibility timeout:
-        hold = VISIBILITY_TIMEOUT / 2 - (BATCH_INTERVAL + INFLUXDB_TIMEOUT + WRITE_RETRY_MAX_DELAY
+    first, so twice that must stay below WORKER_HOLD_TIMEOUT:
+        hold = WORKER_HOLD_TIMEOUT / 2 - (BATCH_INTERVAL + INFLUXDB_TIMEOUT + WRITE_RETRY_MAX_DELAY
                                          + 6 x REDIS_SOCKET_TIMEOUT)
     With the defaults (3600 s, 0.5 s, 10 s, 30 s, 5 s) that is about 28 min, also below
     RabbitMQ's 30 min consumer_timeout.
 
-    Why CELERY_VISIBILITY_TIMEOUT is not WORKER_LIVENESS_TIMEOUT. The bulk takers tell a busy
+    Why WORKER_HOLD_TIMEOUT (formerly CELERY_VISIBILITY_TIMEOUT) is not WORKER_LIVENESS_TIMEOUT:
+    one bounds how long a LIVE worker holds a batch, the other when a SILENT one counts as dead.
+    The bulk takers tell a busy
     worker from a dead one (a liveness key renewed by a thread of the worker; RabbitMQ's
     connection), so on Redis a killed worker's messages come back within WORKER_LIVENESS_TIMEOUT
     and a half (30 s), while a live one may hold a batch for this hold limit. kombu's stock
@@ -114,12 +117,12 @@ def batch_hold_limit(settings: Settings) -> float:
         + settings.write_retry_max_delay
         + STATE_CALLS_AFTER_ATTEMPT * 2 * settings.redis_socket_timeout
     )
-    hold = settings.celery_visibility_timeout / PREFETCH_BATCHES - overhead
+    hold = settings.worker_hold_timeout / PREFETCH_BATCHES - overhead
     if hold <= 0:
         needed = PREFETCH_BATCHES * overhead
         raise DeliveryTimingError(
             "ha-ingestor cannot start, fix these settings (environment variables):\n"
-            f"  CELERY_VISIBILITY_TIMEOUT: {settings.celery_visibility_timeout:g} s is too short; "
+            f"  WORKER_HOLD_TIMEOUT: {settings.worker_hold_timeout:g} s is too short; "
             f"it must exceed {needed:g} s = {PREFETCH_BATCHES} x (BATCH_INTERVAL + "
             "INFLUXDB_TIMEOUT + WRITE_RETRY_MAX_DELAY + 6 x REDIS_SOCKET_TIMEOUT), or a batch "
             "still being retried is delivered again. Raise it or lower those."
@@ -134,7 +137,7 @@ def restore_interval(settings: Settings) -> float:
     visibility timeout, between 1 s and 60 s, keeps a killed worker's batch from waiting much
     longer than the timeout itself, for one cheap ZRANGE per sweep.
     """
-    return min(60.0, max(1.0, settings.celery_visibility_timeout / 10))
+    return min(60.0, max(1.0, settings.worker_hold_timeout / 10))
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
@@ -144,13 +147,13 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         # enqueued; with them, publishing fails and the listener spools it (half the speed).
         return {"confirm_publish": True}
     return {
-        "visibility_timeout": settings.celery_visibility_timeout,
+        "visibility_timeout": settings.worker_hold_timeout,
         "unacked_restore_interval": restore_interval(settings),
         "unacked_restore_throttle": 1,
         # The sweep takes a mutex in Redis; one left by a worker killed (or cut off by a broker
         # restart) mid-sweep blocks every sweep until it expires: kombu's 300 s would hold a
         # killed worker's batch back for minutes after its visibility timeout.
-        "unacked_mutex_expire": int(min(300, max(5, settings.celery_visibility_timeout // 2))),
+        "unacked_mutex_expire": int(min(300, max(5, settings.worker_hold_timeout // 2))),
         # A hung broker must fail a publish (the listener then spools), not block it forever.
         "socket_timeout": 15.0,
         "socket_connect_timeout": 5.0,

@@ -57,7 +57,9 @@ def ha_websocket_url(url: str) -> str:
 class Settings(BaseSettings):
     """Every knob of ha-ingestor. Environment variable names are the field names, upper-cased."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", case_sensitive=False, populate_by_name=True
+    )
 
     # --- Home Assistant -------------------------------------------------------------------
     ha_url: str | None = Field(
@@ -166,16 +168,6 @@ class Settings(BaseSettings):
     celery_queue: str = Field(
         default="ha_events",
         description="Queue of the ingest tasks.",
-        json_schema_extra=in_group(SettingGroup.BROKER),
-    )
-    celery_visibility_timeout: float = Field(
-        default=3600.0,
-        gt=0,
-        description="The longest a live worker may keep messages unacknowledged: a batch "
-        "retried against an unavailable InfluxDB goes back to the broker within half of it. "
-        "With WORKER_BULK_TAKE=false it is also how long Redis waits before giving a killed "
-        "worker's messages to another (kombu's visibility timeout cannot tell a busy worker "
-        "from a dead one); with the bulk take WORKER_LIVENESS_TIMEOUT decides that instead.",
         json_schema_extra=in_group(SettingGroup.BROKER),
     )
 
@@ -347,7 +339,7 @@ class Settings(BaseSettings):
         "each batch at once (workers/consumers/bulk_consumer.py; Redis or RabbitMQ). false: "
         "Celery's stock consumer and transport, one message at a time, over 10x the CPU per "
         "event; on Redis a killed worker's messages then come back only after "
-        "CELERY_VISIBILITY_TIMEOUT (1 h by default), and one being taken at the kill can be "
+        "WORKER_HOLD_TIMEOUT (1 h by default), and one being taken at the kill can be "
         "lost (kombu records it as unacknowledged only after Redis handed it over).",
         json_schema_extra=in_group(SettingGroup.WORKERS),
     )
@@ -358,7 +350,19 @@ class Settings(BaseSettings):
         description="With the bulk take on Redis: seconds after which the messages a silent "
         "worker took go back to the queue (its liveness key, renewed every quarter of this by "
         "a thread of its own, so a busy worker is never taken for dead). Not "
-        "CELERY_VISIBILITY_TIMEOUT: that bounds how long a live worker holds a batch.",
+        "WORKER_HOLD_TIMEOUT: that bounds how long a live worker holds a batch.",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
+    )
+    worker_hold_timeout: float = Field(
+        default=3600.0,
+        gt=0,
+        validation_alias=AliasChoices("worker_hold_timeout", "celery_visibility_timeout"),
+        description="The longest a live worker keeps messages unacknowledged: a batch retried "
+        "against an unavailable InfluxDB goes back to the broker within half of it. On Redis it "
+        "is also kombu's visibility timeout, which only Celery's stock transport uses "
+        "(WORKER_BULK_TAKE=false): that transport cannot tell a busy worker from a dead one, so "
+        "a killed worker's messages then come back only after this; with the bulk take "
+        "WORKER_LIVENESS_TIMEOUT decides when a silent worker counts as dead.",
         json_schema_extra=in_group(SettingGroup.WORKERS),
     )
 
@@ -561,8 +565,8 @@ class Settings(BaseSettings):
             problems.append("INFLUXDB_TOKEN: required with INFLUXDB_API_VERSION=2")
         if self.influxdb_api_version == 2 and not self.influxdb_org:
             problems.append("INFLUXDB_ORG: required with INFLUXDB_API_VERSION=2")
-        if self.ha_heartbeat_timeout >= self.celery_visibility_timeout:
-            problems.append("HA_HEARTBEAT_TIMEOUT: must be far below CELERY_VISIBILITY_TIMEOUT")
+        if self.ha_heartbeat_timeout >= self.worker_hold_timeout:
+            problems.append("HA_HEARTBEAT_TIMEOUT: must be far below WORKER_HOLD_TIMEOUT")
         if self.ha_ingestor_config is not None and not self.ha_ingestor_config.is_file():
             problems.append(f"HA_INGESTOR_CONFIG: {self.ha_ingestor_config} is not a file")
         problems += self._threshold_problems()

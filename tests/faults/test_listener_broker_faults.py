@@ -25,7 +25,7 @@ pytestmark = pytest.mark.faults
 
 FAST_REDELIVERY = {
     # hold limit 16/2 - (0.5 + 2 + 2 + 6 x 0.5) = 0.5 s
-    "CELERY_VISIBILITY_TIMEOUT": "16",
+    "WORKER_HOLD_TIMEOUT": "16",
     "INFLUXDB_TIMEOUT": "2",
     "WRITE_RETRY_MAX_DELAY": "2",
     "REDIS_SOCKET_TIMEOUT": "0.5",

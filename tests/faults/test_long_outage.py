@@ -44,7 +44,7 @@ def test_a_long_outage_scaled_down_loses_nothing_and_health_says_so(
     run = Run(tmp_path, broker.url, db, rate, events=int(rate * (outage_s + 8)), settings={
         "MAX_EVENT_AGE": "5",
         "DEAD_LETTERS_MAX": "100",
-        "CELERY_VISIBILITY_TIMEOUT": "40",  # hold limit 40/2 - (0.5 + 2 + 2 + 6 x 0.5) = 12.5 s
+        "WORKER_HOLD_TIMEOUT": "40",  # hold limit 40/2 - (0.5 + 2 + 2 + 6 x 0.5) = 12.5 s
         "INFLUXDB_TIMEOUT": "2",
         "WRITE_RETRY_MAX_DELAY": "2",
         "REDIS_SOCKET_TIMEOUT": "0.5",
@@ -146,7 +146,7 @@ def test_a_paused_state_redis_mid_batch_hands_the_batch_back_within_the_hold_lim
     rate = 100
     run = Run(tmp_path, broker.url, db, rate, events=rate * 15, settings={
         "REDIS_URL": state.url,
-        "CELERY_VISIBILITY_TIMEOUT": "40",
+        "WORKER_HOLD_TIMEOUT": "40",
         "INFLUXDB_TIMEOUT": "2",
         "WRITE_RETRY_MAX_DELAY": "2",
         "REDIS_SOCKET_TIMEOUT": "1",

@@ -104,7 +104,7 @@ def too_old_for_bulk_take(info: Mapping[str, Any]) -> tuple[str, str] | None:
         "scripts declare allow-oom, so a full Redis still drains)",
         f"Upgrade the broker's Redis to {wanted} or newer (Debian 12 ships 7.0), or set "
         "WORKER_BULK_TAKE=false: Celery's stock consumer, over 10x the CPU per event, and a "
-        "killed worker's messages come back only after CELERY_VISIBILITY_TIMEOUT",
+        "killed worker's messages come back only after WORKER_HOLD_TIMEOUT",
     )
 
 

@@ -117,7 +117,7 @@ def unreachable_sink() -> V1Sink:
 
 def test_the_hold_limit_keeps_a_held_batch_below_the_visibility_timeout() -> None:
     settings = load_settings(
-        celery_visibility_timeout=3600, batch_interval=0.5, influxdb_timeout=10,
+        worker_hold_timeout=3600, batch_interval=0.5, influxdb_timeout=10,
         write_retry_max_delay=30, redis_socket_timeout=5,
     )  # fmt: skip
     hold = batch_hold_limit(settings)
@@ -129,13 +129,13 @@ def test_the_hold_limit_keeps_a_held_batch_below_the_visibility_timeout() -> Non
 
 
 def test_an_incoherent_visibility_timeout_is_refused_with_what_to_change() -> None:
-    settings = load_settings(celery_visibility_timeout=20, influxdb_timeout=10)
+    settings = load_settings(worker_hold_timeout=20, influxdb_timeout=10)
     with pytest.raises(SettingsError) as caught:
         batch_hold_limit(settings)
     text = str(caught.value)
-    assert "CELERY_VISIBILITY_TIMEOUT: 20 s is too short" in text
+    assert "WORKER_HOLD_TIMEOUT: 20 s is too short" in text
     assert "INFLUXDB_TIMEOUT + WRITE_RETRY_MAX_DELAY + 6 x REDIS_SOCKET_TIMEOUT" in text
-    assert restore_interval(load_settings(celery_visibility_timeout=8, ha_heartbeat_timeout=3)) == 1
+    assert restore_interval(load_settings(worker_hold_timeout=8, ha_heartbeat_timeout=3)) == 1
 
 
 # --- counters ----------------------------------------------------------------------------------

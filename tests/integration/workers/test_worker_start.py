@@ -49,7 +49,7 @@ def test_bad_timing_and_bad_rules_refuse_the_start_with_one_message(
     env = app_env(
         CELERY_BROKER_URL=redis_url,
         HA_INGESTOR_CONFIG=str(rules),
-        CELERY_VISIBILITY_TIMEOUT="20",
+        WORKER_HOLD_TIMEOUT="20",
         HA_HEARTBEAT_TIMEOUT="5",
         DATA_DIR=str(tmp_path / "data"),
     )
@@ -57,7 +57,7 @@ def test_bad_timing_and_bad_rules_refuse_the_start_with_one_message(
     assert done.returncode == 1
     err = done.stderr
     assert err.count("ha-ingestor cannot start") == 1
-    assert "CELERY_VISIBILITY_TIMEOUT: 20 s is too short" in err
+    assert "WORKER_HOLD_TIMEOUT: 20 s is too short" in err
     assert "and fix the rules file: HA_INGESTOR_CONFIG" in err
     assert "incldue: unknown option; did you mean include?" in err
     assert "precision: 'h' is not one of ns, us, ms, s" in err

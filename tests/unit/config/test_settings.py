@@ -47,6 +47,21 @@ def test_event_types_are_a_comma_separated_list(monkeypatch) -> None:
     assert load_settings().ha_event_types == ("state_changed", "call_service")
 
 
+def test_the_hold_timeout_keeps_its_former_name_and_the_new_one_wins(monkeypatch) -> None:
+    """WORKER_HOLD_TIMEOUT was CELERY_VISIBILITY_TIMEOUT: a user's old `.env` keeps working."""
+    assert load_settings().worker_hold_timeout == 3600
+    monkeypatch.setenv("CELERY_VISIBILITY_TIMEOUT", "1800")
+    assert load_settings().worker_hold_timeout == 1800
+    monkeypatch.setenv("WORKER_HOLD_TIMEOUT", "900")
+    assert load_settings().worker_hold_timeout == 900
+    assert environment_names(
+        "worker_hold_timeout", Settings.model_fields["worker_hold_timeout"]
+    ) == (
+        "WORKER_HOLD_TIMEOUT",
+        "CELERY_VISIBILITY_TIMEOUT",
+    )
+
+
 def test_every_bad_value_is_named_with_what_would_be_valid(monkeypatch) -> None:
     monkeypatch.setenv("HA_URL", "ftp://nope")
     monkeypatch.setenv("INFLUXDB_API_VERSION", "3")

@@ -21,6 +21,15 @@ from devtools import docs_reference
 REPO = Path(__file__).resolve().parents[3]
 
 
+VARIABLE_CELL = r"^\| `([A-Z0-9_]+)`(?: \(or [^|]*\))? \|"
+"""A table row's variable: its current name, its former names in parentheses after it."""
+
+
+def _variable_of(line: str) -> str | None:
+    match = re.match(VARIABLE_CELL, line)
+    return match.group(1) if match else None
+
+
 def test_configuration_md_is_the_generated_reference() -> None:
     committed = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert committed == docs_reference.render(), (
@@ -34,7 +43,7 @@ def test_every_setting_is_documented_with_its_default() -> None:
     settings = Settings()
     for name, field in Settings.model_fields.items():
         row = next(
-            (line for line in text.splitlines() if line.startswith(f"| `{name.upper()}` |")),
+            (line for line in text.splitlines() if _variable_of(line) == name.upper()),
             None,
         )
         assert row is not None, f"{name.upper()} is missing from the reference"
@@ -140,7 +149,7 @@ def test_the_reference_starts_with_what_a_user_sets_first_then_every_group() -> 
     assert headings[0] == "Start here"
     assert headings[1 : 1 + len(groups)] == groups
     start = text.split("### Start here", 1)[1].split("\n### ", 1)[0]
-    variables = re.findall(r"^\| `([A-Z0-9_]+)` \|", start, re.M)
+    variables = re.findall(VARIABLE_CELL, start, re.M)
     assert variables[:4] == ["HA_URL", "HA_TOKEN", "HA_TOKEN_FILE", "CELERY_BROKER_URL"]
     assert variables == _first_variables()
 
@@ -149,7 +158,7 @@ def test_each_setting_is_listed_under_its_own_group() -> None:
     text = docs_reference.render()
     for group in SettingGroup:
         section = text.split(f"### {group.title}\n", 1)[1].split("\n### ", 1)[0]
-        listed = re.findall(r"^\| `([A-Z0-9_]+)` \|", section, re.M)
+        listed = re.findall(VARIABLE_CELL, section, re.M)
         expected = [
             name.upper()
             for name, field in Settings.model_fields.items()

@@ -3,7 +3,7 @@
 No transport of ours: a worker takes messages through `kombu.transport.redis` (the URL keeps
 its scheme in the banner and in Flower), building the app loads no worker code, and the costs
 docs/operations.md states are measured here against a real redis-server:
-- a killed worker's messages come back only after CELERY_VISIBILITY_TIMEOUT, not before;
+- a killed worker's messages come back only after WORKER_HOLD_TIMEOUT, not before;
 - a consumer killed after Redis handed it a message (BRPOP) but before kombu recorded it as
   unacknowledged loses that message. If that test fails, kombu closed the gap upstream: drop
   the warning from the docs and from WORKER_BULK_TAKE's description.
@@ -123,7 +123,7 @@ def test_a_killed_stock_workers_messages_come_back_only_after_the_visibility_tim
     args = [_arg(seq) for seq in range(10)]
     client.lpush("ha_events", *[wire.encode(arg) for arg in args])
     settings = {"CELERY_BROKER_URL": redis_url, "WORKER_BULK_TAKE": "false",
-                "CELERY_VISIBILITY_TIMEOUT": f"{timeout:g}", "BATCH_SIZE": "10",
+                "WORKER_HOLD_TIMEOUT": f"{timeout:g}", "BATCH_SIZE": "10",
                 "BATCH_INTERVAL": "0.2", "INFLUXDB_TIMEOUT": "1", "WRITE_RETRY_MAX_DELAY": "1",
                 "REDIS_SOCKET_TIMEOUT": "0.5", "INFLUXDB_DATABASE": influx_db.name,
                 "DATA_DIR": str(tmp_path / "data")}  # fmt: skip
