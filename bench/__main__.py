@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import capacity, importing, pipeline, steady, storage_cost, worker_cost
+from bench import capacity, importing, pipeline, state_heartbeat, steady, storage_cost, worker_cost
 from bench.context import QUICK, Context, Sizes
 from bench.report import Figure, table, write_results
 from bench.stack import Stack
@@ -31,6 +31,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "storage": storage_cost.run,
     "import": importing.run,
     "steady": steady.run,
+    "heartbeat": state_heartbeat.run,
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 

@@ -39,6 +39,7 @@ class Sizes:
     import_baseline_states: int = 100_000
     steady_seconds: float = 15.0
     steady_rounds: int = 2
+    heartbeat_seconds: float = 30.0
 
 
 QUICK = Sizes(
@@ -56,6 +57,7 @@ QUICK = Sizes(
     import_baseline_states=10_000,
     steady_seconds=3.0,
     steady_rounds=1,
+    heartbeat_seconds=6.0,
 )
 
 

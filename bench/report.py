@@ -33,6 +33,9 @@ FIGURES = (
     "steady_listener_cpu_200_us",
     "steady_listener_cpu_2000_us",
     "steady_stack_cpu_200_us",
+    # the quiet-sensor heartbeat
+    "heartbeat_points_per_hour",
+    "heartbeat_cpu_per_hour_s",
 )
 
 
@@ -181,6 +184,15 @@ METHOD = """\
   /proc) per event at a steady 200 events/s, from the end of the same warm-up until every
   point is readable, per event fired meanwhile; baseline: the minimal client's CPU per event
   at 200/s in the same run.
+- **heartbeat_points_per_hour / heartbeat_cpu_per_hour_s**: a quiet home of 500 entities (the
+  simulator sends the snapshot, then nothing), the listener and one worker, the heartbeat on
+  every entity; a fixed window after the snapshot has landed, once with the heartbeat every 2 s
+  and once with it off. Points: the heartbeat points whose time falls in the window, counted in
+  InfluxDB, scaled by 900 / 2 to the 15-minute interval and to an hour (honest because the work
+  scales with the interval: seeded from one snapshot, the 500 states fall due together once per
+  interval, one wake-up and 500 messages whatever the interval). CPU: user+sys (from /proc) of
+  the listener, the worker (with its children) and redis-server above the heartbeat-off round,
+  per heartbeat point, times the points per hour. Baseline: the idle stack's own CPU per hour.
 - **lost_events**: events the simulator sent that are missing from the queue (capacity) or from
   InfluxDB (every other scenario); baseline: events sent.
 """

@@ -230,6 +230,28 @@ class Settings(BaseSettings):
         description="YAML with filters, tags and overrides named as in HA's InfluxDB integration.",
         json_schema_extra=in_group(SettingGroup.RULES, first=True),
     )
+    state_heartbeat_interval: float | None = Field(
+        default=None,
+        ge=1.0,
+        description="Seconds without a new point after which the listener sends the last state "
+        "of a chosen entity again (STATE_HEARTBEAT_DOMAINS, STATE_HEARTBEAT_ENTITY_GLOBS): the "
+        "same point at the heartbeat's time, with the tag `heartbeat=true`, so a quiet sensor "
+        'stays in "last value" panels. Never for `unavailable` or `unknown`. Unset: no '
+        "heartbeat, as in HA's integration.",
+        json_schema_extra=in_group(SettingGroup.RULES),
+    )
+    state_heartbeat_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated domains whose entities get the state heartbeat "
+        "(e.g. climate,input_number).",
+        json_schema_extra=in_group(SettingGroup.RULES),
+    )
+    state_heartbeat_entity_globs: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated entity id globs that get the state heartbeat "
+        "(e.g. sensor.*_temperature,sensor.boiler_setpoint; `*` for every entity).",
+        json_schema_extra=in_group(SettingGroup.RULES),
+    )
 
     # --- listener hand-off: publisher, spool, backfill --------------------------------------
     listener_broker_timeout: float = Field(
@@ -489,6 +511,13 @@ class Settings(BaseSettings):
             raise ValueError("give at least one event type, e.g. state_changed")
         return value
 
+    @field_validator("state_heartbeat_domains", "state_heartbeat_entity_globs", mode="before")
+    @classmethod
+    def _split_heartbeat_choices(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
@@ -570,6 +599,7 @@ class Settings(BaseSettings):
         if self.ha_ingestor_config is not None and not self.ha_ingestor_config.is_file():
             problems.append(f"HA_INGESTOR_CONFIG: {self.ha_ingestor_config} is not a file")
         problems += self._threshold_problems()
+        problems += self._state_heartbeat_problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -596,6 +626,22 @@ class Settings(BaseSettings):
                 + _defaults("ha_reconnect_initial_delay", "ha_reconnect_max_delay")
             )
         return problems
+
+    def _state_heartbeat_problems(self) -> list[str]:
+        """An interval needs entities to choose, and a choice needs an interval."""
+        chosen = bool(self.state_heartbeat_domains or self.state_heartbeat_entity_globs)
+        if self.state_heartbeat_interval is not None and not chosen:
+            return [
+                "STATE_HEARTBEAT_INTERVAL: set STATE_HEARTBEAT_DOMAINS or "
+                "STATE_HEARTBEAT_ENTITY_GLOBS too (e.g. STATE_HEARTBEAT_DOMAINS=climate), or "
+                "unset it"
+            ]
+        if self.state_heartbeat_interval is None and chosen:
+            return [
+                "STATE_HEARTBEAT_DOMAINS / STATE_HEARTBEAT_ENTITY_GLOBS: set "
+                "STATE_HEARTBEAT_INTERVAL too (seconds, e.g. 900), or unset them"
+            ]
+        return []
 
     # --- derived values ------------------------------------------------------------------
 

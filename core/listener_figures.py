@@ -397,6 +397,22 @@ class ListenerFigures:
         ),
     )
 
+    state_heartbeats: int = field(
+        default=0,
+        metadata=figure(
+            "Quiet entities' last states sent again as heartbeats (STATE_HEARTBEAT_INTERVAL)",
+            metric=counter("listener_state_heartbeats"),
+        ),
+    )
+    state_heartbeat_entities: int = field(
+        default=0,
+        metadata=figure(
+            "Entities the state heartbeat watches: chosen, and in a state other than "
+            "unavailable or unknown",
+            metric=gauge("listener_state_heartbeat_entities"),
+        ),
+    )
+
     def to_document(self) -> dict[str, Any]:
         """The JSON-ready document: one key per field, named like it, maps as plain dicts."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}

@@ -33,15 +33,18 @@ import uuid
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NewType, cast
+from typing import Any, Literal, NewType, cast, get_args
 
 from core import json_codec
 
 INGEST_TASK = "ha_ingestor.ingest_event"
 """Task name the listener sends to; the worker registers the task under this name."""
 
-Source = Literal["live", "snapshot", "backfill", "import", "replay"]
-SOURCES: frozenset[str] = frozenset(("live", "snapshot", "backfill", "import", "replay"))
+Source = Literal["live", "snapshot", "backfill", "import", "replay", "heartbeat"]
+SOURCES: frozenset[str] = frozenset(get_args(Source))
+"""`heartbeat`: a quiet entity's last state sent again (core/state_heartbeat.py); its point
+takes the event's `time_fired` and the `heartbeat` tag. Workers must know it before a
+listener sends it: a worker that does not dead-letters the message as invalid."""
 
 
 class InvalidMessage(ValueError):

@@ -3,9 +3,10 @@
 Lifecycle: every component is built first, in dependency order, none started. `run` starts
 each one and registers its stop right after it, in an AsyncExitStack: the state reporter,
 health, the publisher (it drains a spool left by a previous run first), the watermark keeper,
-the signal handlers; then it connects to HA. On SIGTERM/SIGINT the client unsubscribes, and
-the stack stops everything in reverse order of start: memory is flushed to the broker or the
-spool before the watermark is saved, and the DATA_DIR lock is released last. Exit 0.
+the quiet-sensor heartbeat (when STATE_HEARTBEAT_INTERVAL is set), the signal handlers; then
+it connects to HA. On SIGTERM/SIGINT the client unsubscribes, and the stack stops everything
+in reverse order of start: memory is flushed to the broker or the spool before the watermark
+is saved, and the DATA_DIR lock is released last. Exit 0.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from config.redis_keys import RedisKeys
 from config.settings import Settings, SettingsError, load_settings
 from core.backoff import exponential_backoff
 from core.ha_event import parse_ha_time
+from core.state_heartbeat import HeartbeatPolicy, QuietClock
 from core.task_message import Source, TaskMessage
 from listener.data_dir_lock import DataDirLock
 from listener.ha import protocol
@@ -36,6 +38,7 @@ from listener.ha.frame_trace import FrameTrace
 from listener.ha.registries import UPDATE_EVENTS, Call, RegistryRefresher, RegistryStore
 from listener.handoff.publisher import Publisher, celery_publisher
 from listener.handoff.spool import Spool
+from listener.handoff.state_heartbeat import StateHeartbeat
 from listener.handoff.storage_watch import BrokerMemoryGate
 from listener.health.server import HealthServer
 from listener.health.state_reporter import StateReporter
@@ -92,6 +95,8 @@ class Listener:
         cursor: BackfillCursor,
     ) -> None:
         self.settings = settings
+        self.heartbeat: StateHeartbeat | None = None
+        """The quiet-sensor heartbeat (STATE_HEARTBEAT_INTERVAL), fed from here when set."""
         self.stats = stats
         self.publisher = publisher
         self.registries = registries
@@ -129,6 +134,8 @@ class Listener:
         # Also set here: the publisher thread sets it between steps, and a hung publish
         # would leave /health showing an empty memory that is filling up.
         stats.memory_queue_depth = self.publisher.backlog
+        if source == "live" and self.heartbeat is not None:
+            self.heartbeat.saw(event)  # after the hand-off: nothing here can cost the event
 
     def current_call(self) -> Call | None:
         """The live connection's `call`, for registry refreshes; None while disconnected."""
@@ -155,6 +162,8 @@ class Listener:
             self.stats.snapshot_states += len(states)
             self._snapshot_done = True
             log.info("snapshot: enqueued the %d current states", len(states))
+        if self.heartbeat is not None:
+            self.heartbeat.connected(states)
         start = self._gap_start()
         if start is None:
             return
@@ -179,6 +188,8 @@ class Listener:
     def on_disconnected(self) -> None:
         """The gap starts at the last event this connection delivered."""
         self._connection = None
+        if self.heartbeat is not None:
+            self.heartbeat.disconnected()
         self.cancel_backfills()
         if self._last_event_time is not None:
             self._gap_from = self._last_event_time
@@ -308,6 +319,8 @@ class ListenerService:
             self.publisher.start()
             stack.push_async_callback(self._stop_publisher)
             await stack.enter_async_context(self.listener.remembering())
+            if self.listener.heartbeat is not None:
+                await stack.enter_async_context(self.listener.heartbeat.running())
             self._handle_signals(stack)
             stack.callback(self.refresher.cancel)
             stack.callback(self.listener.cancel_backfills)
@@ -390,6 +403,7 @@ def build_listener(settings: Settings, stats: ListenerStats | None = None) -> Li
             WatermarkFile(settings.data_dir / STATE_FILE),
             BackfillCursor(settings.data_dir / CURSOR_FILE),
         )
+        listener.heartbeat = _state_heartbeat(settings, listener, stats)
         refresher = RegistryRefresher(
             registries, listener.current_call, on_refreshed=listener.count_refresh
         )
@@ -406,6 +420,25 @@ def build_listener(settings: Settings, stats: ListenerStats | None = None) -> Li
             ),
             opened=opened.pop_all(),
         )
+
+
+def _state_heartbeat(
+    settings: Settings, listener: Listener, stats: ListenerStats
+) -> StateHeartbeat | None:
+    """The quiet-sensor heartbeat when STATE_HEARTBEAT_INTERVAL is set; it sends through the
+    listener's `on_event`, so its messages take the path (and the guarantee) of every event."""
+    if settings.state_heartbeat_interval is None:
+        return None
+    policy = HeartbeatPolicy(
+        settings.state_heartbeat_interval,
+        frozenset(settings.state_heartbeat_domains),
+        frozenset(settings.state_heartbeat_entity_globs),
+    )
+
+    async def submit(event: dict[str, Any]) -> None:
+        await listener.on_event(event, source="heartbeat")
+
+    return StateHeartbeat(QuietClock(policy), submit, stats)
 
 
 def _publisher(settings: Settings, spool: Spool, stats: ListenerStats) -> Publisher[Any, Any]:

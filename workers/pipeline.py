@@ -34,6 +34,7 @@ from core.backoff import BackoffFactory, exponential_backoff
 from core.ha_event import entity_id_of
 from core.line_protocol import encode_point
 from core.rules import Rules
+from core.state_heartbeat import state_heartbeat_point
 from core.statistics_point import STATISTICS_EVENT, statistics_to_point
 from core.task_message import InvalidMessage, Undecodable, parse_message
 from core.transform import InvalidEvent, Skipped, event_to_point
@@ -225,7 +226,8 @@ class IngestPipeline:
                     to_point = statistics_to_point
                 else:
                     entity_id = entity_id_of(event)
-                    to_point = event_to_point
+                    heartbeat = message.source == "heartbeat"
+                    to_point = state_heartbeat_point if heartbeat else event_to_point
                 tags = self._tags_for(entity_id if isinstance(entity_id, str) else "")
                 result = to_point(event, self._rules, tags)
                 if isinstance(result, Skipped):

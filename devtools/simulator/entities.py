@@ -781,6 +781,24 @@ class Home:
         )
         return StateChange(event, text)
 
+    def set_state(self, entity_id: str, state: str, now_us: int) -> StateChange:
+        """A state a test chooses (a value, `unavailable`), attributes kept: HA's event for it."""
+        old = self.states[entity_id]
+        stamp = self._tick(now_us)
+        context = self._context(stamp, user_driven=False)
+        last_changed = stamp if state != old["state"] else self._last_changed_us[entity_id]
+        new = self._record(
+            entity_id, state, old["attributes"], last_changed, stamp, context, encode_json(context)
+        )
+        event = {
+            "event_type": "state_changed",
+            "data": {"entity_id": entity_id, "old_state": old, "new_state": new},
+            "origin": "LOCAL",
+            "time_fired": new["last_updated"],
+            "context": context,
+        }
+        return StateChange(event, encode_json(event))
+
     def history(self, entity_id: str) -> Sequence[HistoryEntry]:
         """The retained states of one entity, oldest first (bounded: old ones fall off)."""
         return self._history.get(entity_id, ())

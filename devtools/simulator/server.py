@@ -652,6 +652,10 @@ class HASimulator:
             {"action": "update", "entity_id": entity_id, "changes": changes},
         )
 
+    def set_state(self, entity_id: str, state: str) -> None:
+        """An entity takes a state now, outside the random stream (a test's quiet home)."""
+        self._publish([self._home.set_state(entity_id, state, time.time_ns() // 1000)])
+
     def _fire(self, event_type: str, data: JSON) -> None:
         """An event of `event_type` to every subscription to it (or to all events)."""
         now_us = time.time_ns() // 1000

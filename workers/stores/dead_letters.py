@@ -242,8 +242,13 @@ class DeadLetterStore:
 
 
 def as_replay(message: Any) -> Any:
-    """The task message to enqueue again: the same event, marked `source: replay`."""
+    """The task message to enqueue again: the same event, marked `source: replay`.
+
+    A heartbeat stays one: its source is what gives its point the heartbeat's time and tag.
+    """
     if isinstance(message, dict) and isinstance(message.get("event"), dict):
+        if message.get("source") == "heartbeat":
+            return message
         return {**message, "source": "replay"}
     return message  # not a valid message: the worker dead-letters it again with the reason
 

@@ -19,7 +19,7 @@ FIGURES = {
     "burst_drain", "rss_listener", "rss_worker", "lost_events", "worker_drain_rate",
     "worker_cpu_per_event_us", "stack_cpu_per_event_us", "redis_bytes_per_waiting_event",
     "burst_drain_one_worker_s", "steady_listener_cpu_200_us", "steady_listener_cpu_2000_us",
-    "steady_stack_cpu_200_us",
+    "steady_stack_cpu_200_us", "heartbeat_points_per_hour", "heartbeat_cpu_per_hour_s",
 }  # fmt: skip
 
 

@@ -13,12 +13,13 @@ import redis
 from config.redis_keys import RedisKeys
 from core.line_protocol import encode_point
 from core.rules import Rules
+from core.state_heartbeat import state_heartbeat_event
 from core.transform import Point, event_to_point
 from devtools.local_servers import InfluxDBServer
 from tests.helpers import InfluxDatabase, wait_until
 from workers.pipeline import IngestPipeline
 from workers.sinks.influx_sink import V1Sink
-from workers.stores.dead_letters import DeadLetterStore
+from workers.stores.dead_letters import DeadLetterStore, as_replay
 
 pytestmark = pytest.mark.integration
 
@@ -142,3 +143,34 @@ def test_influxdb_down_means_wait_and_retry_not_dead_letters(
         assert store.count() == 0
     finally:
         server.stop()
+
+
+def test_a_heartbeat_lands_beside_its_state_tagged_and_stays_one_when_replayed(
+    influx_db: InfluxDatabase, redis_url: str, fixtures_dir: Path
+) -> None:
+    live = next(
+        m
+        for m in _fixture_messages(fixtures_dir)
+        if isinstance(event_to_point(m["event"], Rules()), Point)
+    )
+    state = live["event"]["data"]["new_state"]
+    beat = {
+        "event": state_heartbeat_event(state, 1_900_000_000.5),
+        "received_at": 2.0,
+        "source": "heartbeat",
+        "seq": 1,
+    }
+    assert as_replay(beat) == beat
+    store = DeadLetterStore(redis.Redis.from_url(redis_url), RedisKeys())
+    outcome = _pipeline(V1Sink(influx_db.url, influx_db.name), store).process([live, beat])
+    assert outcome.written == 2
+    rows = influx_db.query("SELECT * FROM /.*/ GROUP BY *")
+    by_time = {int(r["time"]): r for r in rows}
+    assert by_time[1_900_000_000_500_000_000]["heartbeat"] == "true"
+    original = next(r for t, r in by_time.items() if t != 1_900_000_000_500_000_000)
+    assert not original.get("heartbeat")
+    assert {k: v for k, v in original.items() if k not in ("time", "heartbeat")} == {
+        k: v
+        for k, v in by_time[1_900_000_000_500_000_000].items()
+        if k not in ("time", "heartbeat")
+    }

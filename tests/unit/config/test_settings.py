@@ -86,6 +86,34 @@ def test_cross_field_rules(monkeypatch, tmp_path: Path) -> None:
     assert "REDIS_URL" in text
 
 
+def test_the_state_heartbeat_is_off_by_default_and_reads_its_lists(monkeypatch) -> None:
+    assert load_settings().state_heartbeat_interval is None
+    monkeypatch.setenv("STATE_HEARTBEAT_INTERVAL", "900")
+    monkeypatch.setenv("STATE_HEARTBEAT_DOMAINS", "climate, input_number")
+    monkeypatch.setenv("STATE_HEARTBEAT_ENTITY_GLOBS", "sensor.*_temperature")
+    settings = load_settings()
+    assert settings.state_heartbeat_interval == 900.0
+    assert settings.state_heartbeat_domains == ("climate", "input_number")
+    assert settings.state_heartbeat_entity_globs == ("sensor.*_temperature",)
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"STATE_HEARTBEAT_INTERVAL": "900"}, "set STATE_HEARTBEAT_DOMAINS"),
+        ({"STATE_HEARTBEAT_DOMAINS": "climate"}, "set STATE_HEARTBEAT_INTERVAL"),
+        ({"STATE_HEARTBEAT_INTERVAL": "0.5", "STATE_HEARTBEAT_DOMAINS": "climate"}, "1"),
+    ],
+)
+def test_a_state_heartbeat_half_set_says_what_is_missing(
+    monkeypatch, given: dict[str, str], named: str
+) -> None:
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=named):
+        load_settings()
+
+
 def test_token_from_a_file(monkeypatch, tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("abc.def.ghi\n")

@@ -714,6 +714,19 @@ def test_timestamps_stay_unique_when_the_clock_stands_still() -> None:
     assert all(json.loads(c.json) == c.event for c in changes[:500])
 
 
+def test_a_chosen_state_is_an_event_like_any_other_and_the_new_current_state() -> None:
+    home = Home(5, seed=1, now_us=1_795_734_004_000_000)
+    before = home.states["binary_sensor.front_door"]
+    change = home.set_state("binary_sensor.front_door", "unavailable", 1_795_734_005_000_000)
+    new = change.event["data"]["new_state"]
+    assert json.loads(change.json) == change.event
+    assert change.event["data"]["old_state"] == before
+    assert new["state"] == "unavailable"
+    assert new["attributes"] == before["attributes"]
+    assert new["last_updated"] == new["last_changed"] == iso_from_us(1_795_734_005_000_000)
+    assert home.states["binary_sensor.front_door"] == new
+
+
 def test_the_home_has_every_kind_of_entity_and_realistic_changes() -> None:
     home = Home(20, seed=2, now_us=1_795_734_004_000_000)
     domains = {entity_id.split(".")[0] for entity_id in home.entity_ids}
