@@ -51,11 +51,11 @@ def day() -> Day:
     """One change a minute for a day, from the simulator's home of 20 entities."""
     home = Home(20, seed=23, now_us=DAY_START_US)
     events = [home.step(DAY_START_US + (i + 1) * 60_000_000).event for i in range(EVENTS)]
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"event": event, "received_at": 1.0, "source": "live", "seq": i}
         for i, event in enumerate(events)
     ]
-    results = [event_to_point(m["event"], Rules()) for m in messages]
+    results = [event_to_point(event, Rules()) for event in events]
     return Day(messages, [p for p in results if isinstance(p, Point)])
 
 
