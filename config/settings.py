@@ -343,6 +343,17 @@ class Settings(BaseSettings):
         "InfluxDB outage are never capped.",
         json_schema_extra=in_group(SettingGroup.WORKERS),
     )
+    type_shadow_fields: bool = Field(
+        default=True,
+        description="Where InfluxDB already holds a field with another type (written first by "
+        "another writer: an integer `value`, a numeric `state`), write the value to a shadow "
+        "field instead of dead-lettering the point: `<field>_str` for text (HA's name), "
+        "`<field>_float` for a number; counted as `type_shadowed`. A point is still "
+        "dead-lettered when its shadow clashes too. false: such points are dead-lettered "
+        "(reason rejected_by_influxdb), as before. HA's integration drops them (and their "
+        "batch).",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
+    )
     enrichment_enabled: bool = Field(
         default=True,
         description="Add area and device tags from HA's registries (kept in Redis by the "

@@ -15,6 +15,12 @@ for a message other than a successful write:
   (config/celery_app.py explains the arithmetic);
 - the worker is stopping: the same hand-back, so a restart loses nothing.
 
+A point InfluxDB refuses because a field already holds another type (another writer filled
+the database first) is not dead-lettered while a shadow field can take the value: the refusal
+teaches the worker the measurement's field types (workers/sinks/field_types.py), the clashing
+values move to their shadows (core/field_types.py) and the batch is written again; such points
+are counted as `type_shadowed`.
+
 Every message of a batch thus ends in exactly one of: written, skipped by a named rule,
 dead-lettered with a reason, or handed back (`BatchOutcome.handed_back`).
 """
@@ -31,14 +37,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.backoff import BackoffFactory, exponential_backoff
+from core.field_types import shadow
 from core.ha_event import entity_id_of
 from core.line_protocol import encode_point
 from core.rules import Rules
 from core.state_heartbeat import state_heartbeat_point
 from core.statistics_point import STATISTICS_EVENT, statistics_to_point
 from core.task_message import InvalidMessage, Undecodable, parse_message
-from core.transform import InvalidEvent, Skipped, event_to_point
+from core.transform import InvalidEvent, Point, Skipped, event_to_point
 from workers.sinks.errors import PointsRejected, SinkUnavailable
+from workers.sinks.field_types import FieldTypeCache
 from workers.sinks.influx_sink import Sink
 from workers.stores.dead_letters import TOO_OLD_DURING_OUTAGE, UNDECODABLE
 
@@ -60,6 +68,10 @@ WriteErrorNote = Callable[[str], object]
 LIVE_COUNTERS = ("retries", "write_errors")
 """Counted as they happen, so an outage shows while a batch still waits; the rest per batch."""
 
+MAX_RELEARNS = 64
+"""Writes of one batch again after learning field types: each needs a new fact, so a few do;
+the bound keeps a store whose answers keep changing from holding a batch in a loop."""
+
 
 @dataclass
 class BatchOutcome:
@@ -74,6 +86,8 @@ class BatchOutcome:
     """Failed write attempts of any kind: unavailable, or points rejected."""
     capped: int = 0
     """Written events whose point was cut (attributes beyond the limit, very long strings)."""
+    type_shadowed: int = 0
+    """Written events with a value moved to a shadow field: its own field holds another type."""
     handed_back: list[int] = field(default_factory=list)
     """Indexes of the messages to give back to the broker unfinished."""
     skipped_indexes: list[int] = field(default_factory=list)
@@ -87,6 +101,7 @@ class BatchOutcome:
             "retries": self.retries,
             "write_errors": self.write_errors,
             "capped": self.capped,
+            "type_shadowed": self.type_shadowed,
             # Events that only waited out an outage are not dead letters for a person: they
             # are counted under their reason alone (and the outage store is reported apart).
             "dead_lettered": sum(
@@ -107,6 +122,9 @@ class _Entry:
     line: str
     received_at: float
     capped: bool
+    point: Point
+    shadowed: bool
+    """Its line has a value moved to a shadow field."""
 
 
 class _HandBack(Exception):
@@ -145,6 +163,7 @@ class IngestPipeline:
         sink: Sink,
         dead_letters: DeadLetterSink,
         tags_for: TagsFor | None = None,
+        field_types: FieldTypeCache | None = None,
         count: CountSink = _no_count,
         note_write_error: WriteErrorNote = _no_note,
         backoff: BackoffFactory = lambda: exponential_backoff(initial=0.5, cap=30.0),
@@ -158,6 +177,10 @@ class IngestPipeline:
         self._sink = sink
         self._dead_letters = dead_letters
         self._tags_for = tags_for or _no_tags
+        self._field_types = field_types
+        """Set when clashing values go to shadow fields (TYPE_SHADOW_FIELDS); None: they are
+        refused and dead-lettered."""
+        self._relearns = MAX_RELEARNS
         self._count = count
         self._note_write_error = note_write_error
         self._backoff = backoff
@@ -173,6 +196,7 @@ class IngestPipeline:
         """Write every message's point, skip it by rule, dead-letter it, or hand it back."""
         outcome = BatchOutcome()
         deadline = self._deadline = self._clock() + self._hold_limit
+        self._relearns = MAX_RELEARNS
         entries, letters = self._prepare(messages, outcome)
         try:
             self._store_dead_letters(letters, outcome)
@@ -212,7 +236,6 @@ class IngestPipeline:
         """Lines to write, and dead letters for what cannot be understood."""
         entries: list[_Entry] = []
         letters: list[tuple[Any, str, str]] = []
-        precision = self._rules.precision
         for index, raw in enumerate(messages):
             if isinstance(raw, Undecodable):  # its reason is the letter's error
                 letters.append((raw, UNDECODABLE, raw.reason))
@@ -234,7 +257,7 @@ class IngestPipeline:
                     outcome.skipped[result.rule] += 1
                     outcome.skipped_indexes.append(index)
                     continue
-                line = encode_point(result, precision)
+                line, shadowed = self._line(result)
             except (InvalidMessage, InvalidEvent) as exc:
                 letters.append((raw, "invalid_event", str(exc)))
                 continue
@@ -242,13 +265,23 @@ class IngestPipeline:
                 log.exception("could not transform an event; it is kept as a dead letter")
                 letters.append((raw, "transform_error", repr(exc)))
                 continue
-            entries.append(_Entry(index, raw, line, message.received_at, result.capped > 0))
+            capped = result.capped > 0
+            entries.append(_Entry(index, raw, line, message.received_at, capped, result, shadowed))
         return entries, letters
+
+    def _line(self, point: Point) -> tuple[str, bool]:
+        """The point's line, with the values whose field the store holds with another type
+        moved to their shadows; and whether any moved."""
+        if self._field_types is None:
+            return encode_point(point, self._rules.precision), False
+        moved = shadow(point, self._field_types.held(point.measurement))
+        return encode_point(moved.point, self._rules.precision), bool(moved.moved)
 
     def _write_isolating(
         self, entries: list[_Entry], outcome: BatchOutcome, deadline: float
     ) -> None:
-        """Write all entries; on a rejection, bisect until only the offending lines remain."""
+        """Write all entries; on a rejection, move clashing values to their shadow fields, else
+        bisect until only the offending lines remain."""
         pending = [entries] if entries else []
         while pending:
             chunk = pending.pop()
@@ -257,16 +290,33 @@ class IngestPipeline:
                 if rejected is None:
                     outcome.written += len(chunk)
                     outcome.capped += sum(entry.capped for entry in chunk)
-                elif len(chunk) == 1:
-                    letter = (chunk[0].raw, "rejected_by_influxdb", rejected.message)
-                    self._store_dead_letters([letter], outcome)
+                    outcome.type_shadowed += sum(entry.shadowed for entry in chunk)
+                elif self._moved_to_shadows(rejected, chunk, pending):
+                    pending.append(chunk)  # written again, with the clashing values moved
                 else:
-                    middle = len(chunk) // 2
-                    pending.append(chunk[middle:])
-                    pending.append(chunk[:middle])
+                    self._isolate(rejected, chunk, pending, outcome)
             except _HandBack as back:
                 unfinished = chunk + [e for rest in pending for e in rest]
                 raise _HandBack(unfinished, retry_after=back.retry_after, why=back.why) from None
+
+    def _isolate(
+        self,
+        rejected: PointsRejected,
+        chunk: list[_Entry],
+        pending: list[list[_Entry]],
+        outcome: BatchOutcome,
+    ) -> None:
+        """Count the refusal; dead-letter a lone entry, split a larger chunk in two."""
+        outcome.write_errors += 1
+        self._count({"write_errors": 1})
+        self._note_write_error(str(rejected))
+        if len(chunk) == 1:
+            letter = (chunk[0].raw, "rejected_by_influxdb", rejected.message)
+            self._store_dead_letters([letter], outcome)
+        else:
+            middle = len(chunk) // 2
+            pending.append(chunk[middle:])
+            pending.append(chunk[:middle])
 
     def _write_retrying(
         self, chunk: list[_Entry], outcome: BatchOutcome, deadline: float
@@ -280,10 +330,7 @@ class IngestPipeline:
             try:
                 self._sink.write([entry.line for entry in chunk])
             except PointsRejected as exc:
-                outcome.write_errors += 1
-                self._count({"write_errors": 1})
-                self._note_write_error(str(exc))
-                return exc
+                return exc  # counted by the caller unless shadow fields take the values
             except SinkUnavailable as exc:
                 outcome.retries += 1
                 outcome.write_errors += 1
@@ -316,6 +363,25 @@ class IngestPipeline:
                     log.info("InfluxDB accepts writes again")
                 return None
         return None
+
+    def _moved_to_shadows(
+        self, rejected: PointsRejected, chunk: list[_Entry], pending: list[list[_Entry]]
+    ) -> bool:
+        """Learn the store's field types from a refusal and move the clashing values of the
+        unfinished entries to their shadows; True when the chunk changed, so it is worth
+        writing again (otherwise it is split as any refusal is)."""
+        cache = self._field_types
+        if cache is None or self._relearns <= 0 or not cache.learn(rejected.message):
+            return False
+        self._relearns -= 1
+        changed = False
+        for entry in chunk:
+            line, entry.shadowed = self._line(entry.point)
+            changed = changed or line != entry.line
+            entry.line = line
+        for entry in (e for rest in pending for e in rest):
+            entry.line, entry.shadowed = self._line(entry.point)
+        return changed
 
     def _drop_too_old(self, chunk: list[_Entry], outcome: BatchOutcome, exc: Exception) -> None:
         """Dead-letter (in place) the entries that waited longer than max_event_age."""

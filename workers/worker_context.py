@@ -31,6 +31,7 @@ from workers.batch_events import BatchEvents
 from workers.hand_back import HandBackPacer
 from workers.pipeline import BatchOutcome, IngestPipeline, TagsFor
 from workers.sinks.errors import SinkError
+from workers.sinks.field_types import FieldTypeCache
 from workers.sinks.influx_sink import V1Sink, make_sink
 from workers.stores.counter_store import CounterStore
 from workers.stores.dead_letters import AutoReplay, DeadLetterStore, SendMany
@@ -74,6 +75,10 @@ class WorkerContext:
         if settings.enrichment_enabled:
             cache = RegistryCache(self.redis, keys, ttl=settings.enrichment_cache_ttl)
             tags_for = Enrichment(cache, default_steps(rules.tags_attributes)).tags_for
+        field_types = None
+        if settings.type_shadow_fields:
+            schema = self.sink.field_types if isinstance(self.sink, V1Sink) else None
+            field_types = FieldTypeCache(schema)
         cap = settings.write_retry_max_delay
         self.pipeline = IngestPipeline(
             rules=rules,
@@ -86,6 +91,7 @@ class WorkerContext:
             max_event_age=settings.max_event_age,
             hold_limit=hold_limit,
             tags_for=tags_for,
+            field_types=field_types,
         )
 
     def ingest(self, messages: list[Any]) -> BatchOutcome:

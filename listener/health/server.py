@@ -45,6 +45,12 @@ PIPELINE_METRICS: tuple[tuple[str, FigureMetric, str], ...] = (
     ("retried", counter("write_retries"), "InfluxDB write attempts retried"),
     ("write_errors", counter("write_errors"), "InfluxDB write attempts refused"),
     ("dead_letters", counter("dead_letters"), "Events dead-lettered"),
+    (
+        "type_shadowed",
+        counter("points_type_shadowed"),
+        "Points written with a value in a shadow field (<field>_float, <field>_str): its own "
+        "field holds another type in InfluxDB",
+    ),
     ("dead_letters_stored", gauge("dead_letters_stored"), "Letters in the dead-letter store now"),
     (
         "outage_letters_stored",

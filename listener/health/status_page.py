@@ -217,6 +217,7 @@ _SCRIPT = r"""
       ["Retried", num(p.retried), "pipeline.retried"],
       ["Write errors", num(p.write_errors), "pipeline.write_errors"],
       ["Dead letters", num(p.dead_letters), "pipeline.dead_letters"],
+      ["Type-shadowed points", num(p.type_shadowed), "pipeline.type_shadowed"],
       ["Beat's figures", p.age_s === null ? "beat has not run" : duration(p.age_s) + " old", "pipeline.age_s"]
     ]);
     rows("listener", Object.keys(l).filter(function (k) { return k !== "present"; }).map(function (k) {

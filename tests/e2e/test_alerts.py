@@ -129,9 +129,10 @@ def test_a_broker_outage(stack: Stack) -> None:
 
 
 def test_points_refused_become_dead_letters(stack: Stack) -> None:
-    """A database where the simulator's °C sensors' `value` is a string: InfluxDB refuses."""
+    """A database where the simulator's °C sensors' `value` is a string, and its shadow field
+    `value_float` too: InfluxDB refuses, and no shadow field can take the values."""
     InfluxQL(stack.influx.url).results('CREATE DATABASE "strict"')
-    line = '°C,domain=sensor,entity_id=seeded value="warm"'.encode()
+    line = '°C,domain=sensor,entity_id=seeded value="warm",value_float="warm"'.encode()
     request = urllib.request.Request(f"{stack.influx.url}/write?db=strict", data=line)
     urllib.request.urlopen(request, timeout=10).close()
     stack.stop("worker")

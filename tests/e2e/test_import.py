@@ -265,8 +265,9 @@ def test_rows_influxdb_refuses_are_dead_lettered_and_the_import_still_finishes(
 ) -> None:
     since_text, since, now = _range(stack)
     middle = (stack.sim.sim.past.start_us + stack.sim.sim.past.end_us) // 2 * 1000
-    # A text `value` in °C: every °C point of that shard is a field type conflict.
-    line = f'°C,domain=sensor,entity_id=squatter value="text" {middle}'
+    # A text `value` in °C, and a text shadow `value_float`: every °C point of that shard is a
+    # field type conflict no shadow field can take.
+    line = f'°C,domain=sensor,entity_id=squatter value="text",value_float="text" {middle}'
     response = urllib3.request("POST", f"{stack.influx.url}/write?db={stack.influx.name}",
                                body=line.encode())  # fmt: skip
     assert response.status == 204, response.data

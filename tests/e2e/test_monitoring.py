@@ -302,8 +302,9 @@ def test_influxdb_refusing_writes_then_dead_letters(stack: Stack, tmp_path: Path
     try:
         _influxql(influx.url, "CREATE USER admin WITH PASSWORD 'right-pw' WITH ALL PRIVILEGES")
         _influxql(influx.url, 'CREATE DATABASE "strict"', auth="admin:right-pw")
-        # Sensors in °C write a float `value`: make it a string field here, so they are refused.
-        line = '°C,domain=sensor,entity_id=seeded value="warm"'.encode()
+        # Sensors in °C write a float `value`: make it a string field here, and its shadow
+        # field `value_float` too, so they are refused.
+        line = '°C,domain=sensor,entity_id=seeded value="warm",value_float="warm"'.encode()
         _influx(influx.url, "/write?db=strict", line, "admin:right-pw")
         stack.stop("worker")
         stack.database = "strict"

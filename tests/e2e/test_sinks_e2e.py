@@ -1,6 +1,7 @@
 """Both sinks end to end with the real processes: simulator → listener → Redis → worker → sink.
 
-- InfluxDB 1.x through `/write`, read back with InfluxQL: every point, numbers and strings.
+- InfluxDB 1.x through `/write`, read back with InfluxQL: every point, numbers and strings;
+  and where another writer made a field an integer first, every value through its shadow field.
 - The v2 write API through influxdb-client, against VictoriaMetrics, read back through its
   export API. VictoriaMetrics names a series `{measurement}_{field}`, keeps tags as labels,
   stores milliseconds and turns string fields into 0: it proves the v2 path and the numbers.
@@ -32,6 +33,7 @@ from tests.expectations import (
 from tests.helpers import InfluxDatabase, Victoria, wait_until
 from tests.processes import AppProcess, app_env, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
+from workers.sinks.influx_sink import V1Sink
 
 pytestmark = pytest.mark.e2e
 
@@ -105,6 +107,32 @@ def test_influxdb_1x_receives_every_point_through_write(
             else:
                 assert row[name] == pytest.approx(value), (key, name)
     assert strings > 0, "string fields were checked too"
+
+
+def test_influxdb_1x_where_another_writer_made_value_an_integer_keeps_every_point(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    """°C's `value` created first as an integer (as Node-RED or Telegraf would): by default
+    every °C value goes to `value_float`, counted as type_shadowed; none is dead-lettered (the
+    stack checks)."""
+    planter = V1Sink(influx_db.url, influx_db.name)
+    planter.write([f"°C,domain=sensor,entity_id=planted value=7i {time.time_ns()}"])
+    planter.close()
+    with stack(
+        tmp_path, redis_url, INFLUXDB_URL=influx_db.url, INFLUXDB_DATABASE=influx_db.name
+    ) as expected:
+        rows = influx_db.query(
+            "SELECT value, value_float FROM \"°C\" WHERE entity_id != 'planted' GROUP BY *"
+        )
+        counted = redis.Redis.from_url(redis_url).get(RedisKeys().counter("type_shadowed"))
+    celsius = {key: p for key, p in expected.items() if p.measurement == "°C"}
+    assert len(celsius) > 10
+    found = {(r["domain"], r["entity_id"], r["time"]): r for r in rows}
+    assert found.keys() == celsius.keys()
+    for key, point in celsius.items():
+        assert found[key]["value"] is None, key
+        assert found[key]["value_float"] == pytest.approx(dict(point.fields)["value"]), key
+    assert int(counted or 0) == len(celsius)
 
 
 def test_the_v2_write_api_reaches_victoriametrics_through_influxdb_client(

@@ -95,6 +95,11 @@ def make_sink(settings: Settings, precision: str) -> Sink:
     )
 
 
+def _identifier(name: str) -> str:
+    """An InfluxQL identifier in double quotes, whatever it contains."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _canonical_precision(precision: str) -> str:
     try:
         return PRECISIONS[precision]
@@ -189,6 +194,32 @@ class V1Sink:
                 ),
                 status=response.status,
             )
+
+    def field_types(self, measurement: str) -> dict[str, set[str]]:
+        """What the store holds each field of `measurement` as (SHOW FIELD KEYS); a field may
+        have several types, one per shard. Raises SinkUnavailable when it cannot say."""
+        source = _identifier(measurement)
+        if self.retention_policy:
+            source = f"{_identifier(self.retention_policy)}.{source}"
+        body = urlencode({"q": f"SHOW FIELD KEYS FROM {source}", "db": self.database}).encode()
+        headers = {**self._headers, "Content-Type": "application/x-www-form-urlencoded"}
+        response = self._post("/query", {}, body, headers)
+        if not 200 <= response.status < 300:
+            raise self._error(response.status, self._error_text(response), response)
+        types: dict[str, set[str]] = {}
+        results = json_object(response.data).get("results")
+        for result in results if isinstance(results, list) else []:
+            if not isinstance(result, dict):
+                continue
+            if result.get("error"):
+                raise SinkUnavailable(
+                    self._scrub(f"{self._server} could not list the fields: {result['error']}")
+                )
+            for series in result.get("series") or []:
+                for row in series.get("values") or []:
+                    if isinstance(row, list) and len(row) == 2:
+                        types.setdefault(str(row[0]), set()).add(str(row[1]))
+        return types
 
     def close(self) -> None:
         self._pool.clear()
@@ -362,9 +393,15 @@ class V2Sink:
         )
 
     def _text(self, body: str | None, reason: str | None, status: int) -> str:
-        """The server's own words: the JSON `message` of InfluxDB 2, else the body as it is."""
+        """The server's own words: the JSON `message` of InfluxDB 2 (`error` of 1.8's v2 API),
+        else the body as it is."""
+        answer = json_object(body)
         text = (
-            json_object(body).get("message") or (body or "").strip() or reason or f"HTTP {status}"
+            answer.get("message")
+            or answer.get("error")
+            or (body or "").strip()
+            or reason
+            or f"HTTP {status}"
         )
         return self._scrub(clip(str(text)))
 

@@ -44,9 +44,10 @@ def test_a_refused_write_puts_influxdbs_words_in_the_health_reason(
         influxdb_database=influx_db.name,
         health_window=120,
     )
-    # `value` already a string in this series: the worker's float is a field type conflict.
+    # `value` already a string in this series: the worker's float is a field type conflict,
+    # and its shadow field `value_float` a string too, so no shadow can take it.
     planted = V1Sink(influx_db.url, influx_db.name)
-    planted.write([f'sensor.conflict,entity_id=planted value="x" {T_NS - 1}'])
+    planted.write([f'sensor.conflict,entity_id=planted value="x",value_float="x" {T_NS - 1}'])
     planted.close()
     context = WorkerContext(settings, Rules(), send_many=TaskSender(create_app(settings)))
     try:
@@ -63,6 +64,41 @@ def test_a_refused_write_puts_influxdbs_words_in_the_health_reason(
     [reason] = [r for r in report["reasons"] if r.startswith("InfluxDB refused 1 batch")]
     assert "InfluxDB rejected the points (400)" in reason
     assert "field type conflict" in reason, reason
+
+
+@pytest.mark.parametrize("shadows", [True, False])
+def test_a_type_clash_goes_to_a_shadow_field_unless_turned_off(
+    redis_url: str, influx_db: InfluxDatabase, shadows: bool
+) -> None:
+    """By default (TYPE_SHADOW_FIELDS) the worker writes a number that meets an integer `value`
+    to `value_float` and counts it in the report; turned off, the point is dead-lettered."""
+    settings = load_settings(
+        celery_broker_url=redis_url,
+        influxdb_url=influx_db.url,
+        influxdb_database=influx_db.name,
+        type_shadow_fields=shadows,
+    )
+    planted = V1Sink(influx_db.url, influx_db.name)
+    planted.write([f"sensor.clash,entity_id=planted value=7i {T_NS - 1}"])
+    planted.close()
+    context = WorkerContext(settings, Rules(), send_many=TaskSender(create_app(settings)))
+    try:
+        outcome = context.ingest([state_message("sensor.clash", "21.5", 1)])
+    finally:
+        context.close()
+
+    report = Monitor.from_settings(settings).run()
+    rows = influx_db.query(
+        "SELECT value, value_float FROM \"sensor.clash\" WHERE entity_id = 'clash'"
+    )
+    if shadows:
+        assert (outcome.written, outcome.type_shadowed, outcome.dead_lettered) == (1, 1, {})
+        assert rows == [{"time": T_NS, "value": None, "value_float": 21.5}]
+        assert report["pipeline"]["type_shadowed"] == 1
+    else:
+        assert outcome.dead_lettered == {"rejected_by_influxdb": 1}
+        assert rows == []
+        assert report["pipeline"]["type_shadowed"] == 0
 
 
 def test_the_app_carries_the_worker_context_and_a_forked_child_builds_its_own(

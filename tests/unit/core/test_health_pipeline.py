@@ -322,3 +322,17 @@ def test_workers_alive_reaches_the_report() -> None:
     figures, _ = beat_figures(readings, None, T)
     assert figures.pipeline["workers_alive"] == 0
     assert "no_workers" in [c.code for c in figures.checks]
+
+
+def test_type_shadowed_points_are_a_figure_not_a_problem() -> None:
+    """Points that went to shadow fields were written: counted, and the report stays healthy."""
+    readings = Readings(
+        now=NOW,
+        listener=listener_figures(last_event_at=NOW - 0.5),
+        buckets={"written": {int(NOW // 60): 40}},
+        totals={"written": 40, "type_shadowed": 12},
+        queue=QueueReading(depth=0, in_flight=0),
+    )
+    report, _ = compute_report(readings, None, T)
+    assert report["pipeline"]["type_shadowed"] == 12
+    assert report["status"] == "healthy", report["reasons"]

@@ -100,11 +100,13 @@ def test_a_conflicting_point_is_isolated_and_replayed_after_the_schema_is_fixed(
     client = redis.Redis.from_url(redis_url)
     good = [event(f"sensor.power_{i % 20}", str(i), "W", i) for i in range(199)]
     victim = event("sensor.victim", "42.5", "victim_unit", 100)
-    # The conflict: `value` first written as a string in the victim's measurement and shard.
+    # The conflict: `value` first written as a string in the victim's measurement and shard,
+    # and its shadow field `value_float` too, so no shadow can take the victim's value.
     sink = V1Sink(influx_db.url, influx_db.name)
     victim_ns = (BASE_S + 100) * 1_000_000_000
-    sink.write([encode_point(Point("victim_unit", (("entity_id", "planted"),),
-                                   (("value", "a string"),), victim_ns - 1))])  # fmt: skip
+    planted = (("value", "a string"), ("value_float", "a string"))
+    sink.write([encode_point(Point("victim_unit", (("entity_id", "planted"),), planted,
+                                   victim_ns - 1))])  # fmt: skip
     messages = [message(e, i) for i, e in enumerate(good)]
     messages.insert(57, message(victim, 999))
     publish(redis_url, messages)

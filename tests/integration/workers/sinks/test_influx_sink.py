@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from core.field_types import Conflict, conflicts_in
 from devtools.local_servers import InfluxDBServer, VictoriaMetricsServer
 from tests.helpers import InfluxDatabase, InfluxQL, Victoria, wait_until
+from tests.influx_v2_bridge import V2Bridge
 from workers.sinks.errors import PointsRejected, SinkError, SinkUnavailable
 from workers.sinks.influx_http import error_for_status, parse_retry_after
 from workers.sinks.influx_sink import V1Sink, V2Sink
@@ -129,6 +131,35 @@ def test_v1_field_type_conflict_is_rejected_with_influxdb_text(
         "float, already exists as type string dropped=1"
     )
     assert "field type conflict" in str(caught.value)
+
+
+def test_v1_field_types_are_what_the_store_holds(v1: V1Sink, influx_db: InfluxDatabase) -> None:
+    v1.write([f'°C,entity_id=a value=1i,state="x",ok=true {T0}', f'm"q\\ x value=2.5 {T0}'])
+
+    assert v1.field_types("°C") == {"value": {"integer"}, "state": {"string"}, "ok": {"boolean"}}
+    assert v1.field_types('m"q x') == {"value": {"float"}}
+    assert v1.field_types("absent") == {}
+
+
+def test_v2_api_refusal_of_a_field_type_names_the_conflict(influx_db: InfluxDatabase) -> None:
+    """InfluxDB 1.8's v2 write API (tests/influx_v2_bridge.py) answers in the store's words."""
+    planter = V1Sink(influx_db.url, influx_db.name)
+    planter.write([f"°C,entity_id=a value=1i {T0}"])
+    planter.close()
+    bridge = V2Bridge(influx_db.url).start()
+    sink = V2Sink(bridge.url, token="unused", org="home", bucket=influx_db.name)
+    try:
+        with pytest.raises(PointsRejected) as caught:
+            sink.write([f"°C,entity_id=b value=1.5 {T0 + 1}"])
+    finally:
+        sink.close()
+        bridge.stop()
+
+    assert caught.value.message == (
+        'partial write: field type conflict: input field "value" on measurement "°C" is type '
+        "float, already exists as type integer dropped=1"
+    )
+    assert conflicts_in(caught.value.message) == [Conflict("°C", "value", "float", "integer")]
 
 
 def test_v1_rejection_of_one_point_still_stores_the_others(

@@ -39,8 +39,9 @@ def test_each_finished_import_message_is_marked_once_by_kind(
     settings = load_settings(
         celery_broker_url=redis_url, influxdb_url=influx_db.url, influxdb_database=influx_db.name
     )
-    planted = V1Sink(influx_db.url, influx_db.name)  # `value` already text in this series
-    planted.write([f'V,domain=sensor,entity_id=conflict value="x" {T_NS - 1}'])
+    # `value` already text in this series, and its shadow field too: no shadow can take it.
+    planted = V1Sink(influx_db.url, influx_db.name)
+    planted.write([f'V,domain=sensor,entity_id=conflict value="x",value_float="x" {T_NS - 1}'])
     planted.close()
     row = {"start": T_NS // 10**6, "mean": 2.5, "min": 1.0, "max": 4.0}
     events = [

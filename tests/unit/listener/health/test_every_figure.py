@@ -120,3 +120,10 @@ def test_a_misspelt_figure_fails_at_once() -> None:
     stats = ListenerStats()
     with pytest.raises(AttributeError):
         stats.events_enqeued = 1  # type: ignore[attr-defined]  # mypy catches it first
+
+
+def test_beats_type_shadowed_figure_reaches_metrics() -> None:
+    stats, _ = every_figure_set()
+    report = build_report(NOW, stats.snapshot(NOW), None, Thresholds(), beat_ran_at=None)
+    report["pipeline"]["type_shadowed"] = 12
+    assert scrape(report)[("ha_ingestor_points_type_shadowed_total", ())] == 12.0
