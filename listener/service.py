@@ -27,13 +27,15 @@ from config.redis_keys import RedisKeys
 from config.settings import Settings, SettingsError, load_settings
 from core.backoff import exponential_backoff
 from core.ha_event import parse_ha_time
+from core.renames import REGISTRY_UPDATED, FoundBy
 from core.task_message import Source, TaskMessage
 from listener.data_dir_lock import DataDirLock
 from listener.ha import protocol
 from listener.ha.auth_gate import AuthGate
-from listener.ha.client import HAClient, HAConnection
+from listener.ha.client import ControlHandler, HAClient, HAConnection
 from listener.ha.frame_trace import FrameTrace
 from listener.ha.registries import UPDATE_EVENTS, Call, RegistryRefresher, RegistryStore
+from listener.ha.renames import RenameTracker
 from listener.handoff.publisher import Publisher, celery_publisher
 from listener.handoff.spool import Spool
 from listener.handoff.storage_watch import BrokerMemoryGate
@@ -110,10 +112,14 @@ class Listener:
         self._backfill_tasks: set[asyncio.Task[None]] = set()
         self._connection: HAConnection | None = None
 
-    async def on_event(self, event: dict[str, Any], source: Source = "live") -> None:
-        """Hand an event to the publisher; waits only when memory and the spool are both full."""
+    async def on_event(
+        self, event: dict[str, Any], source: Source = "live", *, from_ha: bool = True
+    ) -> None:
+        """Hand an event to the publisher; waits only when memory and the spool are both full.
+
+        `from_ha=False`: an event the listener made (a rename), not counted as received."""
         stats = self.stats
-        if source == "live":
+        if source == "live" and from_ha:
             stats.events_received += 1
             stats.events_by_type[str(event.get("event_type"))] += 1
             stats.count_entity(event)
@@ -129,6 +135,12 @@ class Listener:
         # Also set here: the publisher thread sets it between steps, and a hung publish
         # would leave /health showing an empty memory that is filling up.
         stats.memory_queue_depth = self.publisher.backlog
+
+    async def on_rename(self, event: dict[str, Any], found_by: FoundBy) -> None:
+        """A rename's message: `live` when HA announced it, `snapshot` when a registry fetch
+        showed it (core/renames.py)."""
+        self.stats.renames_seen += 1
+        await self.on_event(event, "live" if found_by == "event" else "snapshot", from_ha=False)
 
     def current_call(self) -> Call | None:
         """The live connection's `call`, for registry refreshes; None while disconnected."""
@@ -393,10 +405,15 @@ def build_listener(settings: Settings, stats: ListenerStats | None = None) -> Li
         refresher = RegistryRefresher(
             registries, listener.current_call, on_refreshed=listener.count_refresh
         )
+        control: dict[str, ControlHandler] = dict.fromkeys(UPDATE_EVENTS, refresher.changed)
+        if settings.track_renames:
+            tracker = RenameTracker(listener.on_rename)
+            registries.watch_entities(tracker.entities_stored)
+            control[REGISTRY_UPDATED] = tracker.then(refresher.changed)
         return ListenerService(
             settings=settings,
             listener=listener,
-            client=_ha_client(settings, url, token, stats, listener, refresher, frame_trace),
+            client=_ha_client(settings, url, token, stats, listener, control, frame_trace),
             refresher=refresher,
             publisher=publisher,
             reporter=StateReporter(state_redis, keys, stats),
@@ -429,7 +446,7 @@ def _ha_client(
     token: str,
     stats: ListenerStats,
     listener: Listener,
-    refresher: RegistryRefresher,
+    control: dict[str, ControlHandler],
     frame_trace: FrameTrace | None,
 ) -> HAClient:
     return HAClient(
@@ -438,7 +455,7 @@ def _ha_client(
         settings.ha_event_types,
         listener.on_event,
         stats,
-        control_events=dict.fromkeys(UPDATE_EVENTS, refresher.changed),
+        control_events=control,
         on_connected=listener.on_connected,
         on_disconnected=listener.on_disconnected,
         heartbeat_interval=settings.ha_heartbeat_interval,
