@@ -111,6 +111,8 @@ class Listener:
         self._gap_from: Any = watermark_file.handed_off_through()
         self._backfill_tasks: set[asyncio.Task[None]] = set()
         self._connection: HAConnection | None = None
+        self.renames: RenameTracker | None = None
+        """With TRACK_RENAMES: a rename HA announced is handed on before any later event."""
 
     async def on_event(
         self, event: dict[str, Any], source: Source = "live", *, from_ha: bool = True
@@ -119,6 +121,8 @@ class Listener:
 
         `from_ha=False`: an event the listener made (a rename), not counted as received."""
         stats = self.stats
+        if from_ha and self.renames is not None and self.renames.busy:
+            await self.renames.settled()
         if source == "live" and from_ha:
             stats.events_received += 1
             stats.events_by_type[str(event.get("event_type"))] += 1
@@ -407,7 +411,7 @@ def build_listener(settings: Settings, stats: ListenerStats | None = None) -> Li
         )
         control: dict[str, ControlHandler] = dict.fromkeys(UPDATE_EVENTS, refresher.changed)
         if settings.track_renames:
-            tracker = RenameTracker(listener.on_rename)
+            tracker = listener.renames = RenameTracker(listener.on_rename, registries.rename_entity)
             registries.watch_entities(tracker.entities_stored)
             control[REGISTRY_UPDATED] = tracker.then(refresher.changed)
         return ListenerService(

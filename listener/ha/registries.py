@@ -56,6 +56,27 @@ class RegistryStore:
         list it replaced (Redis SET … GET: read and replaced at once); renames are found so."""
         self._entities_stored = stored
 
+    async def rename_entity(self, old: str, new: str) -> None:
+        """HA announced a rename: store the entity registry with the new id at once (the full
+        fetch follows, debounced), so workers tag the new id's first states; never raises."""
+        try:
+            await asyncio.to_thread(self._rename_stored, old, new)
+        except (redis.RedisError, ValueError) as exc:
+            log.warning("could not store the rename of %s in Redis (%s)", old, exc)
+
+    def _rename_stored(self, old: str, new: str) -> None:
+        key = self._keys.registry("entities")
+        raw = self._redis.get(key)
+        items = json_codec.loads(raw) if isinstance(raw, bytes) else None
+        if not isinstance(items, list):
+            return
+        renamed = [i for i in items if isinstance(i, dict) and i.get("entity_id") == old]
+        for item in renamed:
+            item["entity_id"] = new
+        if renamed:
+            self._redis.set(key, json_codec.dumps(items), ex=REGISTRY_TTL_S)
+            self._bump_version()
+
     async def refresh(self, call: Call, names: list[str] | None = None) -> None:
         """Fetch the named registries (all by default); a failure is logged, never fatal."""
         stored = False
