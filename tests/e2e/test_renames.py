@@ -1,8 +1,9 @@
 """Rename continuity with real processes (TRACK_RENAMES): simulator → listener → worker → InfluxDB.
 
 One scenario, in the order a home lives it: an entity renamed while the listener runs (HA
-announces it), then another renamed while the listener is cut off (found by comparing the
-entity registry at the reconnect). Each time: the points before and after carry the same
+announces it), another renamed while the listener is cut off from HA, a third while the
+listener process is stopped (both found by comparing the entity registry with the one stored
+in Redis, at the reconnect and at the restart). Each time: the points before and after carry the same
 `entity_registry_id`, the rename point is in InfluxDB, `ha-ingestor renames` lists it, and the
 InfluxQL of docs/renames.md draws one line across the two names.
 """
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.e2e
 DOC = Path(__file__).resolve().parents[2] / "docs" / "renames.md"
 LIVE = ("sensor.temperature_du_sejour", "sensor.salon_temperature", "°C")
 AWAY = ("input_number.power_level", "input_number.power_setpoint", "W")
+STOPPED = ("sensor.kuche_luftfeuchtigkeit", "sensor.kueche_humidity", "%")
 
 
 def _doc_influxql() -> str:
@@ -99,14 +101,14 @@ def _one_line(
     return drawn, sum(row["entity_registry_id"] is None for row in rows)
 
 
-def test_points_keep_one_id_across_live_and_missed_renames(
+def test_points_keep_one_id_across_live_missed_and_restart_renames(
     tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
 ) -> None:
     sim = SimulatorThread(token=TOKEN, rate=5, entities=16).start(paused=True)
     stack = Stack(tmp_path, sim, redis_url, influx_db, {"TRACK_RENAMES": "true"})
     try:
         stack.start_worker()
-        stack.start_listener()
+        listener = stack.start_listener()
         states = sim.do(lambda: len(sim.sim.home.states))
         stack.wait_ready(states)
         old, new, unit = LIVE
@@ -136,6 +138,16 @@ def test_points_keep_one_id_across_live_and_missed_renames(
         assert [(r["old_entity_id"], r["new_entity_id"], r["entity_registry_id"])
                 for r in found] == [("power_level", "power_setpoint", away_rid)]  # fmt: skip
         away_line = _one_line(influx_db, away_rid, unit, AWAY[:2])
+        seen = stack.health()["listener"]["renames_seen"]
+
+        # The listener stopped (its memory gone) while a third entity is renamed.
+        listener.stop()
+        old, new, unit = STOPPED
+        sim.do(sim.sim.rename_entity, old, new)
+        stack.start_listener()
+        stack.wait_subscribed()
+        stopped_rid, _ = _renamed(sim, influx_db, old, new, unit)
+        _one_line(influx_db, stopped_rid, unit, STOPPED[:2])
 
         listed = subprocess.run(
             [str(BIN / "ha-ingestor"), "renames"], env=stack.env(), capture_output=True,
@@ -143,12 +155,15 @@ def test_points_keep_one_id_across_live_and_missed_renames(
         )  # fmt: skip
         assert listed.returncode == 0, listed.stderr
         lines = listed.stdout.splitlines()
-        assert len(lines) == 2, listed.stdout
+        assert len(lines) == 3, listed.stdout
         assert "sensor.temperature_du_sejour → sensor.salon_temperature" in lines[0]
         assert f"entity_registry_id={live_rid}  (event)" in lines[0]
         assert "input_number.power_level → input_number.power_setpoint" in lines[1]
-        assert "(registry)" in lines[1]
-        assert stack.health()["listener"]["renames_seen"] == 2
+        assert f"entity_registry_id={away_rid}  (registry)" in lines[1]
+        assert "sensor.kuche_luftfeuchtigkeit → sensor.kueche_humidity" in lines[2]
+        assert f"entity_registry_id={stopped_rid}  (registry)" in lines[2]
+        assert seen == 2
+        assert stack.health()["listener"]["renames_seen"] == 1, "the restarted listener's"
         print(
             f"renames: a tagged point of the new id in InfluxDB {live_took:.2f} s after the live "
             f"rename, {away_took:.2f} s after the reconnect; the docs' query drew one series of "
