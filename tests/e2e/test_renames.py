@@ -3,9 +3,9 @@
 One scenario, in the order a home lives it: an entity renamed while the listener runs (HA
 announces it), another renamed while the listener is cut off from HA, a third while the
 listener process is stopped (both found by comparing the entity registry with the one stored
-in Redis, at the reconnect and at the restart). Each time: the points before and after carry the same
-`entity_registry_id`, the rename point is in InfluxDB, `ha-ingestor renames` lists it, and the
-InfluxQL of docs/renames.md draws one line across the two names.
+in Redis, at the reconnect and at the restart). Each time: the points before and after carry
+the same `entity_registry_id`, the rename point is in InfluxDB, `ha-ingestor renames` lists it,
+and the InfluxQL of docs/renames.md draws one line across the two names.
 """
 
 from __future__ import annotations
