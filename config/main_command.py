@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run Flower (refuses to be open without auth)",
     ),
     "dlq": ("workers.commands.dlq_command", "list, replay or purge dead letters"),
+    "renames": (
+        "workers.commands.renames_command",
+        "list the entity renames recorded in InfluxDB (TRACK_RENAMES)",
+    ),
     "import": (
         "listener.importing.import_command",
         "import the states and long-term statistics HA already recorded",

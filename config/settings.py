@@ -252,6 +252,15 @@ class Settings(BaseSettings):
         "(e.g. sensor.*_temperature,sensor.boiler_setpoint; `*` for every entity).",
         json_schema_extra=in_group(SettingGroup.RULES),
     )
+    track_renames: bool = Field(
+        default=False,
+        description="Follow entities across renames: every point gets the tag "
+        "`entity_registry_id` (the entity registry entry's `id`, which a rename keeps; "
+        "entities HA has no registry entry for get none), and each rename the listener sees, "
+        "live or at a reconnect, becomes a point of the measurement `ha_entity_renames` "
+        "(docs/renames.md; `ha-ingestor renames` lists them). Off: HA's schema exactly.",
+        json_schema_extra=in_group(SettingGroup.RULES),
+    )
 
     # --- listener hand-off: publisher, spool, backfill --------------------------------------
     listener_broker_timeout: float = Field(

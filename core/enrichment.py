@@ -5,6 +5,8 @@ and the registries (as HA's `config/*_registry/list` returns them):
 
 - `area_tag`: `area` = the area's name; the entity's own area, else its device's (as HA does);
 - `device_tag`: `device` = the device's name as the user sees it (`name_by_user`, else `name`);
+- `registry_id_tag`: `entity_registry_id` = the registry entry's `id`, which survives renames;
+  added after the default steps when TRACK_RENAMES is on (core/renames.py);
 - `friendly_name_tag`: only when the rules promote `friendly_name` to a tag (HA's
   `tags_attributes`), the name HA would give the entity, so a state without attributes (a
   minimal history row) stays in its series. The state's own `friendly_name` still wins, since
@@ -21,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
+
+from core.renames import REGISTRY_ID_TAG
 
 REGISTRY_KINDS: Final = ("areas", "devices", "entities")
 
@@ -39,6 +43,8 @@ class Entity:
     """The user's name for the entity (registry `name`), which HA prefers."""
     original_name: str | None
     has_entity_name: bool
+    registry_id: str | None = None
+    """The registry entry's `id`: kept across renames (core/renames.py says why this one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,7 @@ class Registries:
                 name=_text_or_none(e.get("name")),
                 original_name=_text_or_none(e.get("original_name")),
                 has_entity_name=e.get("has_entity_name") is True,
+                registry_id=_text_or_none(e.get("id")),
             )
             for e in _objects(entities)
             if _is_text(e.get("entity_id"))
@@ -129,6 +136,14 @@ def friendly_name_tag(entity_id: str, registries: Registries) -> Mapping[str, st
         if entity.has_entity_name and device is not None and device.name:
             name = f"{device.name} {name}" if name else device.name
     return {"friendly_name": name} if name else {}
+
+
+def registry_id_tag(entity_id: str, registries: Registries) -> Mapping[str, str]:
+    """`entity_registry_id`: the one tag a rename keeps (TRACK_RENAMES; core/renames.py)."""
+    entity = registries.entities.get(entity_id)
+    if entity is None or entity.registry_id is None:
+        return {}
+    return {REGISTRY_ID_TAG: entity.registry_id}
 
 
 def default_steps(tags_attributes: frozenset[str]) -> tuple[Enricher, ...]:

@@ -331,6 +331,14 @@ class ListenerFigures:
             metric=counter("listener_registry_refreshes"),
         ),
     )
+    renames_seen: int = field(
+        default=0,
+        metadata=figure(
+            "Entity renames seen (announced by HA or found by comparing its entity registry) "
+            "and handed to the workers (TRACK_RENAMES)",
+            metric=counter("listener_renames_seen"),
+        ),
+    )
     publisher_restarts: int = field(
         default=0,
         metadata=figure(

@@ -28,14 +28,16 @@ from config.redis_keys import RedisKeys
 from config.settings import Settings, SettingsError, load_settings
 from core.backoff import exponential_backoff
 from core.ha_event import parse_ha_time
+from core.renames import REGISTRY_UPDATED, FoundBy
 from core.state_heartbeat import HeartbeatPolicy, QuietClock
 from core.task_message import Source, TaskMessage
 from listener.data_dir_lock import DataDirLock
 from listener.ha import protocol
 from listener.ha.auth_gate import AuthGate
-from listener.ha.client import HAClient, HAConnection
+from listener.ha.client import ControlHandler, HAClient, HAConnection
 from listener.ha.frame_trace import FrameTrace
 from listener.ha.registries import UPDATE_EVENTS, Call, RegistryRefresher, RegistryStore
+from listener.ha.renames import RenameTracker
 from listener.handoff.publisher import Publisher, celery_publisher
 from listener.handoff.spool import Spool
 from listener.handoff.state_heartbeat import StateHeartbeat
@@ -114,11 +116,19 @@ class Listener:
         self._gap_from: Any = watermark_file.handed_off_through()
         self._backfill_tasks: set[asyncio.Task[None]] = set()
         self._connection: HAConnection | None = None
+        self.renames: RenameTracker | None = None
+        """With TRACK_RENAMES: a rename HA announced is handed on before any later event."""
 
-    async def on_event(self, event: dict[str, Any], source: Source = "live") -> None:
-        """Hand an event to the publisher; waits only when memory and the spool are both full."""
+    async def on_event(
+        self, event: dict[str, Any], source: Source = "live", *, from_ha: bool = True
+    ) -> None:
+        """Hand an event to the publisher; waits only when memory and the spool are both full.
+
+        `from_ha=False`: an event the listener made (a rename), not counted as received."""
         stats = self.stats
-        if source == "live":
+        if from_ha and self.renames is not None and self.renames.busy:
+            await self.renames.settled()
+        if source == "live" and from_ha:
             stats.events_received += 1
             stats.events_by_type[str(event.get("event_type"))] += 1
             stats.count_entity(event)
@@ -136,6 +146,12 @@ class Listener:
         stats.memory_queue_depth = self.publisher.backlog
         if source == "live" and self.heartbeat is not None:
             self.heartbeat.saw(event)  # after the hand-off: nothing here can cost the event
+
+    async def on_rename(self, event: dict[str, Any], found_by: FoundBy) -> None:
+        """A rename's message: `live` when HA announced it, `snapshot` when a registry fetch
+        showed it (core/renames.py)."""
+        self.stats.renames_seen += 1
+        await self.on_event(event, "live" if found_by == "event" else "snapshot", from_ha=False)
 
     def current_call(self) -> Call | None:
         """The live connection's `call`, for registry refreshes; None while disconnected."""
@@ -407,10 +423,15 @@ def build_listener(settings: Settings, stats: ListenerStats | None = None) -> Li
         refresher = RegistryRefresher(
             registries, listener.current_call, on_refreshed=listener.count_refresh
         )
+        control: dict[str, ControlHandler] = dict.fromkeys(UPDATE_EVENTS, refresher.changed)
+        if settings.track_renames:
+            tracker = listener.renames = RenameTracker(listener.on_rename, registries.rename_entity)
+            registries.watch_entities(tracker.entities_stored)
+            control[REGISTRY_UPDATED] = tracker.then(refresher.changed)
         return ListenerService(
             settings=settings,
             listener=listener,
-            client=_ha_client(settings, url, token, stats, listener, refresher, frame_trace),
+            client=_ha_client(settings, url, token, stats, listener, control, frame_trace),
             refresher=refresher,
             publisher=publisher,
             reporter=StateReporter(state_redis, keys, stats),
@@ -462,7 +483,7 @@ def _ha_client(
     token: str,
     stats: ListenerStats,
     listener: Listener,
-    refresher: RegistryRefresher,
+    control: dict[str, ControlHandler],
     frame_trace: FrameTrace | None,
 ) -> HAClient:
     return HAClient(
@@ -471,7 +492,7 @@ def _ha_client(
         settings.ha_event_types,
         listener.on_event,
         stats,
-        control_events=dict.fromkeys(UPDATE_EVENTS, refresher.changed),
+        control_events=control,
         on_connected=listener.on_connected,
         on_disconnected=listener.on_disconnected,
         heartbeat_interval=settings.ha_heartbeat_interval,

@@ -40,6 +40,7 @@ from core.backoff import BackoffFactory, exponential_backoff
 from core.field_types import shadow
 from core.ha_event import entity_id_of
 from core.line_protocol import encode_point
+from core.renames import RENAME_EVENT, rename_to_point
 from core.rules import Rules
 from core.state_heartbeat import state_heartbeat_point
 from core.statistics_point import STATISTICS_EVENT, statistics_to_point
@@ -243,10 +244,13 @@ class IngestPipeline:
             try:
                 message = parse_message(raw)
                 event = message.event
-                if event.get("event_type") == STATISTICS_EVENT:  # imported statistics row
+                event_type = event.get("event_type")
+                if event_type == STATISTICS_EVENT:  # imported statistics row
                     data = event.get("data")
                     entity_id = data.get("statistic_id") if isinstance(data, Mapping) else None
                     to_point = statistics_to_point
+                elif event_type == RENAME_EVENT:  # a rename the listener saw: no enrichment
+                    entity_id, to_point = None, rename_to_point
                 else:
                     entity_id = entity_id_of(event)
                     heartbeat = message.source == "heartbeat"

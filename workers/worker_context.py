@@ -25,7 +25,7 @@ from config.redaction import scrub
 from config.redis_keys import RedisKeys
 from config.settings import Settings
 from core.backoff import exponential_backoff
-from core.enrichment import default_steps
+from core.enrichment import Enricher, default_steps, registry_id_tag
 from core.rules import Rules
 from workers.batch_events import BatchEvents
 from workers.hand_back import HandBackPacer
@@ -72,9 +72,9 @@ class WorkerContext:
         self.auto_replay = AutoReplay(self.dead_letters, self.redis, keys, send_many)
         self._secrets = settings.secrets()
         tags_for: TagsFor | None = None
-        if settings.enrichment_enabled:
+        if steps := _enrichment_steps(settings, rules):
             cache = RegistryCache(self.redis, keys, ttl=settings.enrichment_cache_ttl)
-            tags_for = Enrichment(cache, default_steps(rules.tags_attributes)).tags_for
+            tags_for = Enrichment(cache, steps).tags_for
         field_types = None
         if settings.type_shadow_fields:
             schema = self.sink.field_types if isinstance(self.sink, V1Sink) else None
@@ -215,3 +215,12 @@ def context_of(app: Celery) -> ProcessContext:
         "`celery -A config.celery_app worker`, whose start-up builds it "
         "(workers/worker_start.py)"
     )
+
+
+def _enrichment_steps(settings: Settings, rules: Rules) -> tuple[Enricher, ...]:
+    """Area and device tags with ENRICHMENT_ENABLED; the stable id with TRACK_RENAMES, which
+    needs the registries even when the other tags are off."""
+    steps = default_steps(rules.tags_attributes) if settings.enrichment_enabled else ()
+    if settings.track_renames:
+        steps = (*steps, registry_id_tag)
+    return steps

@@ -753,7 +753,17 @@ class Home:
         rng = self._rng
         cum_weights = self._cum_weights
         index = bisect.bisect(cum_weights, rng.random() * cum_weights[-1])
-        entity = self._entities[min(index, len(cum_weights) - 1)]
+        return self._change(self._entities[min(index, len(cum_weights) - 1)], now_us)
+
+    def change(self, entity_id: str, now_us: int) -> StateChange:
+        """Change this entity at `now_us` (as `step` changes one drawn by weight)."""
+        entity = next((e for e in self._entities if e.entity_id == entity_id), None)
+        if entity is None:
+            raise KeyError(f"{entity_id} is not an entity of this home")
+        return self._change(entity, now_us)
+
+    def _change(self, entity: _Entity, now_us: int) -> StateChange:
+        rng = self._rng
         entity_id = entity.entity_id
         old = self.states[entity_id]
         available = old["state"] != UNAVAILABLE
@@ -926,6 +936,36 @@ class Home:
                 return
         raise KeyError(f"{entity_id} is not in the entity registry")
 
+    def rename_entity(self, old: str, new: str, now_us: int) -> tuple[StateChange, StateChange]:
+        """A user changes an entity's id in HA's settings (same domain, as HA requires): the
+        registry entry keeps its `id`; HA removes the state under the old id and adds it under
+        the new one (helpers/entity.py `_async_registry_updated`); the recorder moves the
+        history to the new id. Returns the two `state_changed` events, in HA's order."""
+        if new in self.states or new.partition(".")[0] != old.partition(".")[0]:
+            raise ValueError(f"cannot rename {old} to {new}: taken, or another domain")
+        entity = next((e for e in self._entities if e.entity_id == old), None)
+        if entity is None:
+            raise KeyError(f"{old} is not an entity of this home")
+        for index, entry in enumerate(self.registry):
+            if entry.entity_id == old:
+                self.registry[index] = replace(entry, entity_id=new)
+        entity.entity_id = new
+        old_state = self.states.pop(old)
+        del self.states_json[old], self._last_changed_us[old]
+        self._attributes_json.pop(old, None)
+        self._history[new] = self._history.pop(old)
+        stamp = self._tick(now_us)
+        context = self._context(stamp, user_driven=True)
+        state = self._record(
+            new, old_state["state"], old_state["attributes"], stamp, stamp, context,
+            encode_json(context),
+        )  # fmt: skip
+        fired = state["last_updated"]
+        return (
+            _state_changed(old, old_state, None, fired, context),
+            _state_changed(new, None, state, fired, context),
+        )
+
     # --- internals ---
 
     def _tick(self, now_us: int) -> int:
@@ -1054,3 +1094,17 @@ def _compressed(row: HistoryEntry, keep_attributes: bool, start_us: int) -> JSON
         if row.last_changed_us != row.last_updated_us:
             compressed["lc"] = row.last_changed_us / 1_000_000
     return compressed
+
+
+def _state_changed(
+    entity_id: str, old: JSON | None, new: JSON | None, fired: str, context: JSON
+) -> StateChange:
+    """A `state_changed` event built whole (the rare ones: the hot path writes its text)."""
+    event = {
+        "event_type": "state_changed",
+        "data": {"entity_id": entity_id, "old_state": old, "new_state": new},
+        "origin": "LOCAL",
+        "time_fired": fired,
+        "context": context,
+    }
+    return StateChange(event, encode_json(event))

@@ -656,6 +656,27 @@ class HASimulator:
         """An entity takes a state now, outside the random stream (a test's quiet home)."""
         self._publish([self._home.set_state(entity_id, state, time.time_ns() // 1000)])
 
+    def change_entity(self, entity_id: str) -> None:
+        """This entity's state changes now (tests choose which, the emitter draws by weight)."""
+        self._publish([self._home.change(entity_id, time.time_ns() // 1000)])
+
+    def rename_entity(self, old: str, new: str) -> None:
+        """A user changes an entity's id, as HA does it: the registry entry keeps its `id`,
+        `entity_registry_updated` fires with `old_entity_id` (and `changes` holding the old
+        values), then the old id's state is removed and the new id's added."""
+        removed, added = self._home.rename_entity(old, new, time.time_ns() // 1000)
+        self._registries.pop("entities", None)
+        self._fire(
+            "entity_registry_updated",
+            {
+                "action": "update",
+                "entity_id": new,
+                "changes": {"entity_id": old},
+                "old_entity_id": old,
+            },
+        )
+        self._publish([removed, added])
+
     def _fire(self, event_type: str, data: JSON) -> None:
         """An event of `event_type` to every subscription to it (or to all events)."""
         now_us = time.time_ns() // 1000

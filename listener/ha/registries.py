@@ -35,6 +35,9 @@ UPDATE_EVENTS: dict[str, str] = {
 
 Call = Callable[[str], Awaitable[Any]]
 
+EntitiesStored = Callable[[bytes | None, list[Any]], Awaitable[None]]
+"""(the entity registry stored before, as Redis held it, or None; the one just stored)."""
+
 DEBOUNCE_S = 0.5
 """How long after a registry change to fetch it: a burst of changes costs one fetch."""
 
@@ -46,6 +49,33 @@ class RegistryStore:
         self._redis = client
         self._keys = keys
         self.fetched: dict[str, int] = {}
+        self._entities_stored: EntitiesStored | None = None
+
+    def watch_entities(self, stored: EntitiesStored) -> None:
+        """Call `stored(previous, current)` each time the entity registry is stored, with the
+        list it replaced (Redis SET … GET: read and replaced at once); renames are found so."""
+        self._entities_stored = stored
+
+    async def rename_entity(self, old: str, new: str) -> None:
+        """HA announced a rename: store the entity registry with the new id at once (the full
+        fetch follows, debounced), so workers tag the new id's first states; never raises."""
+        try:
+            await asyncio.to_thread(self._rename_stored, old, new)
+        except (redis.RedisError, ValueError) as exc:
+            log.warning("could not store the rename of %s in Redis (%s)", old, exc)
+
+    def _rename_stored(self, old: str, new: str) -> None:
+        key = self._keys.registry("entities")
+        raw = self._redis.get(key)
+        items = json_codec.loads(raw) if isinstance(raw, bytes) else None
+        if not isinstance(items, list):
+            return
+        renamed = [i for i in items if isinstance(i, dict) and i.get("entity_id") == old]
+        for item in renamed:
+            item["entity_id"] = new
+        if renamed:
+            self._redis.set(key, json_codec.dumps(items), ex=REGISTRY_TTL_S)
+            self._bump_version()
 
     async def refresh(self, call: Call, names: list[str] | None = None) -> None:
         """Fetch the named registries (all by default); a failure is logged, never fatal."""
@@ -59,13 +89,20 @@ class RegistryStore:
             if not isinstance(items, list):
                 continue
             payload = json_codec.dumps(items)
+            watched = self._entities_stored if name == "entities" else None
             try:
-                await asyncio.to_thread(
-                    self._redis.set, self._keys.registry(name), payload, ex=REGISTRY_TTL_S
+                previous = await asyncio.to_thread(
+                    self._redis.set,
+                    self._keys.registry(name),
+                    payload,
+                    ex=REGISTRY_TTL_S,
+                    get=watched is not None,
                 )
             except redis.RedisError as exc:
                 log.warning("could not store HA's %s registry in Redis (%s)", name, exc)
                 continue
+            if watched is not None:
+                await watched(previous if isinstance(previous, bytes) else None, items)
             self.fetched[name] = len(items)
             stored = True
         if stored:

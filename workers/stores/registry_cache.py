@@ -52,6 +52,7 @@ class RegistryCache:
         self._expires = float("-inf")
         self._next_check = float("-inf")
         self._stored_version: bytes | None = None
+        self._unknown_checked: dict[str, float] = {}
         self.version = 0
         """Incremented on every reload, so users of the registries can drop derived caches."""
 
@@ -63,6 +64,23 @@ class RegistryCache:
             self._next_check = now + self._check_every
             if self._listener_version() != self._stored_version:
                 self._reload(now)
+        return self._registries
+
+    def get_for(self, entity_id: str) -> Registries:
+        """`get`, but an entity the registries do not know makes the cache look at the version
+        at once (at most once a second per entity): a renamed or new entity's first state
+        comes right after the listener stored the registry that knows it."""
+        registries = self.get()
+        if entity_id in registries.entities:
+            return registries
+        now = self._clock()
+        if now < self._unknown_checked.get(entity_id, float("-inf")) + self._check_every:
+            return registries
+        if len(self._unknown_checked) >= _MAX_CACHED_ENTITIES:
+            self._unknown_checked.clear()
+        self._unknown_checked[entity_id] = now
+        if self._listener_version() != self._stored_version:
+            self._reload(now)
         return self._registries
 
     def _listener_version(self) -> bytes | None:
@@ -96,7 +114,7 @@ class Enrichment:
         self._version = -1
 
     def tags_for(self, entity_id: str) -> Mapping[str, str]:
-        registries = self._cache.get()
+        registries = self._cache.get_for(entity_id)
         if self._version != self._cache.version or len(self._tags) >= _MAX_CACHED_ENTITIES:
             self._tags.clear()
             self._version = self._cache.version

@@ -263,6 +263,34 @@ def test_the_cache_reads_again_within_a_second_of_the_listeners_version_bump(
     assert enrichment.tags_for("sensor.fridge_temp")["area"] == "Cuisine", "read again"
 
 
+def test_an_entity_the_registries_lack_makes_the_cache_look_at_the_version_at_once(
+    redis_url: str,
+) -> None:
+    """A renamed (or new) entity's first state follows the listener's store of the registry
+    that knows it: waiting for the once-a-second look would leave that state untagged."""
+    client = redis.Redis.from_url(redis_url)
+    keys = RedisKeys()
+    for kind, items in (("areas", AREAS), ("devices", DEVICES), ("entities", ENTITIES)):
+        store(client, kind, items)
+    clock = Clock()
+    cache = RegistryCache(client, keys, ttl=60, clock=clock)
+    enrichment = Enrichment(cache, default_steps(frozenset()))
+    assert enrichment.tags_for("sensor.fridge_temp")["area"] == "Kitchen"
+    assert enrichment.tags_for("sensor.yaml_only") == {}
+    renamed = [{**e, "entity_id": "sensor.fridge_temperature"} if e["entity_id"] ==
+               "sensor.fridge_temp" else e for e in ENTITIES]  # fmt: skip
+    store(client, "entities", renamed)
+    client.incr(keys.registry_version())
+    assert enrichment.tags_for("sensor.fridge_temp")["area"] == "Kitchen", "known: cached"
+    assert enrichment.tags_for("sensor.fridge_temperature")["area"] == "Kitchen", "at once"
+    assert enrichment.tags_for("sensor.fridge_temp") == {}, "the old id is gone"
+    gets = client.info("commandstats")["cmdstat_get"]["calls"]
+    for _ in range(100):
+        assert enrichment.tags_for("sensor.yaml_only") == {}
+    # The INFO call itself is no GET: the 100 lookups of an unknown entity cost one look.
+    assert client.info("commandstats")["cmdstat_get"]["calls"] - gets <= 1
+
+
 def test_missing_registries_mean_no_tags(redis_url: str) -> None:
     cache = RegistryCache(redis.Redis.from_url(redis_url), RedisKeys(), ttl=60)
     assert Enrichment(cache, default_steps(frozenset())).tags_for("sensor.fridge_temp") == {}
