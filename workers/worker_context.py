@@ -25,7 +25,7 @@ from config.redaction import scrub
 from config.redis_keys import RedisKeys
 from config.settings import Settings
 from core.backoff import exponential_backoff
-from core.enrichment import default_steps
+from core.enrichment import default_steps, floor_label_steps
 from core.rules import Rules
 from workers.batch_events import BatchEvents
 from workers.hand_back import HandBackPacer
@@ -73,7 +73,10 @@ class WorkerContext:
         tags_for: TagsFor | None = None
         if settings.enrichment_enabled:
             cache = RegistryCache(self.redis, keys, ttl=settings.enrichment_cache_ttl)
-            tags_for = Enrichment(cache, default_steps(rules.tags_attributes)).tags_for
+            steps = default_steps(rules.tags_attributes) + floor_label_steps(
+                floor=settings.enrichment_floor, labels=settings.enrichment_labels
+            )
+            tags_for = Enrichment(cache, steps).tags_for
         cap = settings.write_retry_max_delay
         self.pipeline = IngestPipeline(
             rules=rules,
