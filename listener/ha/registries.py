@@ -45,8 +45,10 @@ UPDATE_EVENTS: dict[str, str] = {
 
 Call = Callable[[str], Awaitable[Any]]
 
-DEBOUNCE_S = 0.5
-"""How long after a registry change to fetch it: a burst of changes costs one fetch."""
+DEBOUNCE_S = 0.25
+"""How long after a registry change to fetch it: a burst of changes costs one fetch (HA fires
+one event per entry an edit touches, within milliseconds), and with the workers' look at the
+version twice a second the next points carry an edit within a second."""
 
 
 class RegistryStore:
