@@ -33,7 +33,13 @@ from listener.ha import protocol
 from listener.ha.auth_gate import AuthGate
 from listener.ha.client import HAClient, HAConnection
 from listener.ha.frame_trace import FrameTrace
-from listener.ha.registries import UPDATE_EVENTS, Call, RegistryRefresher, RegistryStore
+from listener.ha.registries import (
+    EVENTS_SINCE_2024_4,
+    UPDATE_EVENTS,
+    Call,
+    RegistryRefresher,
+    RegistryStore,
+)
 from listener.handoff.publisher import Publisher, celery_publisher
 from listener.handoff.spool import Spool
 from listener.handoff.storage_watch import BrokerMemoryGate
@@ -439,6 +445,7 @@ def _ha_client(
         listener.on_event,
         stats,
         control_events=dict.fromkeys(UPDATE_EVENTS, refresher.changed),
+        optional_control_events=EVENTS_SINCE_2024_4,
         on_connected=listener.on_connected,
         on_disconnected=listener.on_disconnected,
         heartbeat_interval=settings.ha_heartbeat_interval,

@@ -43,6 +43,11 @@ UPDATE_EVENTS: dict[str, str] = {
 }
 """HA event announcing a change → the registry to fetch again."""
 
+EVENTS_SINCE_2024_4: frozenset[str] = frozenset(
+    event for event, name in UPDATE_EVENTS.items() if name in SINCE_2024_4
+)
+"""Their events: outside an older HA's allowlist for non-admin tokens, so a refusal is no fault."""
+
 Call = Callable[[str], Awaitable[Any]]
 
 DEBOUNCE_S = 0.25

@@ -73,8 +73,13 @@ def test_an_ha_before_2024_4_stores_them_empty_and_says_so_once(
     tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
 ) -> None:
     """Two connections (HA restarting between them), so two full refreshes: one info line per
-    missing registry in all, no warning, and empty lists that leave no stale floors behind."""
+    missing registry in all, no warning, and empty lists that leave no stale floors behind.
+    The token is a non-admin user's: HA 2024.3 refuses it the floor and label events."""
     sim = SimulatorThread(token=TOKEN, rate=5, floors_and_labels=False).start()
+    sim.do(
+        sim.sim.refuse_subscriptions,
+        frozenset({"floor_registry_updated", "label_registry_updated"}),
+    )
     stack = Stack(tmp_path, sim, redis_url, influx_db)
     client = redis.Redis.from_url(redis_url)
     client.set(KEYS.registry("floors"), json.dumps([{"floor_id": "old", "name": "Stale"}]))
@@ -95,6 +100,8 @@ def test_an_ha_before_2024_4_stores_them_empty_and_says_so_once(
         assert logs.count("HA has no floors registry") == 1, logs
         assert logs.count("HA has no labels registry") == 1, logs
         assert "could not fetch" not in logs
+        assert "could not subscribe" not in logs
+        assert logs.count("HA refused the subscription to floor_registry_updated") == 1, logs
         assert "Traceback" not in logs
     finally:
         stack.stop()
