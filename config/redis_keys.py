@@ -67,12 +67,13 @@ class RedisKeys:
         return f"{self.prefix}dead_letters:replay_lock"
 
     def registry(self, kind: str) -> str:
-        """JSON of HA's area/device/entity registry, written by the listener; TTL a week."""
+        """JSON of one of HA's registries (REGISTRIES in listener/ha/registries.py), written by the
+        listener; TTL a week."""
         return f"{self.prefix}registry:{kind}"
 
     def registry_version(self) -> str:
         """Counter the listener increments each time it stores a registry; workers read it at
-        most once a second and re-read the registries when it changed; TTL a week."""
+        most twice a second and re-read the registries when it changed; TTL a week."""
         return f"{self.prefix}registry:version"
 
     def health(self) -> str:

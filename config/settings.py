@@ -375,6 +375,22 @@ class Settings(BaseSettings):
         description="Seconds a worker keeps the registries before re-reading.",
         json_schema_extra=in_group(SettingGroup.WORKERS),
     )
+    enrichment_floor: bool = Field(
+        default=False,
+        description="Add a `floor` tag: the name of the floor (HA 2024.4+) the entity's area is "
+        "on, the area the `area` tag names (the entity's own, else its device's). Off by "
+        "default: HA's schema has no such tag. An HA before 2024.4 gives no `floor` tag.",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
+    )
+    enrichment_labels: Literal["off", "entity", "inherited"] = Field(
+        default="off",
+        description="Add a `labels` tag (HA 2024.4+): the label names, sorted, joined and "
+        "wrapped in commas (`,Energy,Heating,`), so `labels =~ /,Heating,/` selects one label "
+        "exactly (a comma inside a name becomes a space). `entity`: the entity's own labels, "
+        "as HA's entity table shows them; `inherited`: also its device's and its area's, the "
+        "entities an action targeting the label reaches. `off` (the default): HA's schema.",
+        json_schema_extra=in_group(SettingGroup.WORKERS),
+    )
     worker_bulk_take: bool = Field(
         default=True,
         description="Workers take up to BATCH_SIZE messages per round trip and acknowledge "
@@ -618,6 +634,13 @@ class Settings(BaseSettings):
             problems.append("HA_HEARTBEAT_TIMEOUT: must be far below WORKER_HOLD_TIMEOUT")
         if self.ha_ingestor_config is not None and not self.ha_ingestor_config.is_file():
             problems.append(f"HA_INGESTOR_CONFIG: {self.ha_ingestor_config} is not a file")
+        if not self.enrichment_enabled and (
+            self.enrichment_floor or self.enrichment_labels != "off"
+        ):
+            problems.append(
+                "ENRICHMENT_FLOOR and ENRICHMENT_LABELS need ENRICHMENT_ENABLED=true (they come "
+                "from the same registries); turn them off or enrichment on"
+            )
         problems += self._threshold_problems()
         problems += self._state_heartbeat_problems()
         if problems:

@@ -11,6 +11,15 @@ and the registries (as HA's `config/*_registry/list` returns them):
   `tags_attributes`), the name HA would give the entity, so a state without attributes (a
   minimal history row) stays in its series. The state's own `friendly_name` still wins, since
   enrichment tags come first in the core.
+- `floor_tag` (ENRICHMENT_FLOOR): `floor` = the name of the floor of the entity's area (the
+  area `area_tag` names), as HA 2024.4+ places areas on floors.
+- `entity_labels_tag` / `inherited_labels_tag` (ENRICHMENT_LABELS `entity` / `inherited`):
+  `labels` = the label names, sorted, joined by `,` and wrapped in it (`,Heating,Kitchen,`),
+  so `labels =~ /,Heating,/` matches one label exactly. One tag, not one per label: the series
+  is per entity anyway, so the tag adds no cardinality beyond relabelling, and a label
+  created or removed never adds a tag key to every measurement. `entity` takes the entity's
+  own labels (what HA's entity table shows); `inherited` adds its device's and its area's (the
+  entities an action targeting the label reaches, HA's `helpers/target.py`).
 
 Nothing here stops ingestion: missing or malformed registries only mean fewer tags. Where the
 registries come from (Redis, read at most once per TTL) is workers/stores/registry_cache.py's
@@ -19,14 +28,21 @@ business.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from core.renames import REGISTRY_ID_TAG
 
-REGISTRY_KINDS: Final = ("areas", "devices", "entities")
+REGISTRY_KINDS: Final = ("areas", "devices", "entities", "floors", "labels")
+"""In `Registries.from_lists` order; floors and labels exist from HA 2024.4 on."""
+
+LABELS_SEPARATOR: Final = ","
+"""Joins and wraps the label names of the `labels` tag; inside a name it becomes a space."""
+
+LabelScope = Literal["off", "entity", "inherited"]
+"""Whose labels the `labels` tag holds (ENRICHMENT_LABELS); see the module docstring."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +71,29 @@ class Registries:
     """area_id → name"""
     devices: Mapping[str, Device] = field(default_factory=lambda: MappingProxyType({}))
     entities: Mapping[str, Entity] = field(default_factory=lambda: MappingProxyType({}))
+    floors: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """floor_id → name"""
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """label_id → name"""
+    area_floors: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """area_id → floor_id, for areas placed on a floor"""
+    area_labels: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
+    """area_id → label ids; likewise `device_labels` (device id) and `entity_labels`"""
+    device_labels: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    entity_labels: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @classmethod
     def from_lists(
-        cls, areas: object = None, devices: object = None, entities: object = None
+        cls,
+        areas: object = None,
+        devices: object = None,
+        entities: object = None,
+        floors: object = None,
+        labels: object = None,
     ) -> Registries:
         """From the lists HA returns; entries that are not what HA sends are skipped."""
         area_names = {
@@ -90,6 +125,7 @@ class Registries:
             MappingProxyType(area_names),
             MappingProxyType(device_map),
             MappingProxyType(entity_map),
+            **_floors_and_labels(areas, devices, entities, floors, labels),
         )
 
     def device_of(self, entity_id: str) -> Device | None:
@@ -97,6 +133,15 @@ class Registries:
         if entity is None or entity.device_id is None:
             return None
         return self.devices.get(entity.device_id)
+
+    def area_id_of(self, entity_id: str) -> str | None:
+        """The entity's own area, else its device's: HA's rule, as `area_tag` applies it."""
+        entity = self.entities.get(entity_id)
+        if entity is None:
+            return None
+        if entity.area_id is None and (device := self.device_of(entity_id)) is not None:
+            return device.area_id
+        return entity.area_id
 
 
 Enricher = Callable[[str, Registries], Mapping[str, str]]
@@ -154,12 +199,106 @@ def default_steps(tags_attributes: frozenset[str]) -> tuple[Enricher, ...]:
     return tuple(steps)
 
 
+def floor_tag(entity_id: str, registries: Registries) -> Mapping[str, str]:
+    """`floor`: the name of the floor the entity's area (own, else its device's) is on."""
+    area_id = registries.area_id_of(entity_id)
+    if area_id is None or area_id not in registries.areas:
+        return {}
+    floor_id = registries.area_floors.get(area_id)
+    name = registries.floors.get(floor_id) if floor_id else None
+    return {"floor": name} if name else {}
+
+
+def entity_labels_tag(entity_id: str, registries: Registries) -> Mapping[str, str]:
+    """`labels`: the entity's own labels, the ones HA's entity table shows."""
+    return _labels_tag(registries.entity_labels.get(entity_id, frozenset()), registries)
+
+
+def inherited_labels_tag(entity_id: str, registries: Registries) -> Mapping[str, str]:
+    """`labels`: the entity's, its device's and its area's: every label whose action targets it."""
+    ids = set(registries.entity_labels.get(entity_id, ()))
+    entity = registries.entities.get(entity_id)
+    if entity is not None and entity.device_id is not None:
+        ids.update(registries.device_labels.get(entity.device_id, ()))
+    area_id = registries.area_id_of(entity_id)
+    if area_id is not None:
+        ids.update(registries.area_labels.get(area_id, ()))
+    return _labels_tag(ids, registries)
+
+
+def encode_labels(names: Iterable[str]) -> str:
+    """`,a,b,`: sorted, each once, wrapped in the separator so a regex can match one exactly.
+
+    A separator inside a name becomes a space, so a name can never split into two labels.
+    """
+    clean = {name.replace(LABELS_SEPARATOR, " ") for name in names if name}
+    if not clean:
+        return ""
+    return f"{LABELS_SEPARATOR}{LABELS_SEPARATOR.join(sorted(clean))}{LABELS_SEPARATOR}"
+
+
+def floor_label_steps(*, floor: bool, labels: LabelScope) -> tuple[Enricher, ...]:
+    """The floor and labels steps the options ask for (none by default: HA's schema)."""
+    steps: list[Enricher] = [floor_tag] if floor else []
+    if labels == "entity":
+        steps.append(entity_labels_tag)
+    elif labels == "inherited":
+        steps.append(inherited_labels_tag)
+    return tuple(steps)
+
+
 def enrich(entity_id: str, registries: Registries, steps: Sequence[Enricher]) -> dict[str, str]:
     """Run the steps in order; a later step's tag replaces an earlier one of the same name."""
     tags: dict[str, str] = {}
     for step in steps:
         tags.update(step(entity_id, registries))
     return tags
+
+
+def _labels_tag(label_ids: Iterable[str], registries: Registries) -> Mapping[str, str]:
+    """Label ids → the `labels` tag; an id the label registry lacks (HA without one) is left out."""
+    names = registries.labels
+    encoded = encode_labels(names[i] for i in label_ids if i in names)
+    return {"labels": encoded} if encoded else {}
+
+
+def _floors_and_labels(
+    areas: object, devices: object, entities: object, floors: object, labels: object
+) -> dict[str, Mapping[str, Any]]:
+    """The `Registries` fields HA 2024.4+ adds: floors, labels, and who carries which."""
+    area_list = [a for a in _objects(areas) if _is_text(a.get("area_id"))]
+    return {
+        "floors": _names(floors, "floor_id"),
+        "labels": _names(labels, "label_id"),
+        "area_floors": MappingProxyType(
+            {a["area_id"]: a["floor_id"] for a in area_list if _is_text(a.get("floor_id"))}
+        ),
+        "area_labels": _label_ids(area_list, "area_id"),
+        "device_labels": _label_ids(_objects(devices), "id"),
+        "entity_labels": _label_ids(_objects(entities), "entity_id"),
+    }
+
+
+def _names(items: object, id_key: str) -> Mapping[str, str]:
+    return MappingProxyType(
+        {
+            item[id_key]: item["name"]
+            for item in _objects(items)
+            if _is_text(item.get(id_key)) and _is_text(item.get("name"))
+        }
+    )
+
+
+def _label_ids(items: Iterable[Mapping[str, Any]], id_key: str) -> Mapping[str, frozenset[str]]:
+    """id → the label ids it carries; entries without labels (or with a malformed list) omitted."""
+    out: dict[str, frozenset[str]] = {}
+    for item in items:
+        key, labels = item.get(id_key), item.get("labels")
+        if isinstance(key, str) and key and isinstance(labels, list):
+            ids = frozenset(label for label in labels if _is_text(label))
+            if ids:
+                out[key] = ids
+    return MappingProxyType(out)
 
 
 def _objects(value: object) -> list[Mapping[str, Any]]:

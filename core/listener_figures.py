@@ -327,7 +327,7 @@ class ListenerFigures:
     registry_refreshes: int = field(
         default=0,
         metadata=figure(
-            "Times HA's registries (areas, devices, entities) were read",
+            "Times HA's registries (areas, devices, entities, floors, labels) were read",
             metric=counter("listener_registry_refreshes"),
         ),
     )

@@ -108,6 +108,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="an HA without the recorder: history and statistics answer unknown_command",
     )
+    parser.add_argument(
+        "--no-floors-labels",
+        action="store_true",
+        help="an HA before 2024.4: the floor and label registries answer unknown_command",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         past_days=args.past_days,
         past_interval=args.past_interval,
         recorder=not args.no_recorder,
+        floors_and_labels=not args.no_floors_labels,
     )
     return asyncio.run(_serve(simulator, exit_when_done=args.exit_when_done))
 

@@ -36,7 +36,13 @@ from listener.ha import protocol
 from listener.ha.auth_gate import AuthGate
 from listener.ha.client import ControlHandler, HAClient, HAConnection
 from listener.ha.frame_trace import FrameTrace
-from listener.ha.registries import UPDATE_EVENTS, Call, RegistryRefresher, RegistryStore
+from listener.ha.registries import (
+    EVENTS_SINCE_2024_4,
+    UPDATE_EVENTS,
+    Call,
+    RegistryRefresher,
+    RegistryStore,
+)
 from listener.ha.renames import RenameTracker
 from listener.handoff.publisher import Publisher, celery_publisher
 from listener.handoff.spool import Spool
@@ -493,6 +499,7 @@ def _ha_client(
         listener.on_event,
         stats,
         control_events=control,
+        optional_control_events=EVENTS_SINCE_2024_4,
         on_connected=listener.on_connected,
         on_disconnected=listener.on_disconnected,
         heartbeat_interval=settings.ha_heartbeat_interval,

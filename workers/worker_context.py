@@ -25,7 +25,7 @@ from config.redaction import scrub
 from config.redis_keys import RedisKeys
 from config.settings import Settings
 from core.backoff import exponential_backoff
-from core.enrichment import Enricher, default_steps, registry_id_tag
+from core.enrichment import Enricher, default_steps, floor_label_steps, registry_id_tag
 from core.rules import Rules
 from workers.batch_events import BatchEvents
 from workers.hand_back import HandBackPacer
@@ -218,9 +218,13 @@ def context_of(app: Celery) -> ProcessContext:
 
 
 def _enrichment_steps(settings: Settings, rules: Rules) -> tuple[Enricher, ...]:
-    """Area and device tags with ENRICHMENT_ENABLED; the stable id with TRACK_RENAMES, which
-    needs the registries even when the other tags are off."""
-    steps = default_steps(rules.tags_attributes) if settings.enrichment_enabled else ()
+    """Area and device tags (and floor and labels, as chosen) with ENRICHMENT_ENABLED; the
+    stable id with TRACK_RENAMES, which needs the registries even when the other tags are off."""
+    steps: tuple[Enricher, ...] = ()
+    if settings.enrichment_enabled:
+        steps = default_steps(rules.tags_attributes) + floor_label_steps(
+            floor=settings.enrichment_floor, labels=settings.enrichment_labels
+        )
     if settings.track_renames:
         steps = (*steps, registry_id_tag)
     return steps

@@ -3,7 +3,8 @@
 No I/O and no clock: the caller passes the time of every change, so the same seed and the same
 times give the same events. The shapes follow what a real HA 2024.3 sends (see
 `tests/fixtures/`): states and `state_changed` events, registries, and the compressed
-format of `history/history_during_period`.
+format of `history/history_during_period`; the floor and label registries (and the areas'
+`floor_id` and `labels`) follow HA 2024.4's source (`tests/fixtures/floors_labels_2024_4.jsonl`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 JSON = dict[str, Any]
 
@@ -124,6 +125,48 @@ AREAS: Final = (
     Area("kitchen", "Kitchen"),
     Area("bedroom", "Bedroom"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Floor:
+    """A floor registry entry (HA 2024.4+: `helpers/floor_registry.py`)."""
+
+    floor_id: str
+    name: str
+    level: int | None
+    icon: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A label registry entry (HA 2024.4+: `helpers/label_registry.py`)."""
+
+    label_id: str
+    name: str
+    color: str | None = None
+    icon: str | None = None
+    description: str | None = None
+
+
+FLOORS: Final = (
+    Floor("ground_floor", "Ground Floor", 0, "mdi:home-floor-0"),
+    Floor("first_floor", "First Floor", 1, "mdi:home-floor-1"),
+)
+AREA_FLOORS: Final = {
+    "living_room": "ground_floor",
+    "kitchen": "ground_floor",
+    "bedroom": "first_floor",
+}
+LABELS: Final = (
+    Label("heating", "Heating", "red", "mdi:radiator", "Radiators and thermostats"),
+    Label("energy", "Energy", "amber", "mdi:lightning-bolt"),
+    Label("night", "Night", "indigo", "mdi:weather-night"),
+)
+# Who carries which label at first: an entity's own, a device's, an area's.
+_ENTITY_LABELS: Final = {"climate.bedroom": ("heating",), "switch.coffee_machine": ("energy",)}
+_DEVICE_LABELS: Final = {"Smart Meter": ("energy",)}
+_AREA_LABELS: Final = {"bedroom": ("night",)}
+LabelHolder = Literal["area", "device", "entity"]
 
 
 # --- entity behaviours ---------------------------------------------------------------------
@@ -697,6 +740,7 @@ class Home:
         now_us: int,
         history_size: int | None = None,
         unavailable_probability: float = 0.01,
+        floors_and_labels: bool = True,
     ) -> None:
         if entities < 1:
             raise ValueError(f"entities must be at least 1, got {entities}")
@@ -719,6 +763,15 @@ class Home:
         self.devices: list[Device] = []
         self.registry: list[RegistryEntry] = []
         self._build_registries(pairs, ids)
+        self.floors_and_labels = floors_and_labels
+        """False: HA before 2024.4, without floors and labels (areas without those keys)."""
+        self.floors: list[Floor] = list(FLOORS) if floors_and_labels else []
+        self.labels: list[Label] = list(LABELS) if floors_and_labels else []
+        self.area_floors: dict[str, str | None] = dict(AREA_FLOORS) if floors_and_labels else {}
+        self.held_labels: dict[tuple[LabelHolder, str], tuple[str, ...]] = {}
+        """(holder kind, area/device/entity id) → its label ids."""
+        if floors_and_labels:
+            self._place_labels()
 
         size = history_size or max(1_000, _HISTORY_BUDGET // entities)
         self.states: dict[str, JSON] = {}
@@ -866,12 +919,44 @@ class Home:
                 result[entity_id] = out
         return result
 
-    # --- registries (shapes of config/*_registry/list in HA 2024.3) ---
+    # --- registries (shapes of config/*_registry/list in HA 2024.3, with HA 2024.4's floors
+    # and labels unless `floors_and_labels` is False) ---
 
     def area_registry(self) -> list[JSON]:
-        return [
+        areas: list[JSON] = [
             {"aliases": [], "area_id": a.area_id, "icon": None, "name": a.name, "picture": None}
             for a in self.areas
+        ]
+        if self.floors_and_labels:  # the keys HA 2024.4 added
+            for area in areas:
+                area["floor_id"] = self.area_floors.get(area["area_id"])
+                area["labels"] = list(self.held_labels.get(("area", area["area_id"]), ()))
+        return areas
+
+    def floor_registry(self) -> list[JSON]:
+        """config/floor_registry/list as HA 2024.4 answers it (config/floor_registry.py)."""
+        return [
+            {
+                "aliases": [],
+                "floor_id": f.floor_id,
+                "icon": f.icon,
+                "level": f.level,
+                "name": f.name,
+            }
+            for f in self.floors
+        ]
+
+    def label_registry(self) -> list[JSON]:
+        """config/label_registry/list as HA 2024.4 answers it (config/label_registry.py)."""
+        return [
+            {
+                "color": label.color,
+                "description": label.description,
+                "icon": label.icon,
+                "label_id": label.label_id,
+                "name": label.name,
+            }
+            for label in self.labels
         ]
 
     def device_registry(self) -> list[JSON]:
@@ -886,7 +971,7 @@ class Home:
                 "hw_version": None,
                 "id": d.device_id,
                 "identifiers": [[d.platform, d.device_id[:12]]],
-                "labels": [],
+                "labels": list(self.held_labels.get(("device", d.device_id), ())),
                 "manufacturer": d.manufacturer,
                 "model": d.model,
                 "name_by_user": None,
@@ -911,7 +996,7 @@ class Home:
                 "hidden_by": None,
                 "icon": None,
                 "id": e.registry_id,
-                "labels": [],
+                "labels": list(self.held_labels.get(("entity", e.entity_id), ())),
                 "name": e.name,
                 "options": {},
                 "original_name": e.original_name,
@@ -966,7 +1051,54 @@ class Home:
             _state_changed(new, None, state, fired, context),
         )
 
+    def create_floor(self, floor_id: str, name: str, level: int | None) -> None:
+        """What a user does in HA's settings (2024.4+): a new floor."""
+        self._need_floors_and_labels()
+        if any(f.floor_id == floor_id for f in self.floors):
+            raise ValueError(f"floor {floor_id!r} exists already")
+        self.floors.append(Floor(floor_id, name, level))
+
+    def move_area(self, area_id: str, floor_id: str | None) -> None:
+        """A user puts an area on a floor (None: on none)."""
+        self._need_floors_and_labels()
+        if not any(a.area_id == area_id for a in self.areas):
+            raise KeyError(f"{area_id} is not in the area registry")
+        if floor_id is not None and not any(f.floor_id == floor_id for f in self.floors):
+            raise KeyError(f"{floor_id} is not in the floor registry")
+        self.area_floors[area_id] = floor_id
+
+    def create_label(self, label_id: str, name: str, color: str | None = None) -> None:
+        """A user creates a label (2024.4+)."""
+        self._need_floors_and_labels()
+        if any(label.label_id == label_id for label in self.labels):
+            raise ValueError(f"label {label_id!r} exists already")
+        self.labels.append(Label(label_id, name, color))
+
+    def set_labels(self, holder: LabelHolder, item_id: str, label_ids: Sequence[str]) -> None:
+        """A user sets the labels of an area, a device (by id) or an entity."""
+        self._need_floors_and_labels()
+        known = {label.label_id for label in self.labels}
+        if unknown := set(label_ids) - known:
+            raise KeyError(f"labels {sorted(unknown)} are not in the label registry")
+        self.held_labels[(holder, item_id)] = tuple(label_ids)
+
     # --- internals ---
+
+    def _need_floors_and_labels(self) -> None:
+        if not self.floors_and_labels:
+            raise RuntimeError("this home is an HA before 2024.4: no floors or labels")
+
+    def _place_labels(self) -> None:
+        """The first labels, on the entities, devices and areas this home has."""
+        entity_ids = {entry.entity_id for entry in self.registry}
+        for entity_id, labels in _ENTITY_LABELS.items():
+            if entity_id in entity_ids:
+                self.held_labels[("entity", entity_id)] = labels
+        for device in self.devices:
+            if device.name in _DEVICE_LABELS:
+                self.held_labels[("device", device.device_id)] = _DEVICE_LABELS[device.name]
+        for area_id, labels in _AREA_LABELS.items():
+            self.held_labels[("area", area_id)] = labels
 
     def _tick(self, now_us: int) -> int:
         stamp = now_us if now_us > self._last_us else self._last_us + 1

@@ -30,6 +30,7 @@ from websockets.http11 import Request, Response
 from devtools.simulator.entities import (
     JSON,
     Home,
+    LabelHolder,
     StateChange,
     encode_json,
     iso_from_us,
@@ -382,7 +383,10 @@ class HASimulator:
     `statistics_days` give it a computed past before that, with long-term statistics, for
     `ha-ingestor import` (`past`, devtools/simulator/recorder_past.py; `statistics_requests`
     counts the statistics commands); `recorder=False` is an HA without the recorder: history
-    and statistics commands answer `unknown_command`.
+    and statistics commands answer `unknown_command`. `floors_and_labels=False` is an HA before
+    2024.4: the floor and label registry commands answer `unknown_command` and areas carry no
+    `floor_id` or `labels`; with them, `create_floor`, `move_area`, `create_label` and
+    `set_labels` edit them live, firing the registry-updated events HA fires.
     """
 
     def __init__(
@@ -408,6 +412,7 @@ class HASimulator:
         past_interval: float = 300.0,
         statistics_days: float | None = None,
         recorder: bool = True,
+        floors_and_labels: bool = True,
     ) -> None:
         if not token:
             raise ValueError("token must not be empty")
@@ -433,6 +438,7 @@ class HASimulator:
             seed=seed,
             now_us=self._past_from_us,
             history_size=history_size or (max(1_000, past_events) if past_events else None),
+            floors_and_labels=floors_and_labels,
         )
         past_end_us = self._past_from_us - 1_000_000
         self.past = RecorderPast(
@@ -487,6 +493,8 @@ class HASimulator:
             "config/area_registry/list": (self._area_registry, _Schema()),
             "config/device_registry/list": (self._device_registry, _Schema()),
             "config/entity_registry/list": (self._entity_registry, _Schema()),
+            "config/floor_registry/list": (self._floor_registry, _Schema()),
+            "config/label_registry/list": (self._label_registry, _Schema()),
             "history/history_during_period": (
                 self._history_during_period,
                 _Schema(
@@ -522,6 +530,9 @@ class HASimulator:
             for name in list(self._commands):
                 if name.startswith(("history/", "recorder/")):
                     del self._commands[name]
+        if not floors_and_labels:  # HA before 2024.4 has neither registry
+            del self._commands["config/floor_registry/list"]
+            del self._commands["config/label_registry/list"]
 
     # --- lifecycle ---
 
@@ -676,6 +687,46 @@ class HASimulator:
             },
         )
         self._publish([removed, added])
+
+    def create_floor(self, floor_id: str, name: str, level: int | None = None) -> None:
+        """A user creates a floor: `floor_registry_updated` fires."""
+        self._home.create_floor(floor_id, name, level)
+        self._registries.pop("floors", None)
+        self._fire("floor_registry_updated", {"action": "create", "floor_id": floor_id})
+
+    def move_area(self, area_id: str, floor_id: str | None) -> None:
+        """A user puts an area on another floor: `area_registry_updated` fires."""
+        self._home.move_area(area_id, floor_id)
+        self._registries.pop("areas", None)
+        self._fire("area_registry_updated", {"action": "update", "area_id": area_id})
+
+    def create_label(self, label_id: str, name: str, color: str | None = None) -> None:
+        """A user creates a label: `label_registry_updated` fires."""
+        self._home.create_label(label_id, name, color)
+        self._registries.pop("labels", None)
+        self._fire("label_registry_updated", {"action": "create", "label_id": label_id})
+
+    def set_labels(self, holder: LabelHolder, item_id: str, label_ids: list[str]) -> None:
+        """A user labels an area, a device (by id) or an entity: its registry's event fires,
+        with the old labels under `changes` for devices and entities, as HA sends them."""
+        old = list(self._home.held_labels.get((holder, item_id), ()))
+        self._home.set_labels(holder, item_id, label_ids)
+        if holder == "area":
+            self._registries.pop("areas", None)
+            self._fire("area_registry_updated", {"action": "update", "area_id": item_id})
+            return
+        name, key = ("devices", "device_id") if holder == "device" else ("entities", "entity_id")
+        self._registries.pop(name, None)
+        self._fire(
+            f"{holder}_registry_updated",
+            {"action": "update", key: item_id, "changes": {"labels": old}},
+        )
+
+    def _floor_registry(self, client: _Client, msg: JSON) -> None:
+        self._send_registry(client, msg["id"], "floors", self._home.floor_registry)
+
+    def _label_registry(self, client: _Client, msg: JSON) -> None:
+        self._send_registry(client, msg["id"], "labels", self._home.label_registry)
 
     def _fire(self, event_type: str, data: JSON) -> None:
         """An event of `event_type` to every subscription to it (or to all events)."""

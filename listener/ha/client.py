@@ -60,6 +60,7 @@ class HAClient:
         stats: ListenerStats,
         *,
         control_events: Mapping[str, ControlHandler] | None = None,
+        optional_control_events: frozenset[str] = frozenset(),
         on_connected: ConnectedHook | None = None,
         on_disconnected: Callable[[], None] | None = None,
         heartbeat_interval: float = 20.0,
@@ -77,6 +78,9 @@ class HAClient:
         self._event_types = event_types
         self._on_event = on_event
         self._control_events = dict(control_events or {})
+        self._optional_control_events = optional_control_events
+        """Control events an older HA may refuse: an info line once, not a warning each time."""
+        self._refusals_said: set[str] = set()
         self._routes: dict[int, ControlHandler | None] = {}
         """Subscription id → its control handler, or None for the data subscriptions."""
         self._stats = stats
@@ -299,15 +303,22 @@ class HAClient:
             try:
                 await self._subscribe_one(connection, event_type, handler)
             except protocol.CommandFailed as exc:
-                log.warning(
-                    "could not subscribe to %s (%s); registries may go stale", event_type, exc
-                )
+                self._control_refused(event_type, exc)
         self._stats.connection_state = "subscribed"
         log.info(
             "subscribed to %s (subscription ids %s)",
             ", ".join(t for t in self._event_types if t not in refused),
             ", ".join(str(i) for i in self._stats.subscriptions.values()),
         )
+
+    def _control_refused(self, event_type: str, exc: protocol.CommandFailed) -> None:
+        """A warning, except for the optional events: an HA before 2024.4 lets only an admin
+        token subscribe to floor and label events, and has neither registry; said once."""
+        if event_type not in self._optional_control_events:
+            log.warning("could not subscribe to %s (%s); registries may go stale", event_type, exc)
+        elif event_type not in self._refusals_said:
+            self._refusals_said.add(event_type)
+            log.info("HA refused the subscription to %s (%s): an HA before 2024.4", event_type, exc)
 
     async def _subscribe_one(
         self, connection: HAConnection, event_type: str, handler: ControlHandler | None

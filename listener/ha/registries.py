@@ -1,8 +1,10 @@
-"""HA's area, device and entity registries, kept in Redis for the workers' enrichment.
+"""HA's area, device, entity, floor and label registries, kept in Redis for enrichment.
 
 A registry change announced by HA is fetched again by a task, after a short debounce: the
 reader must never await a command, whose reply only that same reader can read (a user editing
-areas sends a burst of events, and one fetch per registry covers the burst).
+areas sends a burst of events, and one fetch per registry covers the burst). An HA older than
+2024.4 answers `unknown_command` for floors and labels: they are stored empty (so a downgraded
+HA leaves no stale floors behind) and said once, never warned about on every refresh.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import redis
 
 from config.redis_keys import REGISTRY_TTL_S, RedisKeys
 from core import json_codec
+from listener.ha.protocol import CommandFailed
 
 log = logging.getLogger(__name__)
 
@@ -23,23 +26,37 @@ REGISTRIES: dict[str, str] = {
     "areas": "config/area_registry/list",
     "devices": "config/device_registry/list",
     "entities": "config/entity_registry/list",
+    "floors": "config/floor_registry/list",
+    "labels": "config/label_registry/list",
 }
 """Redis name → the HA command that lists it."""
+
+SINCE_2024_4: frozenset[str] = frozenset({"floors", "labels"})
+"""Registries an older HA does not have: `unknown_command` stores them empty, logged once."""
 
 UPDATE_EVENTS: dict[str, str] = {
     "area_registry_updated": "areas",
     "device_registry_updated": "devices",
     "entity_registry_updated": "entities",
+    "floor_registry_updated": "floors",
+    "label_registry_updated": "labels",
 }
 """HA event announcing a change → the registry to fetch again."""
+
+EVENTS_SINCE_2024_4: frozenset[str] = frozenset(
+    event for event, name in UPDATE_EVENTS.items() if name in SINCE_2024_4
+)
+"""Their events: outside an older HA's allowlist for non-admin tokens, so a refusal is no fault."""
 
 Call = Callable[[str], Awaitable[Any]]
 
 EntitiesStored = Callable[[bytes | None, list[Any]], Awaitable[None]]
 """(the entity registry stored before, as Redis held it, or None; the one just stored)."""
 
-DEBOUNCE_S = 0.5
-"""How long after a registry change to fetch it: a burst of changes costs one fetch."""
+DEBOUNCE_S = 0.25
+"""How long after a registry change to fetch it: a burst of changes costs one fetch (HA fires
+one event per entry an edit touches, within milliseconds), and with the workers' look at the
+version twice a second the next points carry an edit within a second."""
 
 
 class RegistryStore:
@@ -49,6 +66,8 @@ class RegistryStore:
         self._redis = client
         self._keys = keys
         self.fetched: dict[str, int] = {}
+        self.missing: set[str] = set()
+        """Registries HA does not know (before 2024.4): said once, then stored empty quietly."""
         self._entities_stored: EntitiesStored | None = None
 
     def watch_entities(self, stored: EntitiesStored) -> None:
@@ -84,8 +103,12 @@ class RegistryStore:
             try:
                 items = await call(REGISTRIES[name])
             except Exception as exc:  # noqa: BLE001 - enrichment must never stop ingestion
-                log.warning("could not fetch HA's %s registry (%s); tags may be stale", name, exc)
-                continue
+                if not self._absent(name, exc):
+                    log.warning(
+                        "could not fetch HA's %s registry (%s); tags may be stale", name, exc
+                    )
+                    continue
+                items = []
             if not isinstance(items, list):
                 continue
             payload = json_codec.dumps(items)
@@ -115,6 +138,17 @@ class RegistryStore:
                 "registries stored: %s",
                 ", ".join(f"{n} {c}" for n, c in sorted(self.fetched.items())),
             )
+
+    def _absent(self, name: str, exc: Exception) -> bool:
+        """Whether HA lacks this registry (before 2024.4); said in an info line, once."""
+        if not isinstance(exc, CommandFailed) or exc.code != "unknown_command":
+            return False
+        if name not in SINCE_2024_4:
+            return False
+        if name not in self.missing:
+            self.missing.add(name)
+            log.info("HA has no %s registry (it came with HA 2024.4): no %s tags", name, name[:-1])
+        return True
 
     def _bump_version(self) -> None:
         """Workers re-read the registries when this changes (within a second)."""

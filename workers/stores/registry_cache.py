@@ -2,7 +2,7 @@
 
 The listener stores each registry in Redis as the JSON list HA's `config/*_registry/list`
 returns, and increments a version key. A worker reads them again when that version changed
-(looked at once a second) or at least once per TTL (`RegistryCache`) and turns an entity id into
+(looked at twice a second) or at least once per TTL (`RegistryCache`) and turns an entity id into
 tags with the pure steps of core/enrichment.py (`Enrichment`), caching the tags per entity until
 the registries are read again. Redis failing only means the last registries are kept.
 """
@@ -39,7 +39,7 @@ class RegistryCache:
         keys: RedisKeys,
         *,
         ttl: float = 60.0,
-        check_every: float = 1.0,
+        check_every: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = client

@@ -290,3 +290,28 @@ def test_an_env_file_is_read_below_the_environment(monkeypatch, tmp_path: Path) 
     assert get_settings() == settings
     read_env_file(None)
     assert load_settings().celery_broker_url.get_secret_value() == "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"ENRICHMENT_ENABLED": "false", "ENRICHMENT_FLOOR": "true"},
+        {"ENRICHMENT_ENABLED": "false", "ENRICHMENT_LABELS": "inherited"},
+    ],
+)
+def test_floor_and_labels_need_enrichment(monkeypatch, given: dict[str, str]) -> None:
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "ENRICHMENT_FLOOR and ENRICHMENT_LABELS need ENRICHMENT_ENABLED=true" in str(info.value)
+
+
+def test_floor_and_labels_are_off_by_default_and_labels_says_what_is_valid(monkeypatch) -> None:
+    settings = load_settings()
+    assert (settings.enrichment_floor, settings.enrichment_labels) == (False, "off")
+    monkeypatch.setenv("ENRICHMENT_LABELS", "own")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "ENRICHMENT_LABELS" in str(info.value)
+    assert "'entity'" in str(info.value)

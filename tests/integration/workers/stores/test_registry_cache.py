@@ -249,7 +249,7 @@ def test_the_cache_reads_again_within_a_second_of_the_listeners_version_bump(
     for kind, items in (("areas", AREAS), ("devices", DEVICES), ("entities", ENTITIES)):
         store(client, kind, items)
     clock = Clock()
-    cache = RegistryCache(client, keys, ttl=60, clock=clock)
+    cache = RegistryCache(client, keys, ttl=60, check_every=1.0, clock=clock)
     enrichment = Enrichment(cache, default_steps(frozenset()))
     assert enrichment.tags_for("sensor.fridge_temp")["area"] == "Kitchen"
 
