@@ -32,15 +32,24 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Settings read the environment: the developer's shell must not leak into tests.
 
     Every variable the settings model reads is cleared (each field's name or aliases, and
-    their `_FILE` variants), and no dotenv file (a dev stack's) is read below it.
+    their `_FILE` variants), and no dotenv file (a dev stack's) is read below it. Afterwards the
+    environment is put back as it was: code run in-process may set variables of its own (the
+    `celery` command line sets CELERY_LOADER, CELERY_CONFIG_MODULE...), which must not reach the
+    next test.
     """
     variables = setting_variables()
     for name in list(os.environ):
-        if name.upper() in variables:
+        # CELERY_*: also Celery's own (CELERY_LOG_LEVEL, CELERY_LOG_FILE), which an in-process
+        # worker's logging set-up leaves behind.
+        if name.upper() in variables or name.upper().startswith("CELERY_"):
             monkeypatch.delenv(name)
+    before = dict(os.environ)
     read_env_file(None)
     yield
     read_env_file(None)
+    if dict(os.environ) != before:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 def _serve(server: S) -> Iterator[S]:
