@@ -79,11 +79,8 @@ def _field_value(raw: str) -> tuple[FieldKind, FieldValue]:
     try:
         if raw.endswith("i"):
             return "integer", int(raw[:-1])
-        if raw.endswith("u"):
-            value = int(raw[:-1])
-            if value < 0:
-                raise ValueError(raw)
-            return "uinteger", value
+        if raw.endswith("u") and not raw.startswith("-"):
+            return "uinteger", int(raw[:-1])
         return "float", float(raw)
     except ValueError:
         raise LineError(f"Unable to parse field value: `{raw}`") from None

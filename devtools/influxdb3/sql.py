@@ -30,6 +30,7 @@ _QUERY = re.compile(
 _CONDITION = re.compile(
     r"^\s*(?P<column>\"[^\"]+\"|\w+)\s*(?P<op>=|!=|<>|<=|>=|<|>)\s*(?P<literal>.+?)\s*$"
 )
+_IDENTIFIER = re.compile(r'^(?:"[^"]+"|\w+)$')
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
     "!=": operator.ne,
@@ -88,9 +89,15 @@ def parse_query(sql: str) -> Query:
         raise QueryError(f"the InfluxDB 3 stand-in answers only a small SQL subset, not: {sql}")
     raw_columns = match["columns"].strip()
     count = raw_columns.lower() == "count(*)"
-    columns = None if raw_columns == "*" or count else tuple(
-        _name(c) for c in raw_columns.split(",")
+    columns = (
+        None if raw_columns == "*" or count else tuple(_name(c) for c in raw_columns.split(","))
     )
+    if columns is not None and not all(
+        _IDENTIFIER.match(c.strip()) for c in raw_columns.split(",")
+    ):
+        raise QueryError(
+            f"the InfluxDB 3 stand-in answers only a small SQL subset (plain columns): {sql}"
+        )
     conditions: list[tuple[str, str, FieldValue]] = []
     if match["where"]:
         for part in re.split(r"\s+AND\s+", match["where"], flags=re.IGNORECASE):
@@ -99,9 +106,11 @@ def parse_query(sql: str) -> Query:
                 raise QueryError(f"only `column op literal` conditions are understood: {part}")
             column = _name(condition["column"])
             conditions.append((column, condition["op"], _literal(condition["literal"], column)))
-    order = (_name(match["order"]), (match["direction"] or "").upper() == "DESC") if match[
-        "order"
-    ] else None
+    order = (
+        (_name(match["order"]), (match["direction"] or "").upper() == "DESC")
+        if match["order"]
+        else None
+    )
     limit = int(match["limit"]) if match["limit"] else None
     return Query(_name(match["table"]), columns, count, tuple(conditions), order, limit)
 

@@ -46,8 +46,8 @@ class Table:
 
     def add(self, line: ParsedLine, time_ns: int) -> None:
         """Store a checked line: new columns take its types, fields merge into the series row."""
-        for key, _ in line.tags:
-            self.columns.setdefault(key, "tag")
+        for tag, _ in line.tags:
+            self.columns.setdefault(tag, "tag")
         for name, kind, _ in line.fields:
             self.columns.setdefault(name, kind)
         self.columns.setdefault("time", "time")

@@ -11,23 +11,33 @@ from typing import Any
 from devtools.influxdb3.line_protocol import LineError, ParsedLine, parse_line, render_line
 from devtools.influxdb3.store import ColumnConflict, Database, Store, Table
 
-__all__ = ["PRECISIONS", "WriteOutcome", "to_nanoseconds", "write_lines"]
+__all__ = ["PRECISIONS", "WriteOutcome", "db_name_error", "to_nanoseconds", "write_lines"]
 
 PARTIAL = "partial write of line protocol occurred"
 ATOMIC = "parsing failed for write_lp endpoint"
-# The v3 names, and the short forms the CLI (--precision ns|us|ms|s) and the v1/v2 APIs use.
+# The names /api/v3/write_lp takes. The short forms (ns, us, ms, s) are refused: the docs note
+# that a bug keeps them from working on this endpoint, so a client must send these names.
 PRECISIONS: dict[str, int | None] = {
     "auto": None,
     "nanosecond": 1,
-    "ns": 1,
     "microsecond": 1_000,
-    "us": 1_000,
-    "u": 1_000,
     "millisecond": 1_000_000,
-    "ms": 1_000_000,
     "second": 1_000_000_000,
-    "s": 1_000_000_000,
 }
+
+
+def db_name_error(name: str) -> str | None:
+    """The engine's message for a database name it refuses, None for a good one."""
+    if not name:
+        return "db name cannot be empty"
+    if not (name[0].isascii() and name[0].isalnum()):
+        return "db name did not start with a number or letter"
+    if not all(c.isascii() and (c.isalnum() or c in "_-") for c in name):
+        return (
+            "invalid character in database name: must be ASCII, containing only letters, "
+            "numbers, underscores, or hyphens"
+        )
+    return None
 
 
 def to_nanoseconds(timestamp: int, precision: str) -> int:
@@ -66,7 +76,7 @@ def _refusal(number: int, raw: str, message: str) -> dict[str, Any]:
     return {"original_line": raw, "line_number": number, "error_message": message}
 
 
-def _apply(staged: Database, number: int, raw: str, line: ParsedLine, time_ns: int) -> str | None:
+def _apply(staged: Database, line: ParsedLine, time_ns: int) -> str | None:
     """Store one parsed line in the staged database; the conflict message if refused."""
     table = staged.tables.get(line.measurement) or Table()
     try:
@@ -81,7 +91,7 @@ def _apply(staged: Database, number: int, raw: str, line: ParsedLine, time_ns: i
 def write_lines(
     store: Store, db: str, body: str, *, precision: str, accept_partial: bool, now_ns: int
 ) -> WriteOutcome:
-    """Apply a batch: line numbers count from 1 over every line, blank and comment ones too."""
+    """Apply a batch; line numbers count every physical line from 1, as the engine's do."""
     outcome = WriteOutcome()
     existing = store.databases.get(db)
     staged = existing.staged() if existing is not None else Database()
@@ -96,7 +106,7 @@ def write_lines(
             continue
         stamp = line.timestamp
         time_ns = now_ns if stamp is None else to_nanoseconds(stamp, precision)
-        message = _apply(staged, number, raw, line, time_ns)
+        message = _apply(staged, line, time_ns)
         if message is not None:
             outcome.refused.append(_refusal(number, render_line(line, raw), message))
     if outcome.refused and not accept_partial:
