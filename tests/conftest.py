@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from config.settings import read_env_file, setting_variables
+from devtools.influxdb3 import InfluxDB3Server
 from devtools.local_servers import (
     InfluxDBServer,
     LocalServer,
@@ -81,6 +82,17 @@ def influxdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx
 def victoria_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetricsServer]:
     server = VictoriaMetricsServer(tmp_path_factory.mktemp("victoria"))
     yield from _serve(server)
+
+
+@pytest.fixture(scope="session")
+def influxdb3_server() -> Iterator[InfluxDB3Server]:
+    """The InfluxDB 3 Core stand-in (no package ships the real server), with a token."""
+    server = InfluxDB3Server()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
