@@ -177,6 +177,12 @@ class Settings(BaseSettings):
         description="InfluxDB base URL.",
         json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
     )
+    influxdb_kind: Literal["influxdb"] = Field(
+        default="influxdb",
+        description="What INFLUXDB_URL is: `influxdb` (1.x; 2.x or 1.8+ with "
+        "INFLUXDB_API_VERSION=2).",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS),
+    )
     influxdb_api_version: int = Field(
         default=1,
         description="1: InfluxDB 1.x /write; 2: the v2 write API (2.x, 3.x, 1.8+).",

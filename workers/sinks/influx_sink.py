@@ -72,7 +72,7 @@ class Sink(Protocol):
 
 
 def make_sink(settings: Settings, precision: str) -> Sink:
-    """The InfluxDB sink the settings ask for."""
+    """The sink the settings ask for: INFLUXDB_KIND, then, for InfluxDB, its API version."""
     if settings.influxdb_api_version == 2:
         assert settings.influxdb_token is not None  # checked by the settings
         return V2Sink(
