@@ -44,6 +44,21 @@ _CONFLICT: Final = re.compile(
 )
 
 
+# InfluxDB 3 (influxdb3_write's validator): the measurement is not named, the refused line is.
+_COLUMN_CONFLICT: Final = re.compile(
+    r"invalid column type for column '(?P<field>.+?)', "
+    r"expected iox::column_type::field::(?P<held>\w+), got iox::column_type::field::(?P<given>\w+)"
+)
+_IOX_TYPES: Final = {
+    "float": FLOAT,
+    "integer": "integer",
+    "uinteger": "unsigned",
+    "string": STRING,
+    "boolean": "boolean",
+}
+"""InfluxDB 3's column type names → the InfluxDB names the rest of this module speaks."""
+
+
 @dataclass(frozen=True, slots=True)
 class Conflict:
     """One field InfluxDB refused for its type: what was written, what it holds."""
@@ -70,6 +85,17 @@ def conflicts_in(text: str) -> list[Conflict]:
         for m in _CONFLICT.finditer(text)
         if m["held"] in FIELD_TYPES
     ]
+
+
+def column_conflict(measurement: str, text: str) -> Conflict | None:
+    """The type conflict in InfluxDB 3's refusal of one line of `measurement`, if it is one."""
+    found = _COLUMN_CONFLICT.search(text)
+    if found is None:
+        return None
+    held, given = _IOX_TYPES.get(found["held"]), _IOX_TYPES.get(found["given"])
+    if held is None or given is None:
+        return None
+    return Conflict(measurement, found["field"], given, held)
 
 
 def type_of(value: float | str) -> str:

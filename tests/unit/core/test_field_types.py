@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from core.field_types import Conflict, conflicts_in, shadow, shadow_name, type_of
+from core.field_types import (
+    Conflict,
+    column_conflict,
+    conflicts_in,
+    shadow,
+    shadow_name,
+    type_of,
+)
 from core.rules import Rules
 from core.transform import Point, event_to_point
 
@@ -46,6 +53,48 @@ def point(**fields: float | str) -> Point:
 )
 def test_conflicts_are_read_from_the_stores_text(text: str, expected: list[Conflict]) -> None:
     assert conflicts_in(text) == expected
+
+
+IOX = (
+    "invalid column type for column '{field}', expected iox::column_type::field::{held}, "
+    "got iox::column_type::field::{given}"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            IOX.format(field="temp", held="float", given="string"),
+            Conflict("m", "temp", "string", "float"),
+        ),
+        (
+            IOX.format(field="value", held="integer", given="float"),
+            Conflict("m", "value", "float", "integer"),
+        ),
+        (
+            IOX.format(field="n", held="uinteger", given="float"),
+            Conflict("m", "n", "float", "unsigned"),
+        ),
+        (
+            IOX.format(field="on", held="boolean", given="string"),
+            Conflict("m", "on", "string", "boolean"),
+        ),
+        (IOX.format(field="x", held="tag", given="float"), None),
+        ("line protocol parse error: missing fields", None),
+    ],
+)
+def test_influxdb3_conflicts_are_read_with_the_lines_measurement(
+    text: str, expected: Conflict | None
+) -> None:
+    assert column_conflict("m", text) == expected
+
+
+def test_an_influxdb3_conflict_moves_the_value_to_its_shadow() -> None:
+    conflict = column_conflict("°C", IOX.format(field="value", held="integer", given="float"))
+    assert conflict is not None
+    moved = shadow(point(value=1.5), {conflict.field: conflict.held})
+    assert moved.moved == (("value", "value_float"),)
 
 
 @pytest.mark.parametrize(
