@@ -8,10 +8,13 @@ proved in milliseconds against this class, while the real sinks are proved again
 - `refuse(marker, text)`: a request holding a line with `marker` is refused whole (as InfluxDB
   1.x refuses a batch with an unparsable line), with the server's text;
 - `refuse_larger_than(n, text)`: a request of more than n lines is refused (HTTP 413);
+- `refuse_lines(marker, text)`: each line holding `marker` is refused alone and the rest of the
+  request is stored (InfluxDB 3's partial write), named by its index in the request;
 - `unavailable(calls, after=…, retry_after=…)`: calls after+1 … after+calls find the server
   down (connection refused, 5xx, or 429 with Retry-After); `calls=None` means for good.
 
-A request is stored whole or not at all, and `requests` keeps every attempt, in order.
+A request is stored whole or not at all (but for `refuse_lines`), and `requests` keeps every
+attempt, in order.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workers.sinks.errors import PointsRejected, SinkUnavailable
+from workers.sinks.errors import PartiallyWritten, PointsRejected, SinkUnavailable
 from workers.sinks.influx_http import Refusal
 
 
@@ -55,6 +58,7 @@ class MemorySink:
         self._outages: list[_Outage] = []
         self._refusals: list[_Refusal] = []
         self._max_lines: tuple[int, str] | None = None
+        self._line_refusals: list[tuple[str, str]] = []
 
     @property
     def target(self) -> str:
@@ -63,6 +67,11 @@ class MemorySink:
     def refuse(self, marker: str, text: str, status: int = 400) -> MemorySink:
         """Refuse every request holding a line that contains `marker`, with `text`."""
         self._refusals.append(_Refusal(marker, text, status))
+        return self
+
+    def refuse_lines(self, marker: str, text: str) -> MemorySink:
+        """Refuse each line holding `marker` alone, storing the rest of its request."""
+        self._line_refusals.append((marker, text))
         return self
 
     def refuse_larger_than(self, lines: int, text: str = "Request Entity Too Large") -> MemorySink:
@@ -96,7 +105,15 @@ class MemorySink:
         for refusal in self._refusals:
             if any(refusal.marker in line for line in lines):
                 raise PointsRejected(refusal.status, refusal.text)
-        self.stored.extend(lines)
+        refused = {
+            index: text
+            for index, line in enumerate(lines)
+            for marker, text in reversed(self._line_refusals)
+            if marker in line
+        }
+        self.stored.extend(line for index, line in enumerate(lines) if index not in refused)
+        if refused:
+            raise PartiallyWritten(refused)
 
     def probe(self) -> Refusal | None:
         call = len(self.requests) + 1

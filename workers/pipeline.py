@@ -21,6 +21,11 @@ teaches the worker the measurement's field types (workers/sinks/field_types.py),
 values move to their shadows (core/field_types.py) and the batch is written again; such points
 are counted as `type_shadowed`.
 
+A server that stores a batch except some lines (InfluxDB 3's partial write) says which: those
+are dead-lettered with its text for each (or moved to shadows, as above, and written alone
+again) and the rest counts as written, with no retry and no bisecting, which would send the
+stored lines a second time.
+
 Every message of a batch thus ends in exactly one of: written, skipped by a named rule,
 dead-lettered with a reason, or handed back (`BatchOutcome.handed_back`).
 """
@@ -37,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.backoff import BackoffFactory, exponential_backoff
-from core.field_types import shadow
+from core.field_types import column_conflict, shadow
 from core.ha_event import entity_id_of
 from core.line_protocol import encode_point
 from core.renames import RENAME_EVENT, rename_to_point
@@ -46,7 +51,7 @@ from core.state_heartbeat import state_heartbeat_point
 from core.statistics_point import STATISTICS_EVENT, statistics_to_point
 from core.task_message import InvalidMessage, Undecodable, parse_message
 from core.transform import InvalidEvent, Point, Skipped, event_to_point
-from workers.sinks.errors import PointsRejected, SinkUnavailable
+from workers.sinks.errors import PartiallyWritten, PointsRejected, SinkUnavailable
 from workers.sinks.field_types import FieldTypeCache
 from workers.sinks.influx_sink import Sink
 from workers.stores.dead_letters import TOO_OLD_DURING_OUTAGE, UNDECODABLE
@@ -292,9 +297,9 @@ class IngestPipeline:
             try:
                 rejected = self._write_retrying(chunk, outcome, deadline)
                 if rejected is None:
-                    outcome.written += len(chunk)
-                    outcome.capped += sum(entry.capped for entry in chunk)
-                    outcome.type_shadowed += sum(entry.shadowed for entry in chunk)
+                    self._count_written(chunk, outcome)
+                elif isinstance(rejected, PartiallyWritten):
+                    self._settle_partial(rejected, chunk, pending, outcome)
                 elif self._moved_to_shadows(rejected, chunk, pending):
                     pending.append(chunk)  # written again, with the clashing values moved
                 else:
@@ -302,6 +307,59 @@ class IngestPipeline:
             except _HandBack as back:
                 unfinished = chunk + [e for rest in pending for e in rest]
                 raise _HandBack(unfinished, retry_after=back.retry_after, why=back.why) from None
+
+    @staticmethod
+    def _count_written(entries: list[_Entry], outcome: BatchOutcome) -> None:
+        outcome.written += len(entries)
+        outcome.capped += sum(entry.capped for entry in entries)
+        outcome.type_shadowed += sum(entry.shadowed for entry in entries)
+
+    def _settle_partial(
+        self,
+        partial: PartiallyWritten,
+        chunk: list[_Entry],
+        pending: list[list[_Entry]],
+        outcome: BatchOutcome,
+    ) -> None:
+        """The stored entries are written; the refused ones go to their shadow fields and are
+        written again alone when a type clash taught something, else are dead-lettered."""
+        outcome.write_errors += 1
+        self._count({"write_errors": 1})
+        self._note_write_error(str(partial))
+        refused = [(chunk[i], text) for i, text in sorted(partial.refused.items())]
+        gone = {id(entry) for entry, _ in refused}
+        self._count_written([entry for entry in chunk if id(entry) not in gone], outcome)
+        again = self._reshadowed(refused, pending)
+        letters = [
+            (entry.raw, "rejected_by_influxdb", text)
+            for entry, text in refused
+            if id(entry) not in {id(e) for e in again}
+        ]
+        if again:
+            pending.append(again)
+        self._store_dead_letters(letters, outcome)
+
+    def _reshadowed(
+        self, refused: list[tuple[_Entry, str]], pending: list[list[_Entry]]
+    ) -> list[_Entry]:
+        """The refused entries whose line changed after learning the types their refusals
+        name (InfluxDB 3's text: the field from it, the measurement from our own point)."""
+        cache = self._field_types
+        if cache is None or self._relearns <= 0:
+            return []
+        found = (column_conflict(entry.point.measurement, text) for entry, text in refused)
+        if not cache.learn_conflicts(c for c in found if c is not None):
+            return []
+        self._relearns -= 1
+        for entry in (e for rest in pending for e in rest):
+            entry.line, entry.shadowed = self._line(entry.point)
+        again = []
+        for entry, _ in refused:
+            line, entry.shadowed = self._line(entry.point)
+            if line != entry.line:
+                entry.line = line
+                again.append(entry)
+        return again
 
     def _isolate(
         self,
@@ -324,7 +382,7 @@ class IngestPipeline:
 
     def _write_retrying(
         self, chunk: list[_Entry], outcome: BatchOutcome, deadline: float
-    ) -> PointsRejected | None:
+    ) -> PointsRejected | PartiallyWritten | None:
         """Write the chunk, waiting out unavailability; too old entries leave it on the way.
 
         Returns the rejection when InfluxDB refuses the points; raises _HandBack.
@@ -333,7 +391,7 @@ class IngestPipeline:
         while chunk:
             try:
                 self._sink.write([entry.line for entry in chunk])
-            except PointsRejected as exc:
+            except (PointsRejected, PartiallyWritten) as exc:
                 return exc  # counted by the caller unless shadow fields take the values
             except SinkUnavailable as exc:
                 outcome.retries += 1

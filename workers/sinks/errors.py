@@ -4,8 +4,10 @@
     ├── SinkUnavailable  try the same points again later: connection refused or reset, timeout,
     │                    5xx, 429 (with Retry-After), and server-side misconfiguration a person
     │                    fixes without losing data (missing database/bucket, refused credentials)
-    └── PointsRejected   the server refused these points (any other 4xx): bisect the batch and
-                         dead-letter only the offending points, with the server's error text
+    ├── PointsRejected   the server refused these points (any other 4xx): bisect the batch and
+    │                    dead-letter only the offending points, with the server's error text
+    └── PartiallyWritten the server stored the batch except the lines it names (InfluxDB 3):
+                         dead-letter exactly those, never send the stored ones again
 
 Sinks build every message from redacted URLs and scrubbed server text, so str() and repr() of
 these errors never carry a password or token.
@@ -48,6 +50,22 @@ class PointsRejected(SinkError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (PointsRejected, (self.status, self.message))
+
+
+class PartiallyWritten(SinkError):
+    """The server stored every point of the request except `refused`; bisecting would send the
+    stored ones again."""
+
+    def __init__(self, refused: dict[int, str]) -> None:
+        super().__init__(
+            f"InfluxDB stored the batch except {len(refused)} refused point(s): "
+            + "; ".join(f"#{index}: {text}" for index, text in sorted(refused.items())[:3])
+        )
+        self.refused = refused
+        """0-based index in the written batch → the server's error text for that point."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PartiallyWritten, (self.refused,))
 
 
 def _rebuild_unavailable(

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from core.field_types import FieldTypes, conflicts_in
+from core.field_types import Conflict, FieldTypes, conflicts_in
 from workers.sinks.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,13 @@ class FieldTypeCache:
     def learn(self, refusal: str) -> bool:
         """Learn from a refused write's text; True when it taught something new, so the same
         points are worth writing again with their values moved."""
+        return self.learn_conflicts(conflicts_in(refusal))
+
+    def learn_conflicts(self, conflicts: Iterable[Conflict]) -> bool:
+        """Learn conflicts already read (InfluxDB 3 names the field, the line the measurement);
+        True when one taught something new."""
         learnt = False
-        for conflict in conflicts_in(refusal):
+        for conflict in conflicts:
             if self.held(conflict.measurement).get(conflict.field) == conflict.held:
                 continue
             known = self._types.setdefault(conflict.measurement, {})

@@ -29,6 +29,7 @@ from core.rules import Rules
 from tests.memory_sink import MemorySink
 from tests.virtual_time import StopEvent, VirtualTime
 from workers.pipeline import LIVE_COUNTERS, BatchOutcome, IngestPipeline, TagsFor
+from workers.sinks.field_types import FieldTypeCache
 from workers.stores.dead_letters import TOO_OLD_DURING_OUTAGE
 
 WALL = VirtualTime().time()
@@ -39,6 +40,12 @@ CONFLICT = (
     'partial write: field type conflict: input field "value" on measurement "sensor.victim" is '
     "type float, already exists as type string dropped=1"
 )
+COLUMN_CONFLICT = (
+    "invalid column type for column 'value', expected iox::column_type::field::string, "
+    "got iox::column_type::field::float"
+)
+"""InfluxDB 3's refusal of one line for its type."""
+LP_ERROR = "No fields were provided"
 UNPARSABLE = "unable to parse 'sensor.other,domain=sensor': missing fields"
 REDIS_DOWN = "Error 111 connecting to 127.0.0.1:6379. Connection refused."
 OLD = 120.0
@@ -530,6 +537,29 @@ def test_every_failed_write_leaves_its_text_for_the_health_report() -> None:
         "InfluxDB at memory answered 503",
         f"InfluxDB rejected the points (400): {CONFLICT}",
     ]
+
+
+def test_a_partial_type_clash_moves_only_the_refused_value_to_its_shadow() -> None:
+    """InfluxDB 3 names the column, the refused line names the measurement: the clashing value
+    goes to its shadow and only that point is written again."""
+    sink = MemorySink().refuse_lines("entity_id=victim value=", COLUMN_CONFLICT)
+    done = run(batch(3, s1=victim(1)), sink=sink, field_types=FieldTypeCache())
+
+    assert done.outcome == BatchOutcome(written=3, write_errors=1, type_shadowed=1)
+    assert [len(request) for request in sink.requests] == [3, 1]
+    assert done.stored_seqs(batch(3, s1=victim(1))) == [0, 2, 1]
+    assert "entity_id=victim value_float=1.0" in sink.stored[-1]
+    assert done.dead_letters.letters == []
+
+
+def test_a_partial_refusal_no_shadow_can_take_is_dead_lettered() -> None:
+    sink = MemorySink().refuse_lines("entity_id=victim ", LP_ERROR)
+    done = run(batch(2, s1=victim(1)), sink=sink, field_types=FieldTypeCache())
+
+    assert done.outcome == BatchOutcome(
+        written=1, write_errors=1, dead_lettered=Counter(rejected_by_influxdb=1)
+    )
+    assert [len(request) for request in sink.requests] == [2]
 
 
 def test_a_batch_with_nothing_to_write_sends_nothing() -> None:
