@@ -177,10 +177,11 @@ class Settings(BaseSettings):
         description="InfluxDB base URL.",
         json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
     )
-    influxdb_kind: Literal["influxdb"] = Field(
+    influxdb_kind: Literal["influxdb", "influxdb3"] = Field(
         default="influxdb",
         description="What INFLUXDB_URL is: `influxdb` (1.x; 2.x or 1.8+ with "
-        "INFLUXDB_API_VERSION=2).",
+        "INFLUXDB_API_VERSION=2); `influxdb3` (InfluxDB 3 Core/Enterprise: /api/v3/write_lp "
+        "to INFLUXDB_DATABASE with INFLUXDB_TOKEN).",
         json_schema_extra=in_group(SettingGroup.DESTINATIONS),
     )
     influxdb_api_version: int = Field(
@@ -190,7 +191,7 @@ class Settings(BaseSettings):
     )
     influxdb_database: str = Field(
         default="home_assistant",
-        description="v1 database.",
+        description="v1 database; the database with INFLUXDB_KIND=influxdb3.",
         json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
     )
     influxdb_username: str | None = Field(
@@ -210,7 +211,7 @@ class Settings(BaseSettings):
     )
     influxdb_token: SecretStr | None = Field(
         default=None,
-        description="v2 API token.",
+        description="v2 API token; the Bearer token with INFLUXDB_KIND=influxdb3.",
         json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
     )
     influxdb_org: str | None = Field(
@@ -634,6 +635,10 @@ class Settings(BaseSettings):
             )
         if self.influxdb_api_version == 2 and self.influxdb_token is None:
             problems.append("INFLUXDB_TOKEN: required with INFLUXDB_API_VERSION=2")
+        if self.influxdb_kind == "influxdb3" and self.influxdb_token is None:
+            problems.append(
+                "INFLUXDB_TOKEN: required with INFLUXDB_KIND=influxdb3 (influxdb3 create token)"
+            )
         if self.influxdb_api_version == 2 and not self.influxdb_org:
             problems.append("INFLUXDB_ORG: required with INFLUXDB_API_VERSION=2")
         if self.ha_heartbeat_timeout >= self.worker_hold_timeout:

@@ -31,6 +31,7 @@ from workers.sinks.influx_http import (
     probe_verdict,
     split_credentials,
 )
+from workers.sinks.influxdb3_sink import InfluxDB3Sink
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -73,6 +74,15 @@ class Sink(Protocol):
 
 def make_sink(settings: Settings, precision: str) -> Sink:
     """The sink the settings ask for: INFLUXDB_KIND, then, for InfluxDB, its API version."""
+    if settings.influxdb_kind == "influxdb3":
+        assert settings.influxdb_token is not None  # checked by the settings
+        return InfluxDB3Sink(
+            settings.influxdb_url,
+            token=settings.influxdb_token.get_secret_value(),
+            database=settings.influxdb_database,
+            precision=PRECISIONS.get(precision, precision),
+            timeout=settings.influxdb_timeout,
+        )
     if settings.influxdb_api_version == 2:
         assert settings.influxdb_token is not None  # checked by the settings
         return V2Sink(

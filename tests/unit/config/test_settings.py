@@ -18,6 +18,8 @@ from config.settings import (
     read_env_file,
     setting_variables,
 )
+from workers.sinks.influx_sink import make_sink
+from workers.sinks.influxdb3_sink import InfluxDB3Sink
 
 
 def test_defaults_are_a_local_install() -> None:
@@ -84,6 +86,20 @@ def test_cross_field_rules(monkeypatch, tmp_path: Path) -> None:
     assert "INFLUXDB_TOKEN" in text
     assert "INFLUXDB_ORG" in text
     assert "REDIS_URL" in text
+
+
+def test_influxdb3_needs_a_token_and_makes_its_own_sink(monkeypatch) -> None:
+    monkeypatch.setenv("INFLUXDB_KIND", "influxdb3")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "INFLUXDB_TOKEN: required with INFLUXDB_KIND=influxdb3" in str(info.value)
+
+    monkeypatch.setenv("INFLUXDB_TOKEN", "apiv3_x")
+    monkeypatch.setenv("INFLUXDB_DATABASE", "home")
+    sink = make_sink(load_settings(), "ms")
+    assert isinstance(sink, InfluxDB3Sink)
+    assert (sink.target, sink.precision) == ("database 'home'", "ms")
+    sink.close()
 
 
 def test_the_state_heartbeat_is_off_by_default_and_reads_its_lists(monkeypatch) -> None:
