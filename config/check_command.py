@@ -112,7 +112,10 @@ def check_configuration(settings: Settings) -> Outcome:
         return Outcome("configuration", False, str(exc), "correct the rules file")
     rules = str(settings.ha_ingestor_config) if settings.ha_ingestor_config else "defaults"
     influx = (
-        f"InfluxDB v1 {redact_url(settings.influxdb_url)} database {settings.influxdb_database}"
+        f"InfluxDB 3 {redact_url(settings.influxdb_url)} database {settings.influxdb_database}"
+        if settings.influxdb_kind == "influxdb3"
+        else f"InfluxDB v1 {redact_url(settings.influxdb_url)} database "
+        f"{settings.influxdb_database}"
         if settings.influxdb_api_version == 1
         else f"InfluxDB v2 {redact_url(settings.influxdb_url)} org {settings.influxdb_org} "
         f"bucket {settings.influxdb_bucket}"

@@ -175,6 +175,13 @@ def check_influxdb(settings: Settings) -> Outcome:
         sink.close()
     if refusal is not None:
         return Outcome("InfluxDB", False, refusal.problem, refusal.fix)
+    if settings.influxdb_kind == "influxdb3":
+        return Outcome(
+            "InfluxDB",
+            True,
+            f"{redact_url(settings.influxdb_url)} (InfluxDB 3) answers /health and takes the "
+            f"token; writes go to {sink.target}",
+        )
     return Outcome(
         "InfluxDB", True, f"{redact_url(settings.influxdb_url)} accepts writes to {sink.target}"
     )
