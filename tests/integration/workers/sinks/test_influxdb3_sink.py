@@ -165,7 +165,8 @@ def test_the_pipeline_dead_letters_the_refused_and_sends_the_stored_once(
     sink: InfluxDB3Sink, influxdb3_server: InfluxDB3Server, db: str
 ) -> None:
     sink.write([f'sensor.clash,entity_id=clash value="text" {T0}'])
-    recording, letters = Recording(sink, spoil="sensor.spoilt,"), []
+    recording = Recording(sink, spoil="sensor.spoilt,")
+    letters: list[tuple[Any, str, str]] = []
     pipeline = IngestPipeline(rules=Rules(), sink=recording, dead_letters=letters.extend)
     batch = [
         message(0, "sensor.a"),
@@ -196,7 +197,8 @@ def test_a_type_clash_goes_to_the_shadow_field(
     sink: InfluxDB3Sink, influxdb3_server: InfluxDB3Server, db: str
 ) -> None:
     sink.write([f'sensor.clash,entity_id=clash value="text" {T0 - 1000}'])
-    recording, letters = Recording(sink), []
+    recording = Recording(sink)
+    letters: list[tuple[Any, str, str]] = []
     pipeline = IngestPipeline(
         rules=Rules(),
         sink=recording,
