@@ -252,3 +252,12 @@ def test_an_absent_server_is_unavailable_saying_to_check_the_url(db: str) -> Non
     assert "INFLUXDB_URL" in str(caught.value)
     assert caught.value.status is None
     assert_secret_free(caught.value, "secret-abc-123")
+
+
+def test_a_partial_write_survives_pickling() -> None:
+    """Celery may serialise the exception: the refused indexes and texts come back whole."""
+    import pickle
+
+    partial = pickle.loads(pickle.dumps(PartiallyWritten({1: CONFLICT, 3: "No fields"})))
+    assert partial.refused == {1: CONFLICT, 3: "No fields"}
+    assert str(partial).startswith("InfluxDB stored the batch except 2 refused point(s): #1: ")
