@@ -1,7 +1,8 @@
 """Reading the rename points back (core/renames.py), for `ha-ingestor renames`.
 
-InfluxQL through 1.x's `/query`; Flux through the v2 query API (influxdb-client). A server that
-cannot be read raises SinkUnavailable with its text (secrets scrubbed), as a failed write does.
+InfluxQL through 1.x's `/query`; Flux through the v2 query API (influxdb-client); SQL through
+InfluxDB 3's `/api/v3/query_sql`. A server that cannot be read raises SinkUnavailable with its
+text (secrets scrubbed), as a failed write does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.rest import ApiException
 
 from config.redaction import redact_url, scrub
+from core import json_codec
 from core.renames import REGISTRY_ID_TAG, RENAMES_MEASUREMENT
 from workers.sinks.errors import SinkUnavailable
 from workers.sinks.influx_http import clip, json_object, split_credentials
@@ -63,6 +65,8 @@ def read_renames(settings: Settings) -> list[RenameRow]:
     """Every rename point in the configured database or bucket, oldest first."""
     secrets = settings.secrets()
     try:
+        if settings.influxdb_kind == "influxdb3":
+            return _read_v3(settings)
         if settings.influxdb_api_version == 2:
             return _read_v2(settings)
         return _read_v1(settings)
@@ -125,6 +129,49 @@ def _read_v2(settings: Settings) -> list[RenameRow]:
                 f"cannot reach InfluxDB at {redact_url(settings.influxdb_url)}: {exc}"
             ) from exc
     return [_row(record.values) for table in tables for record in table.records]
+
+
+def _read_v3(settings: Settings) -> list[RenameRow]:
+    """SELECT * (a rename's tags vary with the rules), oldest first; no table or database yet
+    means no rename was written."""
+    url = split_credentials(settings.influxdb_url)[0]
+    token = settings.influxdb_token.get_secret_value() if settings.influxdb_token else ""
+    sql = f"SELECT * FROM {_quoted(RENAMES_MEASUREMENT)} ORDER BY time ASC"
+    timeout = urllib3.Timeout(connect=settings.influxdb_timeout, read=settings.influxdb_timeout)
+    try:
+        response = urllib3.request(
+            "GET",
+            f"{url}/api/v3/query_sql",
+            fields={"db": settings.influxdb_database, "q": sql, "format": "json"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            retries=False,
+        )
+    except urllib3.exceptions.HTTPError as exc:
+        raise SinkUnavailable(f"cannot reach InfluxDB 3 at {redact_url(url)}: {exc}") from exc
+    text = str(json_object(response.data).get("error") or response.data.decode("utf-8", "replace"))
+    if response.status in (400, 404) and "not found" in text:
+        return []
+    if response.status >= 300:
+        raise SinkUnavailable(
+            f"InfluxDB 3 at {redact_url(url)} answered {response.status}: {clip(text)}"
+            + ("; check INFLUXDB_TOKEN" if response.status == 401 else "")
+        )
+    answer = json_codec.loads(response.data) if response.data else []
+    return (
+        [
+            _row({**values, "time": _utc(str(values.get("time", "")))})
+            for values in answer
+            if isinstance(values, dict)
+        ]
+        if isinstance(answer, list)
+        else []
+    )
+
+
+def _utc(rendered: str) -> str:
+    """InfluxDB 3 renders a zone-less UTC time; RenameRow's is RFC 3339."""
+    return rendered if not rendered or rendered.endswith(("Z", "+00:00")) else rendered + "Z"
 
 
 def _row(values: dict[str, Any]) -> RenameRow:
