@@ -330,10 +330,11 @@ class IngestPipeline:
         gone = {id(entry) for entry, _ in refused}
         self._count_written([entry for entry in chunk if id(entry) not in gone], outcome)
         again = self._reshadowed(refused, pending)
+        retried = {id(entry) for entry in again}
         letters = [
             (entry.raw, "rejected_by_influxdb", text)
             for entry, text in refused
-            if id(entry) not in {id(e) for e in again}
+            if id(entry) not in retried
         ]
         if again:
             pending.append(again)
