@@ -411,6 +411,59 @@ CASES = [
         waits=(1.0, 2.0),
         requests=(2,),
     ),
+    Case(
+        "a partial write dead-letters exactly the refused points and sends no stored one again",
+        batch(5, s1=victim(1), s3=victim(3, "broken")),
+        BatchOutcome(written=3, write_errors=1, dead_lettered=Counter(rejected_by_influxdb=2)),
+        sink=lambda sink: sink.refuse_lines("entity_id=victim ", COLUMN_CONFLICT).refuse_lines(
+            "entity_id=broken ", LP_ERROR
+        ),
+        counters={
+            "written": 3,
+            "write_errors": 1,
+            "dead_lettered": 2,
+            "dead_lettered:rejected_by_influxdb": 2,
+        },
+        letters=(
+            (1, "rejected_by_influxdb", COLUMN_CONFLICT),
+            (3, "rejected_by_influxdb", LP_ERROR),
+        ),
+        requests=(5,),
+        stored=(0, 2, 4),
+    ),
+    Case(
+        "a partial write refusing every point dead-letters each, without a retry or a split",
+        (victim(0), victim(1, "broken")),
+        BatchOutcome(write_errors=1, dead_lettered=Counter(rejected_by_influxdb=2)),
+        sink=lambda sink: sink.refuse_lines("entity_id=victim ", COLUMN_CONFLICT).refuse_lines(
+            "entity_id=broken ", LP_ERROR
+        ),
+        counters={"write_errors": 1, "dead_lettered": 2, "dead_lettered:rejected_by_influxdb": 2},
+        letters=(
+            (0, "rejected_by_influxdb", COLUMN_CONFLICT),
+            (1, "rejected_by_influxdb", LP_ERROR),
+        ),
+        requests=(2,),
+    ),
+    Case(
+        "a partial write after an outage: the retry, then only the refused point dead-lettered",
+        batch(3, s1=victim(1)),
+        BatchOutcome(
+            written=2, retries=1, write_errors=2, dead_lettered=Counter(rejected_by_influxdb=1)
+        ),
+        sink=lambda sink: sink.unavailable(1).refuse_lines("entity_id=victim ", COLUMN_CONFLICT),
+        counters={
+            "written": 2,
+            "retries": 1,
+            "write_errors": 2,
+            "dead_lettered": 1,
+            "dead_lettered:rejected_by_influxdb": 1,
+        },
+        letters=((1, "rejected_by_influxdb", COLUMN_CONFLICT),),
+        waits=(1.0,),
+        requests=(3, 3),
+        stored=(0, 2),
+    ),
 ]
 
 
