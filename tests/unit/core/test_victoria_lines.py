@@ -31,7 +31,8 @@ def test_text_state_becomes_a_label_of_a_one() -> None:
 
 def test_numbers_only_stay_one_line() -> None:
     lines = encode_victoria(_point((("temperature", 21.5), ("value", 3.0))), _guard())
-    assert lines.text == f"state,domain=binary_sensor,entity_id=door temperature=21.5,value=3.0 {T0}"
+    expected = f"state,domain=binary_sensor,entity_id=door temperature=21.5,value=3.0 {T0}"
+    assert lines.text == expected
 
 
 def test_text_attribute_follows_the_mapping_and_is_escaped() -> None:
