@@ -177,10 +177,11 @@ class Settings(BaseSettings):
         description="InfluxDB base URL.",
         json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
     )
-    influxdb_kind: Literal["influxdb"] = Field(
+    influxdb_kind: Literal["influxdb", "victoriametrics"] = Field(
         default="influxdb",
         description="What INFLUXDB_URL is: `influxdb` (1.x; 2.x or 1.8+ with "
-        "INFLUXDB_API_VERSION=2).",
+        "INFLUXDB_API_VERSION=2); `victoriametrics` (text states kept as labels, "
+        "docs/deployment.md; INFLUXDB_USERNAME/PASSWORD or INFLUXDB_TOKEN if it wants auth).",
         json_schema_extra=in_group(SettingGroup.DESTINATIONS),
     )
     influxdb_api_version: int = Field(
@@ -227,6 +228,20 @@ class Settings(BaseSettings):
         default=10.0,
         gt=0,
         description="Seconds per write request.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS),
+    )
+    victoria_text_values_max: int = Field(
+        default=50,
+        ge=1,
+        description="With INFLUXDB_KIND=victoriametrics: distinct texts kept per entity and "
+        "field per VICTORIA_TEXT_WINDOW (each is a series); the rest are counted as "
+        "`text_left_out`.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS),
+    )
+    victoria_text_window: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Seconds of event time over which VICTORIA_TEXT_VALUES_MAX applies.",
         json_schema_extra=in_group(SettingGroup.DESTINATIONS),
     )
 

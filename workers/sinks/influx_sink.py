@@ -31,6 +31,7 @@ from workers.sinks.influx_http import (
     probe_verdict,
     split_credentials,
 )
+from workers.sinks.victoria_sink import VictoriaSink
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -73,6 +74,8 @@ class Sink(Protocol):
 
 def make_sink(settings: Settings, precision: str) -> Sink:
     """The sink the settings ask for: INFLUXDB_KIND, then, for InfluxDB, its API version."""
+    if settings.influxdb_kind == "victoriametrics":
+        return _victoria_sink(settings, precision)
     if settings.influxdb_api_version == 2:
         assert settings.influxdb_token is not None  # checked by the settings
         return V2Sink(
@@ -92,6 +95,20 @@ def make_sink(settings: Settings, precision: str) -> Sink:
         retention_policy=settings.influxdb_retention_policy,
         precision=precision,
         timeout=settings.influxdb_timeout,
+    )
+
+
+def _victoria_sink(settings: Settings, precision: str) -> Sink:
+    password, token = settings.influxdb_password, settings.influxdb_token
+    return VictoriaSink(
+        settings.influxdb_url,
+        username=settings.influxdb_username,
+        password=password.get_secret_value() if password else None,
+        token=token.get_secret_value() if token else None,
+        precision=precision,
+        timeout=settings.influxdb_timeout,
+        text_values_max=settings.victoria_text_values_max,
+        text_window=settings.victoria_text_window,
     )
 
 
