@@ -150,3 +150,21 @@ class VictoriaSink:
                 "http://host:8480/insert/<tenant>",
             )
         return None
+
+
+def looks_like_victoria(url: str, *, timeout: float = 10.0) -> bool:
+    """Whether `url` is VictoriaMetrics: its /metrics names its own version `vm_app_version`,
+    which neither InfluxDB 2 nor 3 exposes. False when it cannot say (no answer, auth)."""
+    bare = split_credentials(url)[0]
+    pool = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False
+    )
+    try:
+        response = pool.request("GET", f"{bare}/metrics", preload_content=False)
+        head = response.read(1 << 20) if response.status == 200 else b""
+        response.release_conn()
+    except (urllib3.exceptions.HTTPError, OSError):
+        return False
+    finally:
+        pool.clear()
+    return b"\nvm_app_version{" in b"\n" + head
