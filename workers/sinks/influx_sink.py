@@ -1,5 +1,6 @@
 """Write line protocol to InfluxDB: the v1 `/write` endpoint (InfluxDB 1.x) or the v2 write API
-through influxdb-client (InfluxDB 2.x/3.x, 1.8+, VictoriaMetrics).
+through influxdb-client (InfluxDB 2.x/3.x, 1.8+). VictoriaMetrics has its own sink
+(victoria_sink.py): through these it would store every text field as 0.
 
 Neither sink retries: every failure is translated once, here, into SinkUnavailable or
 PointsRejected (workers/sinks/errors.py) and the pipeline decides what to do (STYLE rule 4). What an
