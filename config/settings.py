@@ -177,11 +177,13 @@ class Settings(BaseSettings):
         description="InfluxDB base URL.",
         json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
     )
-    influxdb_kind: Literal["influxdb", "influxdb3"] = Field(
+    influxdb_kind: Literal["influxdb", "influxdb3", "victoriametrics"] = Field(
         default="influxdb",
         description="What INFLUXDB_URL is: `influxdb` (1.x; 2.x or 1.8+ with "
         "INFLUXDB_API_VERSION=2); `influxdb3` (InfluxDB 3 Core/Enterprise: /api/v3/write_lp "
-        "to INFLUXDB_DATABASE with INFLUXDB_TOKEN).",
+        "to INFLUXDB_DATABASE with INFLUXDB_TOKEN); `victoriametrics` (text states kept as "
+        "labels, docs/deployment.md; INFLUXDB_USERNAME/PASSWORD or INFLUXDB_TOKEN if it wants "
+        "auth).",
         json_schema_extra=in_group(SettingGroup.DESTINATIONS),
     )
     influxdb_api_version: int = Field(
@@ -228,6 +230,20 @@ class Settings(BaseSettings):
         default=10.0,
         gt=0,
         description="Seconds per write request.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS),
+    )
+    victoria_text_values_max: int = Field(
+        default=50,
+        ge=1,
+        description="With INFLUXDB_KIND=victoriametrics: distinct texts kept per entity and "
+        "field per VICTORIA_TEXT_WINDOW (each is a series); the rest are counted as "
+        "`text_left_out`.",
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS),
+    )
+    victoria_text_window: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Seconds of event time over which VICTORIA_TEXT_VALUES_MAX applies.",
         json_schema_extra=in_group(SettingGroup.DESTINATIONS),
     )
 

@@ -130,6 +130,7 @@ def _pipeline_section(
         "write_errors": _total(readings, "write_errors"),
         "dead_letters": _total(readings, "dead_lettered"),
         "type_shadowed": _total(readings, "type_shadowed"),
+        "text_left_out": _total(readings, "text_left_out"),
         "depth_trend_per_minute": _round(p.depth_trend_per_min),
         "stalled_for_s": _round(p.stalled_for_s),
         "window_s": t.window_s,

@@ -43,7 +43,9 @@ Prometheus metrics of listener/health/server.py and the Grafana dashboard use th
   dead-letter store now), ``outage_letters_stored`` (events in the outage store, waiting for
   InfluxDB), ``dropped`` / ``dropped_in_window`` (dead letters DEAD_LETTERS_MAX deleted, total
   and in the window), ``type_shadowed`` (points written with a value in a shadow field
-  because its own field holds another type in InfluxDB, total), ``last_write_error``,
+  because its own field holds another type in InfluxDB, total), ``text_left_out`` (texts a
+  VictoriaMetrics destination did not write: over VICTORIA_TEXT_VALUES_MAX, or empty;
+  total), ``last_write_error``,
   ``broker_error`` (why the queue could not be read), ``write_rate_per_minute``
   ({"1m", "5m", "15m"}),
   ``computed_at`` (unix time these figures were computed) and ``age_s``.
@@ -72,7 +74,7 @@ PIPELINE_FIELDS = (
     "write_errors_in_window", "dead_letters_in_window", "dead_letter_reasons_in_window",
     "last_write_error", "broker_error", "in_flight_by_consumer", "given_back", "workers_alive",
     "dead_letters_stored", "outage_letters_stored", "dropped", "dropped_in_window",
-    "type_shadowed",
+    "type_shadowed", "text_left_out",
 )  # fmt: skip
 """Beat's pipeline figures; the report's section adds write_rate_per_minute, computed_at, age_s."""
 

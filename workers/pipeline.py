@@ -178,8 +178,11 @@ class IngestPipeline:
         hold_limit: float = math.inf,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        encode: Callable[[Point, str], str] = encode_point,
     ) -> None:
         self._rules = rules
+        self._encode = encode
+        """Point → its line(s); a store that keeps points its own way brings its encoder."""
         self._sink = sink
         self._dead_letters = dead_letters
         self._tags_for = tags_for or _no_tags
@@ -282,9 +285,9 @@ class IngestPipeline:
         """The point's line, with the values whose field the store holds with another type
         moved to their shadows; and whether any moved."""
         if self._field_types is None:
-            return encode_point(point, self._rules.precision), False
+            return self._encode(point, self._rules.precision), False
         moved = shadow(point, self._field_types.held(point.measurement))
-        return encode_point(moved.point, self._rules.precision), bool(moved.moved)
+        return self._encode(moved.point, self._rules.precision), bool(moved.moved)
 
     def _write_isolating(
         self, entries: list[_Entry], outcome: BatchOutcome, deadline: float

@@ -26,6 +26,7 @@ from config.redis_keys import RedisKeys
 from config.settings import Settings
 from core.backoff import exponential_backoff
 from core.enrichment import Enricher, default_steps, floor_label_steps, registry_id_tag
+from core.line_protocol import encode_point
 from core.rules import Rules
 from workers.batch_events import BatchEvents
 from workers.hand_back import HandBackPacer
@@ -33,6 +34,7 @@ from workers.pipeline import BatchOutcome, IngestPipeline, TagsFor
 from workers.sinks.errors import SinkError
 from workers.sinks.field_types import FieldTypeCache
 from workers.sinks.influx_sink import V1Sink, make_sink
+from workers.sinks.victoria_sink import VictoriaSink
 from workers.stores.counter_store import CounterStore
 from workers.stores.dead_letters import AutoReplay, DeadLetterStore, SendMany
 from workers.stores.import_runs import ImportRuns
@@ -92,6 +94,7 @@ class WorkerContext:
             hold_limit=hold_limit,
             tags_for=tags_for,
             field_types=field_types,
+            encode=self.sink.encode if isinstance(self.sink, VictoriaSink) else encode_point,
         )
 
     def ingest(self, messages: list[Any]) -> BatchOutcome:
@@ -114,6 +117,7 @@ class WorkerContext:
         self._lettered = set()
         try:
             outcome = self.pipeline.process(messages)
+            self._count_left_out()
         except Exception as exc:
             log.exception("the batch failed unexpectedly; its events are kept as dead letters")
             outcome = self.pipeline.dead_letter_all(messages, "worker_error", repr(exc))
@@ -124,6 +128,11 @@ class WorkerContext:
         if outcome.written:
             self._replay_outage_letters()
         return outcome
+
+    def _count_left_out(self) -> None:
+        """Texts VictoriaMetrics' guard kept out of this batch, for /health and /metrics."""
+        if isinstance(self.sink, VictoriaSink):
+            self.counters.add({"text_left_out": self.sink.take_left_out()})
 
     def pause_after_hand_back(self) -> bool:
         """Called before taking a batch: after a hand-back, wait (workers/hand_back.py)

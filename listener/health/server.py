@@ -51,6 +51,12 @@ PIPELINE_METRICS: tuple[tuple[str, FigureMetric, str], ...] = (
         "Points written with a value in a shadow field (<field>_float, <field>_str): its own "
         "field holds another type in InfluxDB",
     ),
+    (
+        "text_left_out",
+        counter("texts_left_out"),
+        "Text values not written to VictoriaMetrics: over VICTORIA_TEXT_VALUES_MAX per entity "
+        "and window, or empty",
+    ),
     ("dead_letters_stored", gauge("dead_letters_stored"), "Letters in the dead-letter store now"),
     (
         "outage_letters_stored",

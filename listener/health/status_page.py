@@ -218,6 +218,7 @@ _SCRIPT = r"""
       ["Write errors", num(p.write_errors), "pipeline.write_errors"],
       ["Dead letters", num(p.dead_letters), "pipeline.dead_letters"],
       ["Type-shadowed points", num(p.type_shadowed), "pipeline.type_shadowed"],
+      ["Texts left out (VictoriaMetrics)", num(p.text_left_out), "pipeline.text_left_out"],
       ["Beat's figures", p.age_s === null ? "beat has not run" : duration(p.age_s) + " old", "pipeline.age_s"]
     ]);
     rows("listener", Object.keys(l).filter(function (k) { return k !== "present"; }).map(function (k) {

@@ -5,6 +5,9 @@
 - The v2 write API through influxdb-client, against VictoriaMetrics, read back through its
   export API. VictoriaMetrics names a series `{measurement}_{field}`, keeps tags as labels,
   stores milliseconds and turns string fields into 0: it proves the v2 path and the numbers.
+- INFLUXDB_KIND=victoriametrics: every number as a value and every text as a label of a 1,
+  none stored as 0; with a guard of one text per entity and field, what it leaves out is
+  exactly what `text_left_out` counts (no outage here, so no batch is encoded twice).
 """
 
 from __future__ import annotations
@@ -165,6 +168,82 @@ def test_the_v2_write_api_reaches_victoriametrics_through_influxdb_client(
                 assert got[0] == (0 if isinstance(value, str) else pytest.approx(value))
                 checked += 1
     assert checked > len(expected), "every point's fields, numbers and strings"
+
+
+Found = dict[tuple[str, str, str], list[tuple[dict[str, str], dict[int, list[float]]]]]
+
+
+def victoria_stack(
+    tmp_path: Path, redis_url: str, victoria: Victoria, max_texts: int
+) -> tuple[dict[SeriesKey, Point], Found, int]:
+    """Run the stack into VictoriaMetrics: the expected points, the series found by (name,
+    domain, entity_id) with their labels and {ms: values}, and the texts counted left out."""
+    with stack(
+        tmp_path,
+        redis_url,
+        INFLUXDB_KIND="victoriametrics",
+        INFLUXDB_URL=victoria.url,
+        VICTORIA_TEXT_VALUES_MAX=str(max_texts),
+    ) as expected:
+        series = victoria.export()
+        client = redis.Redis.from_url(redis_url)
+        left_out = int(client.get(RedisKeys().counter("text_left_out")) or 0)
+    found: Found = defaultdict(list)
+    for one in series:
+        labels = one["metric"]
+        at: dict[int, list[float]] = defaultdict(list)
+        for ms, value in zip(one["timestamps"], one["values"], strict=True):
+            at[ms].append(value)
+        name = (labels["__name__"], labels.get("domain", ""), labels.get("entity_id", ""))
+        found[name].append((labels, at))
+    return expected, found, left_out
+
+
+def compare_victoria(expected: dict[SeriesKey, Point], found: Found) -> tuple[int, int, int]:
+    """Every number must be there; texts (read back, missing, stored as 0) are counted."""
+    texts = missing = zeroed = 0
+    for (domain, object_id, time_ns), point in expected.items():
+        tag_keys = {key for key, _ in point.tags}
+        for field, value in point.fields:
+            candidates = found[(f"{point.measurement}_{field}", domain, object_id)]
+            if isinstance(value, str):
+                label = field + "_text" if field in tag_keys else field
+                got = [
+                    v
+                    for labels, at in candidates
+                    if labels.get(label) == value
+                    for v in at.get(time_ns // 10**6, [])
+                ]
+                zeroed += sum(v == 0 for v in got)
+                texts += bool(got)
+                missing += not got
+            else:
+                numbers = [at for labels, at in candidates if field not in labels]
+                got = [v for at in numbers for v in at.get(time_ns // 10**6, [])]
+                assert got, (point, field)
+                if len(got) == 1:  # two points of one series in the same millisecond: skip
+                    assert got[0] == pytest.approx(value)
+    return texts, missing, zeroed
+
+
+def test_victoriametrics_kind_keeps_every_text_as_a_label(
+    tmp_path: Path, redis_url: str, victoria: Victoria
+) -> None:
+    expected, found, left_out = victoria_stack(tmp_path, redis_url, victoria, 100_000)
+    texts, missing, zeroed = compare_victoria(expected, found)
+    assert texts > len(expected), "text states and attributes were read back"
+    assert (missing, zeroed, left_out) == (0, 0, 0)
+
+
+def test_victoriametrics_guard_counts_the_texts_it_leaves_out(
+    tmp_path: Path, redis_url: str, victoria: Victoria
+) -> None:
+    expected, found, left_out = victoria_stack(tmp_path, redis_url, victoria, 1)
+    texts, missing, zeroed = compare_victoria(expected, found)
+    assert texts > 0
+    assert missing > 0, "one text per entity and field a day leaves some out"
+    assert zeroed == 0
+    assert left_out == missing
 
 
 def write_stats(influx_db: InfluxDatabase) -> tuple[int, int]:

@@ -20,6 +20,7 @@ from config.redaction import redact_url
 from workers.consumers.bulk_queue import too_old_for_bulk_take
 from workers.sinks.errors import SinkUnavailable
 from workers.sinks.influx_sink import make_sink
+from workers.sinks.victoria_sink import looks_like_victoria
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -161,27 +162,32 @@ def memory_text(info: Mapping[str, Any]) -> str:
 def check_influxdb(settings: Settings) -> Outcome:
     """Reachable, credentials accepted, and allowed to write: the sink's empty write, whose
     refusals say what to fix exactly as the workers' errors do."""
+    name = "VictoriaMetrics" if settings.influxdb_kind == "victoriametrics" else "InfluxDB"
     sink = make_sink(settings, "ns")
     try:
         refusal = sink.probe()
     except SinkUnavailable as exc:
         return Outcome(
-            "InfluxDB",
-            False,
-            str(exc),
-            "start InfluxDB or correct INFLUXDB_URL (scheme, host and port)",
+            name, False, str(exc), f"start {name} or correct INFLUXDB_URL (scheme, host and port)"
         )
     finally:
         sink.close()
     if refusal is not None:
-        return Outcome("InfluxDB", False, refusal.problem, refusal.fix)
+        return Outcome(name, False, refusal.problem, refusal.fix)
+    url = redact_url(settings.influxdb_url)
     if settings.influxdb_kind == "influxdb3":
         return Outcome(
-            "InfluxDB",
-            True,
-            f"{redact_url(settings.influxdb_url)} (InfluxDB 3) answers /health and takes the "
-            f"token; writes go to {sink.target}",
+            name, True, f"{url} (InfluxDB 3) answers /health and takes the token; writes go to "
+            f"{sink.target}",
+        )  # fmt: skip
+    if settings.influxdb_kind == "influxdb" and looks_like_victoria(
+        settings.influxdb_url, timeout=CHECK_TIMEOUT_S
+    ):
+        # It accepts the writes, and stores every text field (on/off, home/away) as 0.
+        return Outcome(
+            name,
+            False,
+            f"{url} is VictoriaMetrics, not InfluxDB: it would store every text state as 0",
+            "set INFLUXDB_KIND=victoriametrics (texts are then written as labels)",
         )
-    return Outcome(
-        "InfluxDB", True, f"{redact_url(settings.influxdb_url)} accepts writes to {sink.target}"
-    )
+    return Outcome(name, True, f"{url} accepts writes to {sink.target}")

@@ -37,7 +37,9 @@ BUCKET_COUNTERS = (
     "events_received", "reconnects", "written", "retries", "write_errors", DROPPED,
 )  # fmt: skip
 DEAD_LETTERED = "dead_lettered"
-TOTALS = ("written", "retries", "write_errors", DEAD_LETTERED, DROPPED, "type_shadowed")
+TOTALS = (
+    "written", "retries", "write_errors", DEAD_LETTERED, DROPPED, "type_shadowed", "text_left_out",
+)  # fmt: skip
 MAPS = ("events_by_domain", "events_by_entity")
 BUCKET_MINUTES = 120
 """Counters are read back two hours (their TTL): enough for "usual" after a long silence."""

@@ -1,5 +1,6 @@
 """Write line protocol to InfluxDB: the v1 `/write` endpoint (InfluxDB 1.x) or the v2 write API
-through influxdb-client (InfluxDB 2.x/3.x, 1.8+, VictoriaMetrics).
+through influxdb-client (InfluxDB 2.x/3.x, 1.8+). VictoriaMetrics has its own sink
+(victoria_sink.py): through these it would store every text field as 0.
 
 Neither sink retries: every failure is translated once, here, into SinkUnavailable or
 PointsRejected (workers/sinks/errors.py) and the pipeline decides what to do (STYLE rule 4). What an
@@ -32,6 +33,7 @@ from workers.sinks.influx_http import (
     split_credentials,
 )
 from workers.sinks.influxdb3_sink import InfluxDB3Sink
+from workers.sinks.victoria_sink import VictoriaSink
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -83,6 +85,8 @@ def make_sink(settings: Settings, precision: str) -> Sink:
             precision=PRECISIONS.get(precision, precision),
             timeout=settings.influxdb_timeout,
         )
+    if settings.influxdb_kind == "victoriametrics":
+        return _victoria_sink(settings, precision)
     if settings.influxdb_api_version == 2:
         assert settings.influxdb_token is not None  # checked by the settings
         return V2Sink(
@@ -102,6 +106,20 @@ def make_sink(settings: Settings, precision: str) -> Sink:
         retention_policy=settings.influxdb_retention_policy,
         precision=precision,
         timeout=settings.influxdb_timeout,
+    )
+
+
+def _victoria_sink(settings: Settings, precision: str) -> Sink:
+    password, token = settings.influxdb_password, settings.influxdb_token
+    return VictoriaSink(
+        settings.influxdb_url,
+        username=settings.influxdb_username,
+        password=password.get_secret_value() if password else None,
+        token=token.get_secret_value() if token else None,
+        precision=precision,
+        timeout=settings.influxdb_timeout,
+        text_values_max=settings.victoria_text_values_max,
+        text_window=settings.victoria_text_window,
     )
 
 

@@ -336,3 +336,17 @@ def test_type_shadowed_points_are_a_figure_not_a_problem() -> None:
     report, _ = compute_report(readings, None, T)
     assert report["pipeline"]["type_shadowed"] == 12
     assert report["status"] == "healthy", report["reasons"]
+
+
+def test_texts_left_out_are_a_figure_not_a_problem() -> None:
+    """Texts the VictoriaMetrics guard kept out are counted; the report stays healthy."""
+    readings = Readings(
+        now=NOW,
+        listener=listener_figures(last_event_at=NOW - 0.5),
+        buckets={"written": {int(NOW // 60): 40}},
+        totals={"written": 40, "text_left_out": 7},
+        queue=QueueReading(depth=0, in_flight=0),
+    )
+    report, _ = compute_report(readings, None, T)
+    assert report["pipeline"]["text_left_out"] == 7
+    assert report["status"] == "healthy", report["reasons"]

@@ -26,6 +26,7 @@ import pytest
 
 from core.backoff import exponential_backoff
 from core.rules import Rules
+from core.victoria_lines import TextGuard, encode_victoria
 from tests.memory_sink import MemorySink
 from tests.virtual_time import StopEvent, VirtualTime
 from workers.pipeline import LIVE_COUNTERS, BatchOutcome, IngestPipeline, TagsFor
@@ -660,3 +661,19 @@ def test_a_batch_the_pipeline_did_not_foresee_is_kept_whole(
     ] * letters
     expected_counts = {"dead_lettered": 2, "dead_lettered:worker_error": 2} if letters else {}
     assert totals(counts) == expected_counts
+
+
+def test_a_store_with_its_own_encoder_receives_its_lines() -> None:
+    """VictoriaMetrics brings its encoder: each text becomes a labelled line of its own."""
+    guard = TextGuard(10, 3600 * 10**9)
+    done = run(
+        (msg(1, event("binary_sensor.door", "on")),),
+        encode=lambda point, precision: encode_victoria(point, guard, precision).text,
+    )
+    assert done.outcome.written == 1
+    [(line,)] = done.sink.requests
+    numbers, text = line.split("\n")
+    series = "binary_sensor.door,domain=binary_sensor,entity_id=door"
+    assert numbers.startswith(f"{series} value=1.0 ")
+    assert text.startswith(f"{series},state=on state=1.0 ")
+    assert '"' not in line, "no text field left for VictoriaMetrics to zero"

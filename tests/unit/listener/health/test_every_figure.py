@@ -127,3 +127,10 @@ def test_beats_type_shadowed_figure_reaches_metrics() -> None:
     report = build_report(NOW, stats.snapshot(NOW), None, Thresholds(), beat_ran_at=None)
     report["pipeline"]["type_shadowed"] = 12
     assert scrape(report)[("ha_ingestor_points_type_shadowed_total", ())] == 12.0
+
+
+def test_beats_text_left_out_figure_reaches_metrics() -> None:
+    stats, _ = every_figure_set()
+    report = build_report(NOW, stats.snapshot(NOW), None, Thresholds(), beat_ran_at=None)
+    report["pipeline"]["text_left_out"] = 7
+    assert scrape(report)[("ha_ingestor_texts_left_out_total", ())] == 7.0
