@@ -109,3 +109,17 @@ def json_object(data: bytes | str | None) -> dict[str, object]:
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
+
+
+def server_words(data: bytes, reason: str | None, status: int, header: str | None = None) -> str:
+    """What a server said about an answer, clipped: its JSON `error`, an error header (1.x's
+    X-Influxdb-Error), its body, its reason phrase, else the status. Secrets are the caller's
+    to scrub."""
+    text = (
+        json_object(data).get("error")
+        or header
+        or data.decode("utf-8", "replace").strip()
+        or reason
+        or f"HTTP {status}"
+    )
+    return clip(str(text))

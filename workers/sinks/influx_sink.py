@@ -30,6 +30,7 @@ from workers.sinks.influx_http import (
     json_object,
     parse_retry_after,
     probe_verdict,
+    server_words,
     split_credentials,
 )
 from workers.sinks.influxdb3_sink import InfluxDB3Sink
@@ -264,14 +265,8 @@ class V1Sink:
             ) from exc
 
     def _error_text(self, response: urllib3.BaseHTTPResponse) -> str:
-        text = (
-            json_object(response.data).get("error")
-            or response.headers.get("X-Influxdb-Error")
-            or response.data.decode("utf-8", "replace").strip()
-            or response.reason
-            or f"HTTP {response.status}"
-        )
-        return self._scrub(clip(str(text)))
+        header = response.headers.get("X-Influxdb-Error")
+        return self._scrub(server_words(response.data, response.reason, response.status, header))
 
     def _error(self, status: int, text: str, response: urllib3.BaseHTTPResponse) -> SinkError:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))

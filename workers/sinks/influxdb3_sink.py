@@ -27,6 +27,7 @@ from workers.sinks.influx_http import (
     error_for_status,
     json_object,
     parse_retry_after,
+    server_words,
     split_credentials,
 )
 
@@ -123,13 +124,7 @@ class InfluxDB3Sink:
 
     def _text(self, response: urllib3.BaseHTTPResponse) -> str:
         """The server's own words: the JSON `error`, else the body, else the reason."""
-        text = (
-            json_object(response.data).get("error")
-            or response.data.decode("utf-8", "replace").strip()
-            or response.reason
-            or f"HTTP {response.status}"
-        )
-        return self._scrub(clip(str(text)))
+        return self._scrub(server_words(response.data, response.reason, response.status))
 
     def _error(self, response: urllib3.BaseHTTPResponse) -> SinkError:
         text = self._text(response)

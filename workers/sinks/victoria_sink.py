@@ -20,11 +20,10 @@ from core.victoria_lines import TextGuard, encode_victoria
 from workers.sinks.errors import SinkError, SinkUnavailable
 from workers.sinks.influx_http import (
     Refusal,
-    clip,
     error_for_status,
-    json_object,
     parse_retry_after,
     probe_verdict,
+    server_words,
     split_credentials,
 )
 
@@ -121,13 +120,7 @@ class VictoriaSink:
             ) from exc
 
     def _error_text(self, response: urllib3.BaseHTTPResponse) -> str:
-        text = (
-            json_object(response.data).get("error")
-            or response.data.decode("utf-8", "replace").strip()
-            or response.reason
-            or f"HTTP {response.status}"
-        )
-        return scrub(clip(str(text)), self._secrets)
+        return scrub(server_words(response.data, response.reason, response.status), self._secrets)
 
     def _error(self, status: int, text: str, retry_after: float | None) -> SinkError:
         refusal = self._refusal(status, text)
