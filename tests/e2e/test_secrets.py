@@ -207,8 +207,14 @@ def test_no_secret_appears_anywhere(tmp_path: Path, victoria_server: VictoriaMet
         outputs["status --json"] = run([str(BIN / "ha-ingestor"), "status", "--json"], env)
         outputs["check"] = run([str(BIN / "ha-ingestor"), "check"], env)
         outputs["check v2"] = run([str(BIN / "ha-ingestor"), "check"], v2_env)
+        victoria_env = v2_env | {"INFLUXDB_KIND": "victoriametrics"}
+        outputs["check victoriametrics"] = run([str(BIN / "ha-ingestor"), "check"], victoria_env)
         assert b"Everything works." in outputs["check"], outputs["check"]
-        assert b"Everything works." in outputs["check v2"], outputs["check v2"]
+        # The v2 API here is VictoriaMetrics', which check recognises and says how to set.
+        assert b"set INFLUXDB_KIND=victoriametrics" in outputs["check v2"], outputs["check v2"]
+        assert b"Everything works." in outputs["check victoriametrics"], outputs[
+            "check victoriametrics"
+        ]
         for path in (
             "/api/workers",
             "/api/tasks",
