@@ -184,7 +184,7 @@ class Settings(BaseSettings):
         "to INFLUXDB_DATABASE with INFLUXDB_TOKEN); `victoriametrics` (text states kept as "
         "labels, docs/deployment.md; INFLUXDB_USERNAME/PASSWORD or INFLUXDB_TOKEN if it wants "
         "auth).",
-        json_schema_extra=in_group(SettingGroup.DESTINATIONS),
+        json_schema_extra=in_group(SettingGroup.DESTINATIONS, first=True),
     )
     influxdb_api_version: int = Field(
         default=1,
