@@ -178,6 +178,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_serializer": "json",
         "task_ignore_result": True,
         "result_backend": None,
+        # No results, so nothing expires: otherwise beat adds Celery's `celery.backend_cleanup`
+        # at 04:00 every day, sent to the default queue, which is the ingest queue (a daily
+        # `undecodable` dead letter).
+        "result_expires": None,
         # A message is acknowledged only once its point is written or dead-lettered; a batch
         # the worker gives up holding is rejected with requeue (workers/consumers/ingest_task.py).
         # With the prefork pool a killed child's batch is neither acknowledged nor rejected, so it
