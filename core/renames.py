@@ -27,10 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from core.ha_event import parse_ha_time
+from core.ha_event import epoch_ns, parse_ha_time
 from core.rules import Rules
 from core.transform import FILTERED, InvalidEvent, Point, Skipped
 
@@ -42,8 +41,6 @@ REGISTRY_UPDATED: Final = "entity_registry_updated"
 
 FoundBy = Literal["event", "registry"]
 FOUND_BY: Final = ("event", "registry")
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,5 +188,4 @@ def _time_ns(value: object) -> int:
     moment = parse_ha_time(value)
     if moment is None:
         raise InvalidEvent(f"rename time {str(value)[:64]!r} is not a time")
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    return epoch_ns(moment)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from core.ha_event import domain_of, parse_ha_time
+from core.ha_event import domain_of, epoch_ns, parse_ha_time
 from core.rules import Rules
 from core.transform import InvalidEvent, Point, Skipped, event_to_point
 
@@ -43,7 +43,6 @@ HEARTBEAT_TAG: Final = ("heartbeat", "true")
 """The marker of a heartbeat point; no other point carries the `heartbeat` tag."""
 NEVER_REPEATED: Final = frozenset({"unavailable", "unknown"})
 """States a heartbeat never writes again."""
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_CACHED_ENTITIES: Final = 16_384
 
 
@@ -237,8 +236,7 @@ def state_heartbeat_point(
     moment = parse_ha_time(event.get("time_fired"))
     if moment is None:
         raise InvalidEvent("a heartbeat event needs its time in time_fired")
-    delta = moment - _EPOCH
-    time_ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    time_ns = epoch_ns(moment)
     tags = dict(point.tags)
     tags[HEARTBEAT_TAG[0]] = HEARTBEAT_TAG[1]
     return replace(point, tags=tuple(sorted(tags.items())), time_ns=time_ns)

@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
+from core.ha_event import epoch_ns
 from core.rules import EntityRules, Rules
 
 MAX_ATTRIBUTES: Final = 200
@@ -63,7 +64,6 @@ STATE_AS_NUMBER: Final[Mapping[str, float]] = {
     "not_home": 0.0,
 }
 _NOT_FOR_FLOATS: Final = frozenset({"state", "value", "time"})
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_NS: Final = -(2**63) + 2  # InfluxDB's valid time range
 _MAX_NS: Final = 2**63 - 2
 _MISSING: Final = object()
@@ -358,12 +358,11 @@ def _time_ns(value: object) -> int:
             moment = datetime.fromisoformat(value)
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
-            delta = moment - _EPOCH
+            ns = epoch_ns(moment)
         except (ValueError, OverflowError):
             raise InvalidEvent(
                 f"new_state.last_updated {value[:64]!r} is not an ISO 8601 timestamp"
             ) from None
-        ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
     elif isinstance(value, int) and not isinstance(value, bool):
         ns = value * 1_000_000_000
     elif isinstance(value, float) and math.isfinite(value):
