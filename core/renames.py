@@ -149,12 +149,7 @@ def rename_to_point(
         "new_entity_id": new_object,
         "found_by": found_by,
     }
-    return Point(
-        measurement=RENAMES_MEASUREMENT,
-        tags=tuple(sorted(tags.items())),
-        fields=tuple(sorted(fields.items())),
-        time_ns=time_ns,
-    )
+    return Point.of(RENAMES_MEASUREMENT, tags, fields, time_ns)
 
 
 def _entity_ids(entities: object) -> tuple[dict[str, str], dict[str, float]]:

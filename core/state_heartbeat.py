@@ -31,7 +31,7 @@ import heapq
 import itertools
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -239,4 +239,4 @@ def state_heartbeat_point(
     time_ns = epoch_ns(moment)
     tags = dict(point.tags)
     tags[HEARTBEAT_TAG[0]] = HEARTBEAT_TAG[1]
-    return replace(point, tags=tuple(sorted(tags.items())), time_ns=time_ns)
+    return Point.of(point.measurement, tags, dict(point.fields), time_ns, point.capped)

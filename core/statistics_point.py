@@ -92,12 +92,7 @@ def statistics_to_point(
             tags[str(key)] = str(value)
     tags.update(domain=domain, entity_id=object_id, statistic_id=statistic_id, period=period)
     tags.update(rules.static_tags)
-    return Point(
-        measurement=measurement,
-        tags=tuple(sorted(tags.items())),
-        fields=tuple(sorted(fields.items())),
-        time_ns=time_ns,
-    )
+    return Point.of(measurement, tags, fields, time_ns)
 
 
 def split_statistic_id(statistic_id: str) -> tuple[str, str]:

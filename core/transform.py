@@ -82,6 +82,20 @@ class Point:
     capped: int = 0
     """Attributes dropped beyond MAX_ATTRIBUTES plus string fields truncated."""
 
+    @classmethod
+    def of(
+        cls,
+        measurement: str,
+        tags: Mapping[str, str],
+        fields: Mapping[str, float | str],
+        time_ns: int,
+        capped: int = 0,
+    ) -> Point:
+        """From tags and fields in any order: the point keeps both sorted by key."""
+        return cls(
+            measurement, tuple(sorted(tags.items())), tuple(sorted(fields.items())), time_ns, capped
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
@@ -134,13 +148,7 @@ def event_to_point(
         attributes, rules.tags_attributes, entity.ignore_attributes, measured_by, tags, fields
     )
     tags.update(rules.static_tags)
-    return Point(
-        measurement=measurement,
-        tags=tuple(sorted(tags.items())),
-        fields=tuple(sorted(fields.items())),
-        time_ns=time_ns,
-        capped=capped,
-    )
+    return Point.of(measurement, tags, fields, time_ns, capped)
 
 
 def _state_changed_data(event: Mapping[str, Any]) -> Mapping[str, Any] | Skipped:
