@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Outcome", "add_arguments", "run", "run_checks"]
 
-Check = Callable[["Settings"], Outcome]
+Check = Callable[["Settings"], "Outcome | list[Outcome]"]
+"""A check gives one outcome, or one per destination."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,14 +64,14 @@ def run(_: argparse.Namespace) -> int:
 def checks() -> list[Check]:
     """Every check, in the order they are printed."""
     from listener.ha.check import check_home_assistant
-    from workers.commands.store_checks import check_broker, check_influxdb, check_redis
+    from workers.commands.store_checks import check_broker, check_destinations, check_redis
 
     return [
         check_configuration,
         check_home_assistant,
         check_broker,
         check_redis,
-        check_influxdb,
+        check_destinations,
         check_data_dir,
     ]
 
@@ -80,7 +81,8 @@ def run_checks(settings: Settings) -> list[Outcome]:
     outcomes = []
     for check in checks():
         try:
-            outcomes.append(check(settings))
+            found = check(settings)
+            outcomes.extend(found if isinstance(found, list) else [found])
         except Exception as exc:  # noqa: BLE001 - a check's own bug must not hide the others
             name = check.__name__.removeprefix("check_").replace("_", " ")
             outcomes.append(
@@ -103,28 +105,22 @@ def _print(out: TextIO, outcome: Outcome, secrets: list[str] | None = None) -> N
 
 
 def check_configuration(settings: Settings) -> Outcome:
-    from config.rules_file import load_rules
+    from config.destinations import load_destinations
     from core.rules import RulesError
 
     try:
-        load_rules(settings.ha_ingestor_config)
+        destinations = load_destinations(settings)
     except RulesError as exc:
         return Outcome("configuration", False, str(exc), "correct the rules file")
     rules = str(settings.ha_ingestor_config) if settings.ha_ingestor_config else "defaults"
-    influx = (
-        f"InfluxDB 3 {redact_url(settings.influxdb_url)} database {settings.influxdb_database}"
-        if settings.influxdb_kind == "influxdb3"
-        else f"InfluxDB v1 {redact_url(settings.influxdb_url)} database "
-        f"{settings.influxdb_database}"
-        if settings.influxdb_api_version == 1
-        else f"InfluxDB v2 {redact_url(settings.influxdb_url)} org {settings.influxdb_org} "
-        f"bucket {settings.influxdb_bucket}"
-    )
+    stores = [d.describe() for d in destinations.all]
+    if not destinations.several:
+        stores = [stores[0].removeprefix("default: ")]
     return Outcome(
         "configuration",
         True,
-        f"broker {redact_url(settings.celery_broker_url.get_secret_value())}, {influx}, "
-        f"rules: {rules}",
+        f"broker {redact_url(settings.celery_broker_url.get_secret_value())}, "
+        f"{', '.join(stores)}, rules: {rules}",
     )
 
 

@@ -31,6 +31,34 @@ class RedisKeys:
 
     prefix: str = "ha_ingestor:"
 
+    def for_destination(self, name: str) -> RedisKeys:
+        """The keys of one destination's own state: its counters, last write error, dead
+        letters, outage store and backlog. The `default` destination keeps the keys of before
+        destinations existed; another lives under `<prefix>dest:<name>:`. Only those keys are
+        read through the result: registries, the listener's state and beat's are shared."""
+        return self if name == "default" else RedisKeys(f"{self.prefix}dest:{name}:")
+
+    def backlog(self) -> str:
+        """List of zlib-compressed JSON arrays of task messages waiting for this destination
+        while it is unavailable and others are not (workers/stores/backlog.py), oldest first;
+        never capped, no TTL. Only with several destinations."""
+        return f"{self.prefix}backlog"
+
+    def backlog_events(self) -> str:
+        """Integer: task messages in the backlog (the list holds chunks); no TTL."""
+        return f"{self.prefix}backlog:events"
+
+    def parked(self) -> str:
+        """String set while this destination is unavailable: workers then add their batches
+        to its backlog instead of writing; deleted by the drainer once the backlog is empty.
+        Holds the time it was set and why; no TTL."""
+        return f"{self.prefix}parked"
+
+    def drain_lock(self) -> str:
+        """String held by the one worker draining this destination's backlog; TTL 10 s, renewed
+        while it drains."""
+        return f"{self.prefix}drain_lock"
+
     def listener_state(self) -> str:
         """String: one JSON object, core.listener_figures.ListenerFigures (its connection, counters,
         spool, started_at and reported_at, each field with its JSON type), written by the

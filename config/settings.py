@@ -744,7 +744,19 @@ class Settings(BaseSettings):
         if self.flower_basic_auth is not None:
             for pair in self.flower_basic_auth.get_secret_value().split(","):
                 values.append(pair.partition(":")[2])
+        values += self.destination_secrets
         return [v for v in values if v]
+
+    @functools.cached_property
+    def destination_secrets(self) -> list[str]:
+        """The secrets of the destinations listed in HA_INGESTOR_CONFIG (read once)."""
+        from config.destinations import load_destinations
+        from core.rules import RulesError
+
+        try:
+            return load_destinations(self).secrets()
+        except (RulesError, ValueError):
+            return []  # the file is refused wherever it is used, with the reason
 
     def describe(self) -> dict[str, str]:
         """The settings with secrets redacted, for logs and `check`."""

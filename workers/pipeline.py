@@ -100,6 +100,10 @@ class BatchOutcome:
     """Indexes of the messages skipped by a rule (an import counts them per run)."""
     retry_after: float | None = None
     """With a hand-back: InfluxDB's Retry-After (seconds), when it gave one."""
+    backlogged: int = 0
+    """Messages kept in a destination's backlog (several destinations, that one unavailable)."""
+    destinations: dict[str, BatchOutcome] = field(default_factory=dict)
+    """With several destinations: each one's own outcome (workers/destinations.py)."""
 
     def counters(self) -> dict[str, int]:
         out = {
@@ -176,6 +180,7 @@ class IngestPipeline:
         stopping: threading.Event | None = None,
         max_event_age: float = math.inf,
         hold_limit: float = math.inf,
+        hands_back_to: str = "the broker",
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         encode: Callable[[Point, str], str] = encode_point,
@@ -196,6 +201,9 @@ class IngestPipeline:
         self._stopping = stopping or threading.Event()
         self._max_event_age = max_event_age
         self._hold_limit = hold_limit
+        self._hands_back_to = hands_back_to
+        """Where a hand-back's messages go, for the log: the broker, or a destination's
+        backlog (several destinations)."""
         self._clock = clock
         self._wall_clock = wall_clock
         self._deadline = math.inf
@@ -218,8 +226,9 @@ class IngestPipeline:
             outcome.handed_back = sorted(entry.index for entry in back.entries)
             outcome.retry_after = back.retry_after
             log.warning(
-                "%d events handed back to the broker unwritten (%s)",
+                "%d events handed back to %s unwritten (%s)",
                 len(back.entries),
+                self._hands_back_to,
                 "the worker is stopping"
                 if self._stopping.is_set()
                 else back.why or f"InfluxDB unavailable for {self._hold_limit:g} s",

@@ -21,6 +21,7 @@ from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from config.destinations import Destination, Destinations
 from config.redaction import scrub
 from config.redis_keys import RedisKeys
 from config.settings import Settings
@@ -29,12 +30,14 @@ from core.enrichment import Enricher, default_steps, floor_label_steps, registry
 from core.line_protocol import encode_point
 from core.rules import Rules
 from workers.batch_events import BatchEvents
+from workers.destinations import DestinationWriter, Drainer, FanOut
 from workers.hand_back import HandBackPacer
-from workers.pipeline import BatchOutcome, IngestPipeline, TagsFor
+from workers.pipeline import BatchOutcome, DeadLetterSink, IngestPipeline, TagsFor
 from workers.sinks.errors import SinkError
 from workers.sinks.field_types import FieldTypeCache
 from workers.sinks.influx_sink import V1Sink, make_sink
 from workers.sinks.victoria_sink import VictoriaSink
+from workers.stores.backlog import Backlog
 from workers.stores.counter_store import CounterStore
 from workers.stores.dead_letters import AutoReplay, DeadLetterStore, SendMany
 from workers.stores.import_runs import ImportRuns
@@ -44,12 +47,12 @@ log = logging.getLogger(__name__)
 
 
 class WorkerContext:
-    """The sink, the Redis stores and the pipeline of one worker process."""
+    """The destinations' writers, the Redis stores and the pipeline of one worker process."""
 
     def __init__(
         self,
         settings: Settings,
-        rules: Rules,
+        destinations: Destinations,
         *,
         send_many: SendMany,
         hold_limit: float = math.inf,
@@ -60,9 +63,16 @@ class WorkerContext:
         self.batch_events: BatchEvents | None = None
         """Set by the worker's consumer step: each batch is then one task in Flower."""
         self.redis = state_redis(settings)
-        self.sink = make_sink(settings, rules.precision)
-        if isinstance(self.sink, V1Sink):
-            _ensure_database(self.sink)
+        self._secrets = settings.secrets()
+        self._settings = settings
+        self._registry_cache = RegistryCache(self.redis, keys, ttl=settings.enrichment_cache_ttl)
+        self.several = destinations.several
+        self.writers = [
+            self._writer(d, keys, hold_limit=0.0 if self.several else hold_limit)
+            for d in destinations.all
+        ]
+        first = self.writers[0]
+        self.sink, self.pipeline = first.sink, first.pipeline
         self.counters = CounterStore(self.redis, keys, write_error_ttl=settings.health_window)
         self.dead_letters = DeadLetterStore(
             self.redis, keys, max_len=settings.dead_letters_max, count=self.counters.add
@@ -71,31 +81,69 @@ class WorkerContext:
         self.import_runs = ImportRuns(self.redis, keys)
         self._lettered: set[int] = set()
         """ids of this batch's messages stored as dead letters (import runs count them)."""
-        self.auto_replay = AutoReplay(self.dead_letters, self.redis, keys, send_many)
-        self._secrets = settings.secrets()
+        self.auto_replay = AutoReplay(first.dead_letters, self.redis, keys, send_many)
+        self.fan_out: FanOut | None = None
+        self.drainer: Drainer | None = None
+        if self.several:
+            self.fan_out = FanOut(self.writers, self._remembering(self.dead_letters))
+            self.drainer = Drainer(
+                self.writers,
+                self.redis,
+                lambda name: keys.for_destination(name).drain_lock(),
+                stopping=self.stopping,
+            )
+            self.drainer.start()
+
+    def _writer(
+        self, destination: Destination, keys: RedisKeys, *, hold_limit: float
+    ) -> DestinationWriter:
+        """One destination's sink, stores and pipeline; with several destinations the pipeline
+        never waits (what it cannot write goes to the destination's backlog)."""
+        settings, rules = self._settings, destination.rules
+        own = keys.for_destination(destination.name)
+        sink = make_sink(
+            destination,
+            rules.precision,
+            text_values_max=settings.victoria_text_values_max,
+            text_window=settings.victoria_text_window,
+        )
+        if isinstance(sink, V1Sink):
+            _ensure_database(sink)
+        counters = CounterStore(self.redis, own, write_error_ttl=settings.health_window)
+        dead_letters = DeadLetterStore(
+            self.redis, own, max_len=settings.dead_letters_max, count=counters.add
+        )
         tags_for: TagsFor | None = None
         if steps := _enrichment_steps(settings, rules):
-            cache = RegistryCache(self.redis, keys, ttl=settings.enrichment_cache_ttl)
-            tags_for = Enrichment(cache, steps).tags_for
+            tags_for = Enrichment(self._registry_cache, steps).tags_for
         field_types = None
         if settings.type_shadow_fields:
-            schema = self.sink.field_types if isinstance(self.sink, V1Sink) else None
+            schema = sink.field_types if isinstance(sink, V1Sink) else None
             field_types = FieldTypeCache(schema)
         cap = settings.write_retry_max_delay
-        self.pipeline = IngestPipeline(
+        secrets = self._secrets
+
+        def note_write_error(text: str) -> None:
+            """The store's own words for beat's `write_errors` reason, with no secret."""
+            counters.note_write_error(scrub(text, secrets))
+
+        pipeline = IngestPipeline(
             rules=rules,
-            sink=self.sink,
-            dead_letters=self._add_dead_letters,
-            count=self.counters.add,
-            note_write_error=self._note_write_error,
+            sink=sink,
+            dead_letters=self._remembering(dead_letters),
+            count=counters.add,
+            note_write_error=note_write_error,
             backoff=lambda: exponential_backoff(initial=0.5, cap=cap),
             stopping=self.stopping,
-            max_event_age=settings.max_event_age,
+            max_event_age=math.inf if self.several else settings.max_event_age,
             hold_limit=hold_limit,
+            hands_back_to=f"the backlog of {destination.name}" if self.several else "the broker",
             tags_for=tags_for,
             field_types=field_types,
-            encode=self.sink.encode if isinstance(self.sink, VictoriaSink) else encode_point,
+            encode=sink.encode if isinstance(sink, VictoriaSink) else encode_point,
         )
+        backlog = Backlog(self.redis, own) if self.several else None
+        return DestinationWriter(destination.name, sink, pipeline, counters, dead_letters, backlog)
 
     def ingest(self, messages: list[Any]) -> BatchOutcome:
         """The pipeline, and whatever it did not foresee kept as dead letters, never raised.
@@ -116,7 +164,10 @@ class WorkerContext:
     def _ingest(self, messages: list[Any]) -> BatchOutcome:
         self._lettered = set()
         try:
-            outcome = self.pipeline.process(messages)
+            if self.fan_out is not None:
+                outcome = self.fan_out.process(messages)
+            else:
+                outcome = self.pipeline.process(messages)
             self._count_left_out()
         except Exception as exc:
             log.exception("the batch failed unexpectedly; its events are kept as dead letters")
@@ -125,28 +176,37 @@ class WorkerContext:
             return outcome
         self.import_runs.record(messages, outcome, self._lettered)
         self.pacer.record(outcome)
-        if outcome.written:
+        if outcome.written and self.fan_out is None:
             self._replay_outage_letters()
         return outcome
 
     def _count_left_out(self) -> None:
         """Texts VictoriaMetrics' guard kept out of this batch, for /health and /metrics."""
-        if isinstance(self.sink, VictoriaSink):
-            self.counters.add({"text_left_out": self.sink.take_left_out()})
+        for writer in self.writers:
+            if isinstance(writer.sink, VictoriaSink):
+                writer.counters.add({"text_left_out": writer.sink.take_left_out()})
 
     def pause_after_hand_back(self) -> bool:
         """Called before taking a batch: after a hand-back, wait (workers/hand_back.py)
         instead of taking the same messages again at once; True when the worker is stopping."""
         return self.pacer.wait()
 
-    def _add_dead_letters(self, letters: list[tuple[Any, str, str]]) -> object:
-        """The dead-letter store, remembering which messages of the batch went there."""
-        stored = self.dead_letters.add_many(letters)
-        self._lettered.update(id(raw) for raw, _, _ in letters)
-        return stored
+    def _remembering(self, store: DeadLetterStore) -> DeadLetterSink:
+        """A dead-letter store that remembers which messages of the batch went there."""
+
+        def add(letters: list[tuple[Any, str, str]]) -> object:
+            stored = store.add_many(letters)
+            self._lettered.update(id(raw) for raw, _, _ in letters)
+            return stored
+
+        return add
 
     def close(self) -> None:
-        self.sink.close()
+        self.stopping.set()
+        if self.drainer is not None:
+            self.drainer.join(timeout=5)
+        for writer in self.writers:
+            writer.sink.close()
         self.redis.close()
 
     def _replay_outage_letters(self) -> None:
@@ -155,10 +215,6 @@ class WorkerContext:
             self.auto_replay.run_once()
         except Exception as exc:  # noqa: BLE001 - the batch is written; retry after the next one
             log.warning("could not replay outage dead letters yet (%s)", exc)
-
-    def _note_write_error(self, text: str) -> None:
-        """InfluxDB's own words for beat's `write_errors` reason, with no secret in them."""
-        self.counters.note_write_error(scrub(text, self._secrets))
 
 
 def state_redis(settings: Settings) -> redis.Redis:

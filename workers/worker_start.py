@@ -28,9 +28,9 @@ from celery.signals import worker_shutting_down
 
 from config.broker_kind import BrokerKind
 from config.celery_app import DeliveryTimingError, app_settings, batch_hold_limit
-from config.rules_file import load_rules
+from config.destinations import Destinations, load_destinations
 from config.settings import Settings
-from core.rules import Rules, RulesError
+from core.rules import RulesError
 from workers.consumers.bulk_queue import too_old_for_bulk_take
 from workers.consumers.task_sender import FrontSender
 from workers.worker_context import ProcessContext, WorkerContext, attach
@@ -54,10 +54,10 @@ def start_worker(app: Celery) -> WorkerContext:
     settings = app_settings(app)
     if settings.worker_bulk_take and settings.broker_kind is BrokerKind.REDIS:
         _refuse_old_redis(settings)
-    hold_limit, rules = checked(settings)
+    hold_limit, destinations = checked(settings)
     send_many = FrontSender(settings, app)  # outage replays are written first
     holder = ProcessContext(
-        lambda: WorkerContext(settings, rules, send_many=send_many, hold_limit=hold_limit)
+        lambda: WorkerContext(settings, destinations, send_many=send_many, hold_limit=hold_limit)
     )
     attach(app, holder)
     # Weak (Celery's default): the receiver goes with the app that carries the holder.
@@ -65,7 +65,9 @@ def start_worker(app: Celery) -> WorkerContext:
     context = holder.current()
     log.info(
         "worker ready to write to %s: batches of %d events or %g s, rules: %s",
-        context.sink.target,
+        "; ".join(f"{w.name} ({w.sink.target})" for w in context.writers)
+        if context.several
+        else context.sink.target,
         settings.batch_size,
         settings.batch_interval,
         settings.ha_ingestor_config or "defaults",
@@ -93,20 +95,21 @@ def _refuse_old_redis(settings: Settings) -> None:
         raise SystemExit(f"ha-ingestor cannot start: the broker {detail}. {fix}.")
 
 
-def checked(settings: Settings) -> tuple[float, Rules]:
-    """The batch hold limit and the rules; SystemExit with every problem if either is wrong."""
+def checked(settings: Settings) -> tuple[float, Destinations]:
+    """The batch hold limit and the destinations with their rules; SystemExit with every
+    problem if either is wrong."""
     problems: list[str] = []
     hold_limit = 0.0
-    rules = Rules()
+    destinations = Destinations(())
     try:
         hold_limit = batch_hold_limit(settings)
     except DeliveryTimingError as exc:
         problems.append(str(exc))  # "ha-ingestor cannot start, fix these settings …"
     try:
-        rules = load_rules(settings.ha_ingestor_config)
+        destinations = load_destinations(settings)
     except RulesError as exc:
         lead = "and fix" if problems else "ha-ingestor cannot start, fix"
         problems.append(f"{lead} the rules file: {exc}")
     if problems:
         raise SystemExit("\n".join(problems))
-    return hold_limit, rules
+    return hold_limit, destinations

@@ -24,19 +24,32 @@ EXIT_UNREADABLE = 3
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the renames as JSON")
     parser.add_argument("--entity", help="only renames from or to this entity id (with domain)")
+    parser.add_argument(
+        "--destination",
+        help="the destination to read (its name in HA_INGESTOR_CONFIG; default: `default`, "
+        "else the first listed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from config.destinations import DestinationsError, load_destinations
     from config.settings import get_settings
+    from core.rules import RulesError
     from workers.sinks.errors import SinkUnavailable
     from workers.sinks.influx_query import read_renames
 
     settings = get_settings()
     try:
-        rows = read_renames(settings)
+        destination = load_destinations(settings).pick(args.destination)
+    except (RulesError, DestinationsError) as exc:
+        print(f"ha-ingestor renames: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    try:
+        rows = read_renames(destination)
     except SinkUnavailable as exc:
+        where = "INFLUXDB_URL" if destination.is_default else f"destination {destination.name!r}"
         print(
-            f"ha-ingestor renames: {exc}: check INFLUXDB_URL and its credentials",
+            f"ha-ingestor renames: {exc}: check {where} and its credentials",
             file=sys.stderr,
         )
         return EXIT_UNREADABLE

@@ -23,6 +23,7 @@ from workers.sinks.influx_sink import make_sink
 from workers.sinks.victoria_sink import looks_like_victoria
 
 if TYPE_CHECKING:
+    from config.destinations import Destination
     from config.settings import Settings
 
 
@@ -159,35 +160,55 @@ def memory_text(info: Mapping[str, Any]) -> str:
     return f"{used:,.0f} MB of {limit:,.0f} MB ({100 * used / limit:.0f}%)"
 
 
-def check_influxdb(settings: Settings) -> Outcome:
+def check_destinations(settings: Settings) -> list[Outcome]:
+    """Each destination's check; none when the destinations cannot be read (the configuration
+    check says why)."""
+    from config.destinations import load_destinations
+    from core.rules import RulesError
+
+    try:
+        destinations = load_destinations(settings)
+    except RulesError:
+        return []
+    return [check_destination(d, alone=not destinations.several) for d in destinations.all]
+
+
+def check_destination(destination: Destination, *, alone: bool = True) -> Outcome:
     """Reachable, credentials accepted, and allowed to write: the sink's empty write, whose
-    refusals say what to fix exactly as the workers' errors do."""
-    name = "VictoriaMetrics" if settings.influxdb_kind == "victoriametrics" else "InfluxDB"
-    sink = make_sink(settings, "ns")
+    refusals say what to fix exactly as the workers' errors do. `alone`: the only destination
+    (named as before destinations existed, its fixes naming INFLUXDB_*)."""
+    d = destination
+    product = "VictoriaMetrics" if d.kind == "victoriametrics" else "InfluxDB"
+    name = product if alone else f"{product} {d.name}"
+    where = "INFLUXDB_URL" if d.is_default else f"the url of destination {d.name!r}"
+    sink = make_sink(d, "ns")
     try:
         refusal = sink.probe()
     except SinkUnavailable as exc:
         return Outcome(
-            name, False, str(exc), f"start {name} or correct INFLUXDB_URL (scheme, host and port)"
+            name, False, str(exc), f"start {product} or correct {where} (scheme, host and port)"
         )
     finally:
         sink.close()
     if refusal is not None:
         return Outcome(name, False, refusal.problem, refusal.fix)
-    url = redact_url(settings.influxdb_url)
-    if settings.influxdb_kind == "influxdb3":
+    url = redact_url(d.url)
+    if d.kind == "influxdb3":
         return Outcome(
             name, True, f"{url} (InfluxDB 3) answers /health and takes the token; writes go to "
             f"{sink.target}",
         )  # fmt: skip
-    if settings.influxdb_kind == "influxdb" and looks_like_victoria(
-        settings.influxdb_url, timeout=CHECK_TIMEOUT_S
-    ):
+    if d.kind == "influxdb" and looks_like_victoria(d.url, timeout=CHECK_TIMEOUT_S):
         # It accepts the writes, and stores every text field (on/off, home/away) as 0.
+        fix = (
+            "set INFLUXDB_KIND=victoriametrics"
+            if d.is_default
+            else f"set `kind: victoriametrics` on destination {d.name!r}"
+        )
         return Outcome(
             name,
             False,
             f"{url} is VictoriaMetrics, not InfluxDB: it would store every text state as 0",
-            "set INFLUXDB_KIND=victoriametrics (texts are then written as labels)",
+            f"{fix} (texts are then written as labels)",
         )
     return Outcome(name, True, f"{url} accepts writes to {sink.target}")

@@ -22,7 +22,7 @@ from workers.sinks.errors import SinkUnavailable
 from workers.sinks.influx_http import clip, json_object, split_credentials
 
 if TYPE_CHECKING:
-    from config.settings import Settings
+    from config.destinations import Destination
 
 COLUMNS = ("domain", "old_entity_id", "new_entity_id", REGISTRY_ID_TAG, "found_by")
 """The tags and fields of a rename point, in the order a listing shows them."""
@@ -61,32 +61,32 @@ def flux_renames(bucket: str) -> str:
     )
 
 
-def read_renames(settings: Settings) -> list[RenameRow]:
-    """Every rename point in the configured database or bucket, oldest first."""
-    secrets = settings.secrets()
+def read_renames(destination: Destination) -> list[RenameRow]:
+    """Every rename point in the destination's database or bucket, oldest first."""
+    secrets = destination.secrets()
     try:
-        if settings.influxdb_kind == "influxdb3":
-            return _read_v3(settings)
-        if settings.influxdb_api_version == 2:
-            return _read_v2(settings)
-        return _read_v1(settings)
+        if destination.kind == "influxdb3":
+            return _read_v3(destination)
+        if destination.api_version == 2:
+            return _read_v2(destination)
+        return _read_v1(destination)
     except SinkUnavailable as exc:
         raise SinkUnavailable(scrub(str(exc), secrets)) from None
 
 
-def _read_v1(settings: Settings) -> list[RenameRow]:
-    url, url_user, url_password = split_credentials(settings.influxdb_url)
-    user = settings.influxdb_username or url_user
-    secret = settings.influxdb_password
+def _read_v1(d: Destination) -> list[RenameRow]:
+    url, url_user, url_password = split_credentials(d.url)
+    user = d.username or url_user
+    secret = d.password
     password = secret.get_secret_value() if secret else url_password
     headers = urllib3.util.make_headers(basic_auth=f"{user}:{password or ''}") if user else {}
-    query = influxql_renames(settings.influxdb_retention_policy)
-    timeout = urllib3.Timeout(connect=settings.influxdb_timeout, read=settings.influxdb_timeout)
+    query = influxql_renames(d.retention_policy)
+    timeout = urllib3.Timeout(connect=d.timeout, read=d.timeout)
     try:
         response = urllib3.request(
             "GET",
             f"{url}/query",
-            fields={"db": settings.influxdb_database, "q": query},
+            fields={"db": d.database, "q": query},
             headers=headers,
             timeout=timeout,
             retries=False,
@@ -108,41 +108,39 @@ def _read_v1(settings: Settings) -> list[RenameRow]:
     return rows
 
 
-def _read_v2(settings: Settings) -> list[RenameRow]:
-    token = settings.influxdb_token.get_secret_value() if settings.influxdb_token else ""
+def _read_v2(d: Destination) -> list[RenameRow]:
+    token = d.token.get_secret_value() if d.token else ""
     with InfluxDBClient(
-        url=settings.influxdb_url,
+        url=d.url,
         token=token,
-        org=settings.influxdb_org or "",
-        timeout=int(settings.influxdb_timeout * 1000),
+        org=d.org or "",
+        timeout=int(d.timeout * 1000),
         retries=False,
     ) as client:
         try:
-            tables = client.query_api().query(flux_renames(settings.influxdb_bucket))
+            tables = client.query_api().query(flux_renames(d.bucket))
         except ApiException as exc:
             raise SinkUnavailable(
-                f"InfluxDB at {redact_url(settings.influxdb_url)} answered {exc.status}: "
+                f"InfluxDB at {redact_url(d.url)} answered {exc.status}: "
                 f"{clip(str(exc.body or exc.reason))}"
             ) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise SinkUnavailable(
-                f"cannot reach InfluxDB at {redact_url(settings.influxdb_url)}: {exc}"
-            ) from exc
+            raise SinkUnavailable(f"cannot reach InfluxDB at {redact_url(d.url)}: {exc}") from exc
     return [_row(record.values) for table in tables for record in table.records]
 
 
-def _read_v3(settings: Settings) -> list[RenameRow]:
+def _read_v3(d: Destination) -> list[RenameRow]:
     """SELECT * (a rename's tags vary with the rules), oldest first; no table or database yet
     means no rename was written."""
-    url = split_credentials(settings.influxdb_url)[0]
-    token = settings.influxdb_token.get_secret_value() if settings.influxdb_token else ""
+    url = split_credentials(d.url)[0]
+    token = d.token.get_secret_value() if d.token else ""
     sql = f"SELECT * FROM {_quoted(RENAMES_MEASUREMENT)} ORDER BY time ASC"
-    timeout = urllib3.Timeout(connect=settings.influxdb_timeout, read=settings.influxdb_timeout)
+    timeout = urllib3.Timeout(connect=d.timeout, read=d.timeout)
     try:
         response = urllib3.request(
             "GET",
             f"{url}/api/v3/query_sql",
-            fields={"db": settings.influxdb_database, "q": sql, "format": "json"},
+            fields={"db": d.database, "q": sql, "format": "json"},
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
             retries=False,

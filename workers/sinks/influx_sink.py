@@ -37,7 +37,7 @@ from workers.sinks.influxdb3_sink import InfluxDB3Sink
 from workers.sinks.victoria_sink import VictoriaSink
 
 if TYPE_CHECKING:
-    from config.settings import Settings
+    from config.destinations import Destination
 
 __all__ = ["PRECISIONS", "Refusal", "Sink", "V1Sink", "V2Sink", "make_sink", "split_credentials"]
 
@@ -75,52 +75,56 @@ class Sink(Protocol):
         """Release connections."""
 
 
-def make_sink(settings: Settings, precision: str) -> Sink:
-    """The sink the settings ask for: INFLUXDB_KIND, then, for InfluxDB, its API version."""
-    if settings.influxdb_kind == "influxdb3":
-        assert settings.influxdb_token is not None  # checked by the settings
+def make_sink(
+    destination: Destination,
+    precision: str,
+    *,
+    text_values_max: int = 50,
+    text_window: float = 86400.0,
+) -> Sink:
+    """The sink for a destination: its kind, then, for InfluxDB, its API version. The text
+    limits are VictoriaMetrics' guard (VICTORIA_TEXT_VALUES_MAX, VICTORIA_TEXT_WINDOW)."""
+    d = destination
+    password = d.password.get_secret_value() if d.password else None
+    token = d.token.get_secret_value() if d.token else None
+    if d.kind == "influxdb3":
+        assert token is not None  # checked with the settings or the destinations
         return InfluxDB3Sink(
-            settings.influxdb_url,
-            token=settings.influxdb_token.get_secret_value(),
-            database=settings.influxdb_database,
+            d.url,
+            token=token,
+            database=d.database,
             precision=PRECISIONS.get(precision, precision),
-            timeout=settings.influxdb_timeout,
+            timeout=d.timeout,
         )
-    if settings.influxdb_kind == "victoriametrics":
-        return _victoria_sink(settings, precision)
-    if settings.influxdb_api_version == 2:
-        assert settings.influxdb_token is not None  # checked by the settings
-        return V2Sink(
-            settings.influxdb_url,
-            token=settings.influxdb_token.get_secret_value(),
-            org=settings.influxdb_org or "",
-            bucket=settings.influxdb_bucket,
+    if d.kind == "victoriametrics":
+        return VictoriaSink(
+            d.url,
+            username=d.username,
+            password=password,
+            token=token,
             precision=precision,
-            timeout=settings.influxdb_timeout,
+            timeout=d.timeout,
+            text_values_max=text_values_max,
+            text_window=text_window,
         )
-    password = settings.influxdb_password
+    if d.api_version == 2:
+        assert token is not None  # checked with the settings or the destinations
+        return V2Sink(
+            d.url,
+            token=token,
+            org=d.org or "",
+            bucket=d.bucket,
+            precision=precision,
+            timeout=d.timeout,
+        )
     return V1Sink(
-        settings.influxdb_url,
-        settings.influxdb_database,
-        username=settings.influxdb_username,
-        password=password.get_secret_value() if password else None,
-        retention_policy=settings.influxdb_retention_policy,
+        d.url,
+        d.database,
+        username=d.username,
+        password=password,
+        retention_policy=d.retention_policy,
         precision=precision,
-        timeout=settings.influxdb_timeout,
-    )
-
-
-def _victoria_sink(settings: Settings, precision: str) -> Sink:
-    password, token = settings.influxdb_password, settings.influxdb_token
-    return VictoriaSink(
-        settings.influxdb_url,
-        username=settings.influxdb_username,
-        password=password.get_secret_value() if password else None,
-        token=token.get_secret_value() if token else None,
-        precision=precision,
-        timeout=settings.influxdb_timeout,
-        text_values_max=settings.victoria_text_values_max,
-        text_window=settings.victoria_text_window,
+        timeout=d.timeout,
     )
 
 

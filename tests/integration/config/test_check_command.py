@@ -151,7 +151,7 @@ def test_influxdb_write_permission_and_database(
     servers: dict[str, Any], influx: dict[str, str], detail: str, fix: str
 ) -> None:
     settings = load_settings(influxdb_url=servers["strict"].url, **influx)
-    outcome = by_name(run_checks_only(settings, "influxdb"))["InfluxDB"]
+    outcome = by_name(run_checks_only(settings, "destinations"))["InfluxDB"]
     assert not outcome.ok
     assert detail in outcome.detail
     assert fix in outcome.fix
@@ -181,7 +181,8 @@ def test_home_assistant_unreachable_or_not_ha(
 def run_checks_only(settings: Any, name: str) -> list[Outcome]:
     """One check, found where `ha-ingestor check` finds it."""
     [check] = [c for c in checks() if c.__name__ == f"check_{name}"]
-    return [check(settings)]
+    found = check(settings)
+    return found if isinstance(found, list) else [found]
 
 
 def test_invalid_settings_exit_2() -> None:

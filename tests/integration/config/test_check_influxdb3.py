@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from config.check_command import check_configuration
+from config.destinations import Destination
 from config.settings import load_settings
 from devtools.influxdb3 import InfluxDB3Server
 from devtools.local_servers import free_port
-from workers.commands.store_checks import check_influxdb
+from workers.commands.store_checks import check_destination
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,7 @@ def test_a_reachable_server_that_takes_the_token_passes(
         influxdb_token=influxdb3_server.token,
         influxdb_database="home",
     )
-    outcome = check_influxdb(settings)
+    outcome = check_destination(Destination.from_settings(settings))
     assert outcome.ok, outcome
     assert "InfluxDB 3" in outcome.detail
     assert "database 'home'" in outcome.detail
@@ -43,7 +44,7 @@ def test_each_failure_says_what_to_fix_without_the_token(
     secret = "apiv3_wrong-secret-4711"
     url = influxdb3_server.url if where == "wrong token" else f"http://127.0.0.1:{free_port()}"
     settings = load_settings(influxdb_kind="influxdb3", influxdb_url=url, influxdb_token=secret)
-    outcome = check_influxdb(settings)
+    outcome = check_destination(Destination.from_settings(settings))
     assert not outcome.ok
     assert detail in outcome.detail
     assert fix in outcome.fix

@@ -10,9 +10,9 @@ import redis
 from celery.signals import worker_shutting_down
 
 from config.celery_app import create_app
+from config.destinations import Destinations
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
-from core.rules import Rules
 from tests.helpers import InfluxDatabase
 from workers.consumers.task_sender import TaskSender
 from workers.monitoring.health_job import Monitor
@@ -49,7 +49,9 @@ def test_a_refused_write_puts_influxdbs_words_in_the_health_reason(
     planted = V1Sink(influx_db.url, influx_db.name)
     planted.write([f'sensor.conflict,entity_id=planted value="x",value_float="x" {T_NS - 1}'])
     planted.close()
-    context = WorkerContext(settings, Rules(), send_many=TaskSender(create_app(settings)))
+    context = WorkerContext(
+        settings, Destinations.single(settings), send_many=TaskSender(create_app(settings))
+    )
     try:
         outcome = context.ingest([state_message("sensor.conflict", "5", 1)])
     finally:
@@ -81,7 +83,9 @@ def test_a_type_clash_goes_to_a_shadow_field_unless_turned_off(
     planted = V1Sink(influx_db.url, influx_db.name)
     planted.write([f"sensor.clash,entity_id=planted value=7i {T_NS - 1}"])
     planted.close()
-    context = WorkerContext(settings, Rules(), send_many=TaskSender(create_app(settings)))
+    context = WorkerContext(
+        settings, Destinations.single(settings), send_many=TaskSender(create_app(settings))
+    )
     try:
         outcome = context.ingest([state_message("sensor.clash", "21.5", 1)])
     finally:

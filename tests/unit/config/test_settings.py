@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import AliasChoices, Field
 
+from config.destinations import Destination
 from config.setting_groups import SettingGroup, group_of, in_group, set_first
 from config.settings import (
     LISTENER_REPORT_INTERVAL_S,
@@ -96,7 +97,7 @@ def test_influxdb3_needs_a_token_and_makes_its_own_sink(monkeypatch) -> None:
 
     monkeypatch.setenv("INFLUXDB_TOKEN", "apiv3_x")
     monkeypatch.setenv("INFLUXDB_DATABASE", "home")
-    sink = make_sink(load_settings(), "ms")
+    sink = make_sink(Destination.from_settings(load_settings()), "ms")
     assert isinstance(sink, InfluxDB3Sink)
     assert (sink.target, sink.precision) == ("database 'home'", "ms")
     sink.close()

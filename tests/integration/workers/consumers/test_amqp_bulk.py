@@ -30,9 +30,9 @@ import redis
 from kombu.connection import Connection
 
 from config.celery_app import create_app
+from config.destinations import Destinations
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
-from core.rules import Rules
 from core.task_message import INGEST_TASK
 from devtools.local_servers import free_port
 from listener.handoff.publisher import KombuBatches, Publisher, celery_publisher
@@ -316,7 +316,9 @@ def test_the_bulk_consumer_acks_each_batch_with_one_multiple_ack(
                              influxdb_url=influx_db.url, influxdb_database=influx_db.name,
                              batch_size=500, batch_interval=0.2)  # fmt: skip
     app = create_app(settings)
-    context = WorkerContext(settings, Rules(), send_many=TaskSender(app), hold_limit=30)
+    context = WorkerContext(
+        settings, Destinations.single(settings), send_many=TaskSender(app), hold_limit=30
+    )
     taker = make_taker(settings, app, context)  # chosen by the broker kind
     assert isinstance(taker, AmqpTaker)
     taker.start()
@@ -360,7 +362,9 @@ def test_an_undecodable_delivery_is_a_dead_letter_with_its_real_reason(
                          content_encoding="utf-8", headers={"task": INGEST_TASK, "id": "bad-1"},
                          **where)  # fmt: skip
     _publish(amqp_url, redis_url, queue, good[1:])
-    context = WorkerContext(settings, Rules(), send_many=TaskSender(app), hold_limit=30)
+    context = WorkerContext(
+        settings, Destinations.single(settings), send_many=TaskSender(app), hold_limit=30
+    )
     taker = AmqpTaker(settings, target, context)
     taker.start()
     store = DeadLetterStore(redis.Redis.from_url(redis_url), RedisKeys(settings.redis_prefix))

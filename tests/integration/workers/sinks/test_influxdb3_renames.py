@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from config.destinations import Destination
 from config.settings import load_settings
 from core.line_protocol import encode_point
 from core.renames import Rename, rename_event, rename_to_point
@@ -28,7 +29,9 @@ def test_renames_are_read_back_oldest_first(influxdb3_server: InfluxDB3Server) -
         influxdb_token=influxdb3_server.token,
         influxdb_database=db,
     )
-    assert read_renames(settings) == []  # nothing written yet: no database, no table
+    assert (
+        read_renames(Destination.from_settings(settings)) == []
+    )  # nothing written yet: no database, no table
 
     renames = [
         Rename("r2", "sensor.b", "sensor.b2", "2025-11-26T22:31:06+00:00", "event"),
@@ -39,7 +42,7 @@ def test_renames_are_read_back_oldest_first(influxdb3_server: InfluxDB3Server) -
     sink.write([encode_point(p, "ns") for p in points if isinstance(p, Point)])
     sink.close()
 
-    assert read_renames(settings) == [
+    assert read_renames(Destination.from_settings(settings)) == [
         RenameRow("2025-11-26T22:31:05.500Z", "sensor", "a", "a2", "r1", "registry"),
         RenameRow("2025-11-26T22:31:06Z", "sensor", "b", "b2", "r2", "event"),
     ]
@@ -51,7 +54,7 @@ def test_a_refused_token_says_so_without_showing_it(influxdb3_server: InfluxDB3S
         influxdb_kind="influxdb3", influxdb_url=influxdb3_server.url, influxdb_token=secret
     )
     with pytest.raises(SinkUnavailable) as caught:
-        read_renames(settings)
+        read_renames(Destination.from_settings(settings))
     assert "401" in str(caught.value)
     assert "INFLUXDB_TOKEN" in str(caught.value)
     assert secret not in str(caught.value)

@@ -10,9 +10,9 @@ import pytest
 import redis
 
 from config.celery_app import create_app
+from config.destinations import Destinations
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
-from core.rules import Rules
 from core.statistics_point import statistics_event
 from core.task_message import TaskMessage
 from listener.history.backfill import state_event
@@ -54,7 +54,9 @@ def test_each_finished_import_message_is_marked_once_by_kind(
     messages = [TaskMessage(e, time.time(), "import", i, "run1").to_json()
                 for i, e in enumerate(events)]  # fmt: skip
     messages.append(TaskMessage(_state("sensor.live", "1"), time.time(), "live", 99).to_json())
-    context = WorkerContext(settings, Rules(), send_many=TaskSender(create_app(settings)))
+    context = WorkerContext(
+        settings, Destinations.single(settings), send_many=TaskSender(create_app(settings))
+    )
     try:
         outcome = context.ingest(messages)
         context.ingest(messages[:1])  # a redelivery: its bit is set again, not twice

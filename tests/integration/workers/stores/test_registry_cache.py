@@ -13,6 +13,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from config.destinations import Destinations
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
 from core.enrichment import (
@@ -465,7 +466,7 @@ def test_enrichment_can_be_switched_off(redis_url: str, influx_db: InfluxDatabas
         )
         send_many = TaskSender(create_app(settings))
         # Creates the second database, as a worker does at start.
-        context = WorkerContext(settings, Rules(), send_many=send_many)
+        context = WorkerContext(settings, Destinations.single(settings), send_many=send_many)
         assert context.ingest([message]).written == 1
         context.close()
     on = influx_db.query("SELECT * FROM /.*/ GROUP BY *")
