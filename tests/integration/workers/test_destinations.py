@@ -1,0 +1,167 @@
+"""Several destinations in one worker (workers/destinations.py), against a real InfluxDB 1.x:
+each takes what its own rules choose, and one that is down holds no other back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from config.celery_app import create_app
+from config.destinations import load_destinations
+from config.redis_keys import RedisKeys
+from config.settings import Settings, load_settings
+from tests.helpers import InfluxDatabase, wait_until
+from tests.tcp_proxy import SlowProxy
+from workers.consumers.task_sender import TaskSender
+from workers.stores.backlog import Backlog
+from workers.stores.dead_letters import DeadLetterStore
+from workers.worker_context import WorkerContext
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_767_225_600.0
+
+
+def state_message(entity_id: str, state: str, seq: int) -> dict[str, object]:
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(T0 + seq)) + "+00:00"
+    new_state = {"entity_id": entity_id, "state": state, "attributes": {}, "last_updated": when}
+    event = {
+        "event_type": "state_changed",
+        "data": {"entity_id": entity_id, "new_state": new_state},
+    }
+    return {"event": event, "received_at": time.time(), "source": "live", "seq": seq}
+
+
+@pytest.fixture
+def second_db(influx_db: InfluxDatabase) -> Iterator[InfluxDatabase]:
+    """Another database on the same server: a second store."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    influx_db.client.results(f'CREATE DATABASE "{name}"')
+    yield InfluxDatabase(url=influx_db.url, name=name, client=influx_db.client)
+    influx_db.client.results(f'DROP DATABASE "{name}"')
+
+
+def two_destinations(
+    tmp_path: Path, redis_url: str, main: InfluxDatabase, other_url: str, other_db: str, extra: str
+) -> Settings:
+    config = tmp_path / "ha-ingestor.yaml"
+    config.write_text(
+        "destinations:\n"
+        "  - name: default\n"
+        f"  - {{name: archive, url: '{other_url}', database: {other_db}{extra}}}\n",
+        encoding="utf-8",
+    )
+    return load_settings(
+        celery_broker_url=redis_url,
+        influxdb_url=main.url,
+        influxdb_database=main.name,
+        ha_ingestor_config=config,
+    )
+
+
+def count(db: InfluxDatabase, measurement: str = "state") -> int:
+    rows = db.query(f'SELECT count(*) FROM "{measurement}"', epoch=None)
+    return max((v for row in rows for k, v in row.items() if k != "time"), default=0)
+
+
+def points(db: InfluxDatabase) -> int:
+    rows = db.query("SHOW MEASUREMENTS", epoch=None)
+    return sum(count(db, row["name"]) for row in rows)
+
+
+def test_each_destination_takes_what_its_own_rules_choose(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase, second_db: InfluxDatabase
+) -> None:
+    extra = ", include: {entity_globs: ['sensor.*_energy']}"
+    settings = two_destinations(
+        tmp_path, redis_url, influx_db, second_db.url, second_db.name, extra
+    )
+    context = WorkerContext(
+        settings, load_destinations(settings), send_many=TaskSender(create_app(settings))
+    )
+    try:
+        batch = [
+            state_message("sensor.kitchen_energy", "1.5", 1),
+            state_message("sensor.kitchen_temperature", "21", 2),
+            state_message("light.hall", "on", 3),
+        ]
+        outcome = context.ingest(batch)
+    finally:
+        context.close()
+    assert outcome.destinations["default"].written == 3
+    assert outcome.destinations["archive"].written == 1
+    assert dict(outcome.destinations["archive"].skipped) == {"filtered": 2}
+    assert outcome.handed_back == []
+    assert points(influx_db) == 3
+    assert points(second_db) == 1
+
+
+def test_a_down_destination_keeps_its_events_apart_and_gets_them_on_its_return(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase, second_db: InfluxDatabase
+) -> None:
+    """The archive is down: the default still gets each batch at once, the archive's events
+    wait in its backlog (the broker is done with them) and land within 2 s of its return."""
+    proxy = SlowProxy(int(influx_db.url.rsplit(":", 1)[1]), delay=0)
+    archive_url = f"http://127.0.0.1:{proxy.port}"
+    settings = two_destinations(tmp_path, redis_url, influx_db, archive_url, second_db.name, "")
+    context = WorkerContext(
+        settings, load_destinations(settings), send_many=TaskSender(create_app(settings))
+    )
+    client = redis.Redis.from_url(redis_url)
+    backlog = Backlog(client, RedisKeys(settings.redis_prefix).for_destination("archive"))
+    try:
+        first = context.ingest([state_message("sensor.a", str(i), i) for i in range(10)])
+        assert first.destinations["default"].written == 10
+        assert first.destinations["archive"].backlogged == 10
+        assert first.handed_back == []
+        assert backlog.parked()
+        assert backlog.events() == 10
+        second = context.ingest([state_message("sensor.b", str(i), 10 + i) for i in range(10)])
+        assert second.destinations["archive"].backlogged == 10  # parked: no write tried
+        assert second.destinations["archive"].write_errors == 0
+        assert points(influx_db) == 20
+        assert points(second_db) == 0
+
+        proxy.start()  # the archive answers again
+        returned = time.monotonic()
+        wait_until(lambda: points(second_db) == 20, timeout=2.0, message="the archive's backlog")
+        landed = time.monotonic() - returned
+        print(f"archive backlog of 20 events landed {landed:.2f} s after its return")
+        wait_until(lambda: not backlog.parked(), timeout=2.0, message="the archive unparked")
+        assert backlog.events() == 0
+        assert backlog.chunks() == 0
+        third = context.ingest([state_message("sensor.c", "1", 30)])
+        assert third.destinations["archive"].written == 1  # straight to it again
+    finally:
+        context.close()
+        proxy.stop()
+        client.close()
+    assert points(influx_db) == 21
+    assert points(second_db) == 21
+
+
+def test_a_message_no_destination_can_read_is_one_dead_letter(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase, second_db: InfluxDatabase
+) -> None:
+    settings = two_destinations(tmp_path, redis_url, influx_db, second_db.url, second_db.name, "")
+    context = WorkerContext(
+        settings, load_destinations(settings), send_many=TaskSender(create_app(settings))
+    )
+    client = redis.Redis.from_url(redis_url)
+    try:
+        outcome = context.ingest([{"not": "a task"}, state_message("sensor.a", "1", 1)])
+        keys = RedisKeys(settings.redis_prefix)
+        shared = DeadLetterStore(client, keys)
+        archive = DeadLetterStore(client, keys.for_destination("archive"))
+        assert [letter.reason for letter in shared.list()] == ["invalid_event"]
+        assert archive.count() == 0
+        assert outcome.dead_lettered == {"invalid_event": 1}
+        assert outcome.destinations["archive"].written == 1
+    finally:
+        context.close()
+        client.close()
