@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import redis
@@ -56,6 +56,13 @@ class DestinationWriter:
     dead_letters: DeadLetterStore
     backlog: Backlog | None = None
     """Set with several destinations."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def process(self, messages: Sequence[Any]) -> BatchOutcome:
+        """The pipeline, one batch at a time: the taker and the drainer share it (a backlog
+        added to just after its drainer unparked it is drained while batches go straight)."""
+        with self._lock:
+            return self.pipeline.process(messages)
 
 
 def _shared_letters(messages: Sequence[Any]) -> tuple[list[int], list[tuple[Any, str, str]]]:
@@ -120,7 +127,7 @@ class FanOut:
             backlog.add(messages)
             writer.counters.add({"backlogged": len(messages)})
             return BatchOutcome(backlogged=len(messages))
-        outcome = writer.pipeline.process(messages)
+        outcome = writer.process(messages)
         if outcome.handed_back:
             unfinished = [messages[i] for i in outcome.handed_back]
             backlog.add(unfinished)
@@ -215,7 +222,7 @@ class Drainer:
                     return done
                 continue
             self._redis.expire(self._lock_key(writer.name), DRAIN_LOCK_TTL_S)
-            outcome = writer.pipeline.process(chunk.messages)
+            outcome = writer.process(chunk.messages)
             if outcome.handed_back:
                 kept = [chunk.messages[i] for i in outcome.handed_back]
                 backlog.replace(chunk, kept)
