@@ -115,7 +115,7 @@ class MemorySink:
         if refused:
             raise PartiallyWritten(refused)
 
-    def probe(self) -> Refusal | None:
+    def probe(self, *, timeout: float | None = None) -> Refusal | None:
         call = len(self.requests) + 1
         for outage in self._outages:
             if outage.covers(call):

@@ -4,7 +4,8 @@ This is where retries are decided (STYLE rule 4): the sink says "unavailable" (w
 same points again: the messages stay unacknowledged in the broker) or "rejected" (split the
 batch until the offending points are alone, dead-letter only those).
 
-While InfluxDB is unavailable a batch is retried with capped backoff. Three things end the wait
+While InfluxDB is unavailable a batch is retried with capped backoff, each wait ended early
+when InfluxDB answers again (workers/sinks/return_watch.py). Three things end the wait
 for a message other than a successful write:
 
 - it is older than `max_event_age` (received by the listener that long ago): it goes to the
@@ -54,6 +55,7 @@ from core.transform import InvalidEvent, Point, Skipped, event_to_point
 from workers.sinks.errors import PartiallyWritten, PointsRejected, SinkUnavailable
 from workers.sinks.field_types import FieldTypeCache
 from workers.sinks.influx_sink import Sink
+from workers.sinks.return_watch import PROBE_INTERVAL, ReturnWatch
 from workers.stores.dead_letters import TOO_OLD_DURING_OUTAGE, UNDECODABLE
 
 log = logging.getLogger(__name__)
@@ -184,6 +186,7 @@ class IngestPipeline:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         encode: Callable[[Point, str], str] = encode_point,
+        probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         self._rules = rules
         self._encode = encode
@@ -199,6 +202,9 @@ class IngestPipeline:
         self._note_write_error = note_write_error
         self._backoff = backoff
         self._stopping = stopping or threading.Event()
+        self._return_watch = ReturnWatch(sink, self._stopping, interval=probe_interval, clock=clock)
+        """Waits between write attempts, ended early when InfluxDB answers again (probed every
+        `probe_interval` seconds; math.inf: each delay is slept out whole)."""
         self._max_event_age = max_event_age
         self._hold_limit = hold_limit
         self._hands_back_to = hands_back_to
@@ -431,7 +437,7 @@ class IngestPipeline:
                     len(chunk),
                     delay,
                 )
-                if self._stopping.wait(delay):
+                if self._return_watch.wait(delay):
                     raise _HandBack(chunk) from exc
             else:
                 if delays is not None:

@@ -77,7 +77,9 @@ class WorkerContext:
         self.dead_letters = DeadLetterStore(
             self.redis, keys, max_len=settings.dead_letters_max, count=self.counters.add
         )
-        self.pacer = HandBackPacer(self.stopping, cap=settings.write_retry_max_delay)
+        self.pacer = HandBackPacer(
+            self.stopping, cap=settings.write_retry_max_delay, sink=self.sink
+        )
         self.import_runs = ImportRuns(self.redis, keys)
         self._lettered: set[int] = set()
         """ids of this batch's messages stored as dead letters (import runs count them)."""

@@ -391,3 +391,45 @@ def test_a_full_broker_drains_once_influxdb_is_back(
     finally:
         run.stop()
         broker.stop()
+
+
+def test_events_held_by_an_outage_land_within_2_s_of_influxdb_coming_back(
+    tmp_path: Path, redis_url: str, influx: tuple[InfluxDBServer, InfluxDatabase]
+) -> None:
+    """Default retry settings (WRITE_RETRY_MAX_DELAY 30 s): after a 9 s outage the backoff
+    has grown to several seconds, yet the worker, probing InfluxDB while it waits, writes the
+    ~2,000 held events within 2 s of InfluxDB's return, each once."""
+    server, db = influx
+    run = Run(tmp_path, redis_url, db, rate=500, events=2000, settings={})
+    try:
+        run.start("worker", worker_argv())
+        run.start("listener", listener_argv())
+        run.initial = expected_points(state_events(ha_states(run.sim.sim.url, TOKEN)))
+        wait_until(lambda: run.counter("written") >= len(run.initial), 30, 0.2,
+                   message="the listener's snapshot written")  # fmt: skip
+        server.stop()
+        down_at = time.monotonic()
+        run.sim.do(run.sim.sim.resume_events)
+        expected = run.expected()  # every event sent while InfluxDB is down
+        wait_until(lambda: "InfluxDB unavailable" in run.processes[0].log_text(), 20, 0.2,
+                   message="the worker waiting for InfluxDB")  # fmt: skip
+        time.sleep(max(0.0, 9 - (time.monotonic() - down_at)))  # the outage lasts 9 s
+        held = run.client.llen("ha_events") + sum(in_flight(run.client).values())
+        server.start()
+        up_at = time.monotonic()
+        wait_until(lambda: points_in_influx(db).keys() >= expected.keys(), 30, 0.05,
+                   message=f"{len(expected)} points in InfluxDB")  # fmt: skip
+        landed_after = time.monotonic() - up_at
+        rows = assert_exactly_once(db, expected)
+        print(
+            f"\nFIGURES outage of {up_at - down_at:.1f} s with default retry settings: "
+            f"{len(recorded_events(run.record))} events sent during it ({held} held at the "
+            f"return), points expected {len(expected)}, found {rows}; the last landed "
+            f"{landed_after:.2f} s after InfluxDB came back"
+        )
+        assert landed_after < 2.0
+    except BaseException:
+        print(run.logs())
+        raise
+    finally:
+        run.stop()

@@ -1,6 +1,6 @@
 """What InfluxDB's HTTP answers mean, for both sinks: status → our error, Retry-After, the
-server's error text, credentials in URLs. Pure functions; the sinks (workers/sinks/influx_sink.py)
-do the requests and say, per API, what a person must fix (`Refusal`).
+server's error text, credentials in URLs, a request's own timeout. Pure functions; the sinks
+(workers/sinks/influx_sink.py) do the requests and say, per API, what a person must fix (`Refusal`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
+
+import urllib3
 
 from core import json_codec
 from workers.sinks.errors import PointsRejected, SinkError, SinkUnavailable
@@ -93,6 +95,13 @@ def probe_verdict(
         f"{server} answered {status} ({text})",
         "check INFLUXDB_URL and INFLUXDB_API_VERSION (1 for InfluxDB 1.x, 2 for 2.x/3.x)",
     )
+
+
+def request_timeout(seconds: float | None, default: float) -> urllib3.Timeout:
+    """A request's timeout: its own when given (a probe's short one), else `default`
+    (INFLUXDB_TIMEOUT)."""
+    chosen = default if seconds is None else seconds
+    return urllib3.Timeout(connect=chosen, read=chosen)
 
 
 def clip(text: str) -> str:

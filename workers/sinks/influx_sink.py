@@ -30,6 +30,7 @@ from workers.sinks.influx_http import (
     json_object,
     parse_retry_after,
     probe_verdict,
+    request_timeout,
     server_words,
     split_credentials,
 )
@@ -67,9 +68,10 @@ class Sink(Protocol):
     def write(self, lines: Sequence[str]) -> None:
         """Write lines of line protocol (one point each) in one request."""
 
-    def probe(self) -> Refusal | None:
+    def probe(self, *, timeout: float | None = None) -> Refusal | None:
         """An empty write, which InfluxDB authorises like any and stores nothing for: None when
-        writes are accepted, else why not; raises SinkUnavailable when there is no answer."""
+        writes are accepted, else why not; raises SinkUnavailable when there is no answer
+        within `timeout` seconds (INFLUXDB_TIMEOUT when None)."""
 
     def close(self) -> None:
         """Release connections."""
@@ -171,6 +173,7 @@ class V1Sink:
             self._headers.update(
                 urllib3.util.make_headers(basic_auth=f"{username}:{password or ''}")
             )
+        self._timeout = timeout
         self._pool = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False
         )
@@ -192,8 +195,8 @@ class V1Sink:
             return
         raise self._error(response.status, self._error_text(response), response)
 
-    def probe(self) -> Refusal | None:
-        response = self._post("/write", self._write_params(), b"", self._headers)
+    def probe(self, *, timeout: float | None = None) -> Refusal | None:
+        response = self._post("/write", self._write_params(), b"", self._headers, timeout)
         text = self._error_text(response) if response.status >= 300 else ""
         refusal = self._refusal(response.status, text)
         return probe_verdict(response.status, text, server=self._server, refusal=refusal)
@@ -258,11 +261,22 @@ class V1Sink:
         self._pool.clear()
 
     def _post(
-        self, path: str, params: Mapping[str, str], body: bytes, headers: Mapping[str, str]
+        self,
+        path: str,
+        params: Mapping[str, str],
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout: float | None = None,
     ) -> urllib3.BaseHTTPResponse:
         url = self._url + path + (f"?{urlencode(params)}" if params else "")
         try:
-            return self._pool.request("POST", url, body=body, headers=headers)
+            return self._pool.request(
+                "POST",
+                url,
+                body=body,
+                headers=headers,
+                timeout=request_timeout(timeout, self._timeout),
+            )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise SinkUnavailable(
                 self._scrub(f"cannot reach {self._server}: {type(exc).__name__}: {exc}")
@@ -375,12 +389,10 @@ class V2Sink:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._unreachable(exc) from exc
 
-    def probe(self) -> Refusal | None:
+    def probe(self, *, timeout: float | None = None) -> Refusal | None:
         """The empty write through urllib3: influxdb-client sends nothing for no points."""
         query = urlencode({"org": self.org, "bucket": self.bucket})
-        pool = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=self._timeout, read=self._timeout), retries=False
-        )
+        pool = urllib3.PoolManager(timeout=request_timeout(timeout, self._timeout), retries=False)
         try:
             response = pool.request(
                 "POST",

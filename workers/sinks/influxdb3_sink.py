@@ -27,6 +27,7 @@ from workers.sinks.influx_http import (
     error_for_status,
     json_object,
     parse_retry_after,
+    request_timeout,
     server_words,
     split_credentials,
 )
@@ -69,6 +70,7 @@ class InfluxDB3Sink:
             "Authorization": f"Bearer {token}",
             "Content-Type": "text/plain; charset=utf-8",
         }
+        self._timeout = timeout
         self._pool = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False
         )
@@ -97,9 +99,9 @@ class InfluxDB3Sink:
             raise PartiallyWritten({i: self._scrub(clip(t)) for i, t in refused.items()})
         raise self._error(response)
 
-    def probe(self) -> Refusal | None:
+    def probe(self, *, timeout: float | None = None) -> Refusal | None:
         """GET /health with the token: None when the server answers and takes the token."""
-        response = self._request("GET", "/health", None)
+        response = self._request("GET", "/health", None, timeout)
         if 200 <= response.status < 300:
             return None
         text = self._text(response)
@@ -111,9 +113,17 @@ class InfluxDB3Sink:
     def close(self) -> None:
         self._pool.clear()
 
-    def _request(self, method: str, path: str, body: bytes | None) -> urllib3.BaseHTTPResponse:
+    def _request(
+        self, method: str, path: str, body: bytes | None, timeout: float | None = None
+    ) -> urllib3.BaseHTTPResponse:
         try:
-            return self._pool.request(method, self._url + path, body=body, headers=self._headers)
+            return self._pool.request(
+                method,
+                self._url + path,
+                body=body,
+                headers=self._headers,
+                timeout=request_timeout(timeout, self._timeout),
+            )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise SinkUnavailable(
                 self._scrub(

@@ -23,6 +23,7 @@ from workers.sinks.influx_http import (
     error_for_status,
     parse_retry_after,
     probe_verdict,
+    request_timeout,
     server_words,
     split_credentials,
 )
@@ -60,6 +61,7 @@ class VictoriaSink:
             self._headers.update(
                 urllib3.util.make_headers(basic_auth=f"{username}:{password or ''}")
             )
+        self._timeout = timeout
         self._pool = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False
         )
@@ -99,8 +101,8 @@ class VictoriaSink:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         raise self._error(response.status, text, retry_after)
 
-    def probe(self) -> Refusal | None:
-        response = self._post(b"")
+    def probe(self, *, timeout: float | None = None) -> Refusal | None:
+        response = self._post(b"", timeout)
         text = self._error_text(response) if response.status >= 300 else ""
         refusal = self._refusal(response.status, text)
         return probe_verdict(response.status, text, server=self._server, refusal=refusal)
@@ -108,11 +110,15 @@ class VictoriaSink:
     def close(self) -> None:
         self._pool.clear()
 
-    def _post(self, body: bytes) -> urllib3.BaseHTTPResponse:
+    def _post(self, body: bytes, timeout: float | None = None) -> urllib3.BaseHTTPResponse:
         query = urlencode({"precision": _PRECISION[self.precision]})
         try:
             return self._pool.request(
-                "POST", f"{self._url}/influx/write?{query}", body=body, headers=self._headers
+                "POST",
+                f"{self._url}/influx/write?{query}",
+                body=body,
+                headers=self._headers,
+                timeout=request_timeout(timeout, self._timeout),
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise SinkUnavailable(

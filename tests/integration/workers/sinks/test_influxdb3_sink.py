@@ -86,7 +86,7 @@ class Recording:
         sent = [line.split(" ")[0] if spoil and line.startswith(spoil) else line for line in lines]
         self.sink.write(sent)
 
-    def probe(self) -> None:
+    def probe(self, *, timeout: float | None = None) -> None:
         return None
 
     def close(self) -> None:
