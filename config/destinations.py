@@ -158,12 +158,9 @@ class _Entry(BaseModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        from urllib.parse import urlsplit
+        from config.settings import store_url
 
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must look like http://127.0.0.1:8086")
-        return value.rstrip("/")
+        return store_url(value)
 
 
 @dataclass(frozen=True)

@@ -632,10 +632,7 @@ class Settings(BaseSettings):
     @field_validator("influxdb_url")
     @classmethod
     def _check_influx_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must look like http://127.0.0.1:8086")
-        return value.rstrip("/")
+        return store_url(value)
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Settings:
@@ -768,6 +765,15 @@ class Settings(BaseSettings):
                 value = redact_url(raw) if "://" in raw else "********"
             out[name.upper()] = "" if value is None else str(value)
         return out
+
+
+def store_url(value: str) -> str:
+    """A time-series store's base URL, without its trailing slash; ValueError unless http(s)
+    with a host (INFLUXDB_URL, and each destination's `url`)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must look like http://127.0.0.1:8086")
+    return value.rstrip("/")
 
 
 def _password(url: str) -> str | None:
