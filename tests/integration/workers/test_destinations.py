@@ -165,3 +165,29 @@ def test_a_message_no_destination_can_read_is_one_dead_letter(
     finally:
         context.close()
         client.close()
+
+
+def test_every_destinations_secrets_are_known_to_the_log_filter(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
+) -> None:
+    """Settings.secrets() (what logs, /health and errors are scrubbed of) holds the secrets of
+    every destination, from the file or beside it."""
+    token_file = tmp_path / "archive.token"
+    token_file.write_text("archive-token-0123456789\n", encoding="utf-8")
+    config = tmp_path / "ha-ingestor.yaml"
+    config.write_text(
+        "destinations:\n"
+        "  - name: default\n"
+        "  - {name: archive, kind: influxdb3, url: 'http://127.0.0.1:1', "
+        f"token_file: '{token_file}'}}\n"
+        "  - {name: old, url: 'http://reader:old-password-987@127.0.0.1:2'}\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(
+        celery_broker_url=redis_url, influxdb_url=influx_db.url, ha_ingestor_config=config
+    )
+    secrets = settings.secrets()
+    assert "archive-token-0123456789" in secrets
+    assert "old-password-987" in secrets
+    described = [d.describe() for d in load_destinations(settings).all]
+    assert not any(s in text for s in secrets for text in described), described
