@@ -83,7 +83,11 @@ class WorkerContext:
         self.import_runs = ImportRuns(self.redis, keys)
         self._lettered: set[int] = set()
         """ids of this batch's messages stored as dead letters (import runs count them)."""
-        self.auto_replay = AutoReplay(first.dead_letters, self.redis, keys, send_many)
+        # The outage store of a lone destination; with several, the prefix-level one, which a
+        # single `default` filled before a second destination was added (re-enqueued, those
+        # events then reach every destination).
+        outage = self.dead_letters if self.several else first.dead_letters
+        self.auto_replay = AutoReplay(outage, self.redis, keys, send_many)
         self.fan_out: FanOut | None = None
         self.drainer: Drainer | None = None
         if self.several:
@@ -178,7 +182,7 @@ class WorkerContext:
             return outcome
         self.import_runs.record(messages, outcome, self._lettered)
         self.pacer.record(outcome)
-        if outcome.written and self.fan_out is None:
+        if outcome.written:
             self._replay_outage_letters()
         return outcome
 

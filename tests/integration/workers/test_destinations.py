@@ -191,3 +191,24 @@ def test_every_destinations_secrets_are_known_to_the_log_filter(
     assert "old-password-987" in secrets
     described = [d.describe() for d in load_destinations(settings).all]
     assert not any(s in text for s in secrets for text in described), described
+
+
+def test_outage_letters_kept_before_a_second_destination_are_replayed_to_all(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase, second_db: InfluxDatabase
+) -> None:
+    """Events a lone `default` kept in its outage store are enqueued again once writes
+    succeed after a second destination was added, so no configuration change strands them."""
+    settings = two_destinations(tmp_path, redis_url, influx_db, second_db.url, second_db.name, "")
+    client = redis.Redis.from_url(redis_url)
+    waiting = state_message("sensor.waited", "7", 5)
+    DeadLetterStore(client, RedisKeys(settings.redis_prefix)).add_many(
+        [(waiting, "too_old_during_outage", "InfluxDB was down")]
+    )
+    sent: list[object] = []
+    context = WorkerContext(settings, load_destinations(settings), send_many=sent.extend)
+    try:
+        context.ingest([state_message("sensor.a", "1", 1)])
+    finally:
+        context.close()
+        client.close()
+    assert sent == [{**waiting, "source": "replay"}]
