@@ -135,7 +135,7 @@ class Destination:
         return [v for v in values if v]
 
 
-class _Entry(BaseModel):
+class DestinationEntry(BaseModel):
     """The connection part of one `destinations:` entry, validated."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -300,7 +300,7 @@ def _connected(connection: Mapping[str, Any], rules: Rules) -> Destination:
                 f"readable only by ha-ingestor and name it with `{key}_file: /path/to/file`"
             )
     try:
-        entry = _Entry.model_validate(dict(connection))
+        entry = DestinationEntry.model_validate(dict(connection))
     except ValidationError as exc:
         raise DestinationsError(_validation_text(exc)) from None
     password = _secret(entry.password, entry.password_file, "password")
