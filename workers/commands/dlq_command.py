@@ -63,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
         destinations = load_destinations(settings)
         if args.destination is not None:
             destinations.get(args.destination)
-    except (RulesError, DestinationsError) as exc:
+    except DestinationsError as exc:
+        print(f"dlq: {exc}; give one of them to --destination", file=sys.stderr)
+        return 2
+    except RulesError as exc:
         print(f"dlq: {exc}", file=sys.stderr)
         return 2
     client = redis.Redis.from_url(settings.state_redis_url())

@@ -103,6 +103,7 @@ def test_an_unknown_destination_is_refused_with_the_configured_names(
         assert "no destination named 'archiv': the configured ones are default, archive" in (
             result.stderr
         )
+        assert "give one of them to --destination" in result.stderr
     assert DeadLetterStore(client, ARCHIVE).count() == 2
 
 
