@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from config.rules_file import TaggedValue, read_config_file
-from core.rules import Rules, RulesError
+from core.rules import IGNORED_OPTIONS, OPTIONS, Rules, RulesError
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -135,7 +135,7 @@ class Destination:
         return [v for v in values if v]
 
 
-class _Entry(BaseModel):
+class DestinationEntry(BaseModel):
     """The connection part of one `destinations:` entry, validated."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -257,6 +257,7 @@ def _destination(entry: Any, base: Mapping[str, Any], settings: Settings) -> Des
             f"{', '.join(pieces)}: give the whole address as `url: http://host:8086` (https "
             "for ssl, the path after the port) instead of HA's separate host/port/ssl/path"
         )
+    _refuse_unknown(entry)
     connection = {k: v for k, v in entry.items() if k in CONNECTION_KEYS}
     options = {k: v for k, v in entry.items() if k not in CONNECTION_KEYS}
     rules = Rules.from_mapping({**base, **options})
@@ -270,6 +271,24 @@ def _destination(entry: Any, base: Mapping[str, Any], settings: Settings) -> Des
     return _connected(connection, rules)
 
 
+def _refuse_unknown(entry: Mapping[str, Any]) -> None:
+    """A misspelt connection key (`tokn`) is named with its likely fix, rather than answered
+    with HA's options alone (a destination takes both kinds of key)."""
+    import difflib
+
+    known = sorted(CONNECTION_KEYS | set(OPTIONS))
+    unknown = [str(k) for k in entry if k not in CONNECTION_KEYS and k not in OPTIONS
+               and k not in IGNORED_OPTIONS]  # fmt: skip
+    if not unknown:
+        return
+    problems = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"valid keys are {', '.join(known)}"
+        problems.append(f"{key}: not a destination key; {hint}")
+    raise DestinationsError("; ".join(problems))
+
+
 def _connected(connection: Mapping[str, Any], rules: Rules) -> Destination:
     for key in _SECRETS:
         if isinstance(connection.get(key), TaggedValue):
@@ -278,7 +297,7 @@ def _connected(connection: Mapping[str, Any], rules: Rules) -> Destination:
                 f"readable only by ha-ingestor and name it with `{key}_file: /path/to/file`"
             )
     try:
-        entry = _Entry.model_validate(dict(connection))
+        entry = DestinationEntry.model_validate(dict(connection))
     except ValidationError as exc:
         raise DestinationsError(_validation_text(exc)) from None
     password = _secret(entry.password, entry.password_file, "password")

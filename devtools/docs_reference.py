@@ -81,6 +81,34 @@ HA_CONNECTION_OPTIONS: Final[Mapping[str, str]] = {
 }
 """HA's connection options, accepted and ignored in the YAML, and where each one goes instead."""
 
+DESTINATION_KEYS: Final[Mapping[str, str]] = {
+    "name": "What names the destination in `/health`, `/metrics`, the logs and the commands' "
+    "`--destination`: lower-case letters, digits, `-` and `_`, at most 40. `default` without "
+    "`url` is the `INFLUXDB_*` destination.",
+    "kind": "`influxdb` (1.x, or 2.x with `api_version: 2`), `influxdb3`, or "
+    "`victoriametrics` (texts written as labels: "
+    "[its mapping](deployment.md#victoriametrics-as-the-store)).",
+    "url": "Where it is: `http(s)://host:port`, with a path when it has one (HA's `host`, "
+    "`port`, `ssl` and `path` are refused here: give one url).",
+    "api_version": "`1` (the `/write` endpoint) or `2` (the v2 write API: needs `token` and "
+    "`org`).",
+    "database": "Database written to (v1 and InfluxDB 3).",
+    "bucket": "Bucket written to (v2).",
+    "org": "Organisation (v2).",
+    "organization": "HA's name for `org`.",
+    "username": "User for v1 basic authentication (or VictoriaMetrics' `-httpAuth.username`).",
+    "password": "Its password; better `password_file`.",
+    "password_file": "A file holding the password, readable by ha-ingestor only (read at "
+    "start, surrounding whitespace dropped).",
+    "token": "Token (v2 and InfluxDB 3, or a bearer token for VictoriaMetrics behind vmauth); "
+    "better `token_file`.",
+    "token_file": "A file holding the token.",
+    "retention_policy": "Retention policy written to (v1).",
+    "timeout": "Seconds a write may take before it counts as failed.",
+}
+"""Meaning of every key of a `destinations:` entry (a test checks they are config.destinations'
+CONNECTION_KEYS)."""
+
 _HEADER = """\
 # Configuration reference
 
@@ -140,8 +168,60 @@ _HA_OPTIONS_INTRO = """\
 ### HA's connection options
 
 Accepted in the YAML so a pasted block loads, and ignored: the connection comes from the
-environment.
+environment (or from a destination's own keys, below).
 """
+
+_DESTINATIONS_INTRO = """\
+### Several destinations (`destinations:`)
+
+Without this list the workers write to one destination, named `default`, set by the
+`INFLUXDB_*` variables. With it they write every event to each destination listed, each on
+its own: one that is down keeps its events in a backlog of its own while the others go on
+([deployment](deployment.md#several-destinations)).
+
+Each entry is a destination: its connection (the keys below) and, beside it, any of the options
+above. An option an entry sets replaces the top-level one as a whole (an entry's `include` is
+not merged with the top-level `include`); the options it leaves out are the top-level ones.
+An entry `- name: default` without `url` is the `INFLUXDB_*` destination, with its old Redis
+keys. Give secrets as `password_file` / `token_file`: HA's `!secret` and `!env_var` are
+refused in an entry (they would be the secret's name). Every problem of every entry is reported
+at start, naming the entry, and never with a secret's value.
+
+```yaml
+include:
+  domains: [sensor, binary_sensor]    # every destination inherits this
+destinations:
+  - name: default                     # INFLUXDB_*: the existing dashboards' database
+  - name: archive
+    kind: influxdb
+    url: https://influx2.lan:8086
+    api_version: 2
+    org: home
+    bucket: long_term
+    token_file: /run/secrets/influx2_token
+    include:                          # replaces the top-level include for this one
+      entity_globs: ["sensor.*_energy"]
+```
+"""
+
+
+def destination_rows() -> list[tuple[str, str, str]]:
+    """(key, default, meaning) for every key of a `destinations:` entry."""
+    from config.destinations import CONNECTION_KEYS, DestinationEntry
+
+    if set(DESTINATION_KEYS) != CONNECTION_KEYS:
+        raise ValueError(
+            f"destination keys {sorted(CONNECTION_KEYS ^ set(DESTINATION_KEYS))} differ between "
+            "config/destinations.py CONNECTION_KEYS and devtools/docs_reference.py "
+            "DESTINATION_KEYS: say what each one does"
+        )
+    fields = DestinationEntry.model_fields
+    rows = []
+    for key, meaning in DESTINATION_KEYS.items():
+        field = fields.get("org" if key == "organization" else key)
+        default = _default_text(field) if field is not None else "*unset*"
+        rows.append((f"`{key}`", default, _cell(meaning)))
+    return rows
 
 
 def _cell(text: str) -> str:
@@ -354,6 +434,8 @@ def render() -> str:
             _table(("Option", "Default", "Meaning"), yaml_rows()),
             _HA_OPTIONS_INTRO,
             _table(("HA option", "Set instead"), ha_connection_rows()),
+            _DESTINATIONS_INTRO,
+            _table(("Key", "Default", "Meaning"), destination_rows()),
         ]
     )
 

@@ -178,3 +178,40 @@ def test_the_readme_at_a_glance_lists_what_a_user_sets_first() -> None:
     for row in re.findall(r"^\| (.+?) \| ", table, re.M):
         named += [n for n in re.findall(r"`([A-Z0-9_]+)`", row) if n not in named]
     assert named == _first_variables()
+
+
+def test_every_destination_key_is_documented_and_the_example_loads(tmp_path: Path) -> None:
+    from config.destinations import CONNECTION_KEYS, destinations_from
+    from config.settings import load_settings
+
+    assert {row[0].strip("`") for row in docs_reference.destination_rows()} == CONNECTION_KEYS
+    blocks = re.findall(r"```yaml\n(.*?)```", docs_reference.render(), re.S)
+    [example] = [b for b in blocks if "destinations:" in b]
+    token = tmp_path / "token"
+    token.write_text("t\n", encoding="utf-8")
+    data = yaml.safe_load(example.replace("/run/secrets/influx2_token", str(token)))
+    default, archive = destinations_from(data, load_settings()).all
+    assert (default.name, archive.name, archive.api_version, archive.bucket) == (
+        "default", "archive", 2, "long_term",
+    )  # fmt: skip
+    assert default.rules.entity_filter("binary_sensor.door")
+    assert archive.rules.entity_filter("sensor.heat_pump_energy")
+    assert not archive.rules.entity_filter("sensor.power")
+
+
+def test_the_destination_examples_of_the_deployment_guide_load(tmp_path: Path) -> None:
+    from config.destinations import destinations_from
+    from config.settings import load_settings
+
+    token = tmp_path / "token"
+    token.write_text("t\n", encoding="utf-8")
+    text = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "name: " in b]
+    assert len(blocks) == 3
+    for block in blocks:
+        block = re.sub(r"/etc/ha-ingestor/\S+\.token", str(token), block)
+        if block.startswith("  - name"):  # an entry shown alone
+            block = "destinations:\n  - name: default\n" + block
+        found = destinations_from(yaml.safe_load(block), load_settings())
+        assert found.names()[0] == "default"
+        assert found.several
