@@ -120,6 +120,17 @@ class FanOut:
         total.skipped_indexes = [keep[i] for i in self._skipped_everywhere(total)]
         return total
 
+    def dead_letter_all(self, messages: Sequence[Any], reason: str, error: str) -> BatchOutcome:
+        """Keep a whole batch once in the shared store (after a failure nobody foresaw): a
+        replay sends it to every destination again; when Redis cannot take it, hand it back."""
+        try:
+            self._shared([(raw, reason, error) for raw in messages])
+        except redis.RedisError:
+            return BatchOutcome(handed_back=list(range(len(messages))))
+        outcome = BatchOutcome()
+        outcome.dead_lettered[reason] = len(messages)
+        return outcome
+
     def _write(self, writer: DestinationWriter, messages: list[Any]) -> BatchOutcome:
         backlog = writer.backlog
         assert backlog is not None

@@ -177,7 +177,10 @@ class WorkerContext:
             self._count_left_out()
         except Exception as exc:
             log.exception("the batch failed unexpectedly; its events are kept as dead letters")
-            outcome = self.pipeline.dead_letter_all(messages, "worker_error", repr(exc))
+            if self.fan_out is not None:  # kept once, for every destination
+                outcome = self.fan_out.dead_letter_all(messages, "worker_error", repr(exc))
+            else:
+                outcome = self.pipeline.dead_letter_all(messages, "worker_error", repr(exc))
             self.import_runs.record(messages, outcome, self._lettered)
             return outcome
         self.import_runs.record(messages, outcome, self._lettered)

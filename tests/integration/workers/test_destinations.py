@@ -212,3 +212,24 @@ def test_outage_letters_kept_before_a_second_destination_are_replayed_to_all(
         context.close()
         client.close()
     assert sent == [{**waiting, "source": "replay"}]
+
+
+def test_a_batch_that_failed_unforeseen_is_kept_once_for_every_destination(
+    tmp_path: Path, redis_url: str, influx_db: InfluxDatabase, second_db: InfluxDatabase
+) -> None:
+    settings = two_destinations(tmp_path, redis_url, influx_db, second_db.url, second_db.name, "")
+    context = WorkerContext(settings, load_destinations(settings), send_many=list().extend)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert context.fan_out is not None
+        batch = [state_message("sensor.a", "1", 1), state_message("sensor.b", "2", 2)]
+        outcome = context.fan_out.dead_letter_all(batch, "worker_error", "RuntimeError()")
+        keys = RedisKeys(settings.redis_prefix)
+        shared = DeadLetterStore(client, keys)
+        archive = DeadLetterStore(client, keys.for_destination("archive"))
+        assert [letter.reason for letter in shared.list()] == ["worker_error"] * 2
+        assert archive.count() == 0
+        assert outcome.dead_lettered == {"worker_error": 2}
+    finally:
+        context.close()
+        client.close()
