@@ -62,6 +62,12 @@ CONNECTION_KEYS: Final = frozenset(
 _SECRETS: Final = ("password", "token")
 _HA_CONNECTION: Final = ("host", "port", "ssl", "path")
 """HA's way to say where InfluxDB is: one `url` says it here."""
+_HA_UNSUPPORTED: Final = {
+    "verify_ssl": "TLS is always verified, against the system's CA store: add your CA there",
+    "ssl_ca_cert": "TLS is verified against the system's CA store: add this CA there",
+    "max_retries": "ha-ingestor retries by itself until the store answers (nothing is dropped)",
+}
+"""HA's connection options a destination cannot honour: refused, so none is believed applied."""
 
 
 class DestinationsError(ValueError):
@@ -256,6 +262,12 @@ def _destination(entry: Any, base: Mapping[str, Any], settings: Settings) -> Des
         raise DestinationsError(
             f"{', '.join(pieces)}: give the whole address as `url: http://host:8086` (https "
             "for ssl, the path after the port) instead of HA's separate host/port/ssl/path"
+        )
+    if unsupported := [k for k in _HA_UNSUPPORTED if k in entry]:
+        raise DestinationsError(
+            "; ".join(
+                f"{k}: not an option here, {_HA_UNSUPPORTED[k]}; remove it" for k in unsupported
+            )
         )
     _refuse_unknown(entry)
     connection = {k: v for k, v in entry.items() if k in CONNECTION_KEYS}

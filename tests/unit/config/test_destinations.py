@@ -258,3 +258,13 @@ def test_every_problem_is_listed_at_once_and_no_secret_is_in_the_text() -> None:
     assert "passwrd: not a destination key; did you mean password?" in lines[4]
     for secret in SECRETS:
         assert secret not in text
+
+
+@pytest.mark.parametrize("key", ["verify_ssl", "ssl_ca_cert", "max_retries"])
+def test_has_connection_options_a_destination_cannot_honour_are_refused(key: str) -> None:
+    """A user must not believe `verify_ssl: false` applies: it is refused with what happens."""
+    entry = {"name": "archive", "url": "https://127.0.0.1:8086", key: "x"}
+    with pytest.raises(RulesError) as info:
+        destinations_from({"destinations": [entry]}, load_settings())
+    assert f"{key}: not an option here" in str(info.value)
+    assert "remove it" in str(info.value)
