@@ -49,8 +49,9 @@ def run(_: argparse.Namespace) -> int:
         return 2
     outcomes = run_checks(settings)
     secrets = settings.secrets()
+    width = max([15, *(len(o.name) for o in outcomes)])
     for outcome in outcomes:
-        _print(out, outcome, secrets)
+        _print(out, outcome, secrets, width)
     failed = sum(not o.ok for o in outcomes)
     out.write(
         "\nEverything works.\n"
@@ -91,14 +92,16 @@ def run_checks(settings: Settings) -> list[Outcome]:
     return outcomes
 
 
-def _print(out: TextIO, outcome: Outcome, secrets: list[str] | None = None) -> None:
+def _print(
+    out: TextIO, outcome: Outcome, secrets: list[str] | None = None, width: int = 15
+) -> None:
     def clean(text: str) -> str:
         return scrub(text, secrets or [])
 
     mark = "OK  " if outcome.ok else "FAIL"
-    out.write(f"  {mark}  {outcome.name:<15} {clean(outcome.detail)}\n")
+    out.write(f"  {mark}  {outcome.name:<{width}} {clean(outcome.detail)}\n")
     if outcome.fix:
-        out.write(f"        {'':<15} fix: {clean(outcome.fix)}\n")
+        out.write(f"        {'':<{width}} fix: {clean(outcome.fix)}\n")
 
 
 # --- the checks of configuration itself -----------------------------------------------------------
