@@ -248,9 +248,20 @@ def _destination(
         "outage_letters_stored": own.outage_letters_stored,
         "backlog_events": own.backlog_events,
         "parked": own.parked,
-        "lag_s": _round(backlog_lag if backlog_lag is not None else queue.oldest_message_age_s),
+        "lag_s": _round(_lag(backlog_lag, queue)),
     }
     return section, store, backlog
+
+
+def _lag(backlog_lag: float | None, queue: PipelineFigures) -> float | None:
+    """How far behind a destination is: its backlog's oldest event, else the queue's (0 when
+    nothing waits, so the series stays continuous; None when the queue cannot be read)."""
+    if backlog_lag is not None:
+        return backlog_lag
+    if queue.oldest_message_age_s is not None:
+        return queue.oldest_message_age_s
+    pending = (queue.queue_depth or 0) + (queue.in_flight or 0)
+    return 0.0 if queue.queue_depth is not None and not pending else None
 
 
 def _total(readings: Readings, name: str) -> int:
