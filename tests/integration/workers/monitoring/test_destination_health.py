@@ -13,17 +13,23 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from config.celery_app import create_app
+from config.destinations import load_destinations
 from config.redis_keys import RedisKeys
 from config.settings import Settings, load_settings
 from core.health_check import Thresholds
 from core.health_report import BeatFigures, build_report
+from devtools.local_servers import free_port
 from listener.health.server import HealthCollector
 from listener.health.status_page import render_status_page
+from tests.helpers import InfluxDatabase
 from workers.commands.status_command import rows
+from workers.consumers.task_sender import TaskSender
 from workers.monitoring.health_job import Monitor
 from workers.stores.backlog import Backlog
 from workers.stores.counter_store import CounterStore
 from workers.stores.dead_letters import DeadLetterStore
+from workers.worker_context import WorkerContext
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +49,12 @@ destinations:
 
 def message(seq: int, received_at: float) -> dict[str, Any]:
     entity_id = f"sensor.s{seq}"
-    new_state = {"entity_id": entity_id, "state": "1", "attributes": {}}
+    new_state = {
+        "entity_id": entity_id,
+        "state": "1",
+        "attributes": {},
+        "last_updated": "2026-01-01T00:00:00+00:00",
+    }
     data = {"entity_id": entity_id, "new_state": new_state}
     event = {"event_type": "state_changed", "data": data}
     return {"event": event, "received_at": received_at, "source": "live", "seq": seq}
@@ -176,3 +187,44 @@ def test_one_destination_keeps_its_reasons_and_gains_only_its_section(
         samples
     )
     assert not any(label == "Destination default" for label, _ in rows(report))
+
+
+def test_what_real_workers_count_for_an_unavailable_destination_reads_back(
+    redis_url: str, tmp_path: Path, influx_db: InfluxDatabase
+) -> None:
+    """A worker fans a batch out to `default` (InfluxDB, up) and `archive` (nothing listens):
+    beat reads default's writes and archive's parked backlog, the reasons name archive."""
+    config = f"""
+destinations:
+  - name: default
+  - name: archive
+    url: http://127.0.0.1:{free_port()}
+    timeout: 1
+"""
+    path = tmp_path / "ha_ingestor.yaml"
+    path.write_text(config, encoding="utf-8")
+    settings = load_settings(
+        celery_broker_url=redis_url,
+        influxdb_url=influx_db.url,
+        influxdb_database=influx_db.name,
+        ha_ingestor_config=path,
+        health_window=300,
+    )
+    context = WorkerContext(
+        settings, load_destinations(settings), send_many=TaskSender(create_app(settings))
+    )
+    try:
+        outcome = context.ingest([message(seq, time.time() - 30) for seq in range(12)])
+        report, _ = Monitor.from_settings(settings).compute()
+    finally:
+        context.close()
+
+    assert (outcome.destinations["default"].written, outcome.backlogged) == (12, 12)
+    default, archive = report["destinations"]["default"], report["destinations"]["archive"]
+    assert (default["written"], default["parked"], default["backlog_events"]) == (12, False, 0)
+    assert (archive["written"], archive["parked"], archive["backlog_events"]) == (0, True, 12)
+    assert archive["lag_s"] == pytest.approx(30, abs=10)
+    assert archive["write_errors"] >= 1
+    named = {(c["code"], c.get("destination")) for c in report["checks"]}
+    assert ("destination_parked", "archive") in named
+    assert not any(d == "default" for _, d in named), named
