@@ -11,8 +11,9 @@ Prometheus metrics of listener/health/server.py and the Grafana dashboard use th
   queued, late, refused and waiting) | ``unhealthy`` (events are not being recorded).
 - ``reasons``: one sentence per problem, worst first, each saying what to do; empty when
   healthy.
-- ``checks``: the same problems for machines: ``{code, severity, area, message}``; the codes
-  are listed in docs/operations.md.
+- ``checks``: the same problems for machines: ``{code, severity, area, message}``, and
+  ``destination`` in a destination's own check when there are several (see ``destinations``);
+  the codes are listed in docs/operations.md.
 - ``time``: unix time of this report; ``uptime_s``: seconds since the listener started.
 - ``connection``, ``subscription``, ``listener``: every field of the listener's figures
   (core/listener_figures.py, where each is described), in the section and under the key its
@@ -64,7 +65,8 @@ Prometheus metrics of listener/health/server.py and the Grafana dashboard use th
   (how far behind it is: the age of the oldest event in its backlog, else that of the oldest
   event in the queue). With one destination its figures are the pipeline's and the pipeline's
   reasons speak for it, worded as always; with several the pipeline's totals add up every
-  destination's and each destination's problems are reasons of their own: the same codes
+  destination's (its ``last_write_error`` is then null: each destination quotes its own) and
+  each destination's problems are reasons of their own: the same codes
   (``write_errors``, ``dead_letters``, ``dropping``, ``dead_letter_store``,
   ``outage_store``) and ``destination_parked``, one check per destination, with its name in
   the check's ``destination`` field (absent from every other check) and in its message
