@@ -33,14 +33,20 @@ class Check:
     severity: Severity
     area: Area
     message: str
+    destination: str | None = None
+    """The destination the problem is about, with several destinations (`write_errors` of
+    `archive`); None for the rest, and for everything when there is one destination."""
 
     def as_dict(self) -> dict[str, str]:
-        return {
+        out = {
             "code": self.code,
             "severity": self.severity,
             "area": self.area,
             "message": self.message,
         }
+        if self.destination is not None:
+            out["destination"] = self.destination
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Check | None:
@@ -53,7 +59,14 @@ class Check:
             return None
         if severity not in SEVERITIES or area not in AREAS:
             return None
-        return cls(code, cast(Severity, severity), cast(Area, area), message)
+        destination = data.get("destination")
+        return cls(
+            code,
+            cast(Severity, severity),
+            cast(Area, area),
+            message,
+            destination if isinstance(destination, str) else None,
+        )
 
 
 def overall(checks: Iterable[Check]) -> Status:

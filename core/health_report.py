@@ -11,8 +11,9 @@ Prometheus metrics of listener/health/server.py and the Grafana dashboard use th
   queued, late, refused and waiting) | ``unhealthy`` (events are not being recorded).
 - ``reasons``: one sentence per problem, worst first, each saying what to do; empty when
   healthy.
-- ``checks``: the same problems for machines: ``{code, severity, area, message}``; the codes
-  are listed in docs/operations.md.
+- ``checks``: the same problems for machines: ``{code, severity, area, message}``, and
+  ``destination`` in a destination's own check when there are several (see ``destinations``);
+  the codes are listed in docs/operations.md.
 - ``time``: unix time of this report; ``uptime_s``: seconds since the listener started.
 - ``connection``, ``subscription``, ``listener``: every field of the listener's figures
   (core/listener_figures.py, where each is described), in the section and under the key its
@@ -52,6 +53,25 @@ Prometheus metrics of listener/health/server.py and the Grafana dashboard use th
 - ``rates`` (from beat): ``by_domain`` ({domain: {"1m", "5m", "15m"}}), ``top_entities``
   ([{entity_id, "1m", "5m", "15m"}], busiest first), ``history`` ([[minute start, events]]
   for the last 60 minutes, the current one last and still filling).
+- ``destinations`` (from beat; empty when beat has not run): {name: figures} for every
+  destination, in the configured order (the one destination is named ``default``): ``written``,
+  ``retried``, ``write_errors``, ``dead_letters``, ``dropped``, ``backlogged`` (totals of its own
+  counters; ``backlogged``: events ever put in its backlog), ``write_rate_per_minute``
+  ({"1m", "5m", "15m"}), ``window_s`` with ``written_in_window``, ``write_errors_in_window``,
+  ``dead_letters_in_window``, ``backlogged_in_window``, ``last_write_error`` (its store's
+  words, secrets scrubbed, while it refuses), ``dead_letters_stored``,
+  ``outage_letters_stored``, ``backlog_events`` (events waiting in its backlog now), ``parked``
+  (true while it cannot take writes and workers keep its batches in its backlog) and ``lag_s``
+  (how far behind it is: the age of the oldest event in its backlog, else that of the oldest
+  event in the queue). With one destination its figures are the pipeline's and the pipeline's
+  reasons speak for it, worded as always; with several the pipeline's totals add up every
+  destination's (its ``last_write_error`` is then null: each destination quotes its own) and
+  each destination's problems are reasons of their own: the same codes
+  (``write_errors``, ``dead_letters``, ``dropping``, ``dead_letter_store``,
+  ``outage_store``) and ``destination_parked``, one check per destination, with its name in
+  the check's ``destination`` field (absent from every other check) and in its message
+  ("destination archive refused 3 batches…"): a person reads which, a machine (and /metrics'
+  ``destination`` label) filters on the field.
 - ``beat``: ``last_run_at`` (unix time of beat's last stored report, null if none) and
   ``age_s``.
 """
@@ -60,7 +80,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.health_check import Check, Thresholds, ordered, overall
@@ -98,6 +118,8 @@ class BeatFigures:
     reconnects_last_hour: int | None = None
     checks: tuple[Check, ...] = ()
     """The pipeline rules' verdict."""
+    destinations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Destination name → its figures (the report's `destinations` section)."""
 
     @classmethod
     def from_report(cls, report: Any) -> BeatFigures | None:
@@ -116,6 +138,7 @@ class BeatFigures:
             return None
         reconnects = connection.get("reconnects_last_hour")
         read = (Check.from_dict(c) for c in checks)
+        destinations = _mapping(report.get("destinations")) or {}
         return cls(
             computed_at=computed_at,
             pipeline={name: pipeline.get(name) for name in PIPELINE_FIELDS},
@@ -125,6 +148,11 @@ class BeatFigures:
             written_per_minute=pipeline.get("write_rate_per_minute"),
             reconnects_last_hour=reconnects if _is_count(reconnects) else None,
             checks=tuple(c for c in read if c is not None and c.area == "pipeline"),
+            destinations={
+                str(name): dict(figures)
+                for name, figures in destinations.items()
+                if isinstance(figures, Mapping)
+            },
         )
 
 
@@ -157,6 +185,7 @@ def build_report(
         "listener": _listener(parts["listener"], listener, now),
         "pipeline": _pipeline(beat, now),
         "rates": _no_rates() if beat is None else dict(beat.rates),
+        "destinations": {} if beat is None else {n: dict(f) for n, f in beat.destinations.items()},
         "beat": {"last_run_at": beat_ran_at, "age_s": _round(beat_age)},
     }
 

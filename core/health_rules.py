@@ -284,15 +284,19 @@ class PipelineFigures:
     """Workers taking the queue now; None when the broker cannot tell."""
 
 
-def pipeline_checks(p: PipelineFigures, t: Thresholds) -> list[Check]:
-    """Is anything piling up or being refused between the broker and InfluxDB?"""
+def pipeline_checks(p: PipelineFigures, t: Thresholds, *, writes: bool = True) -> list[Check]:
+    """Is anything piling up or being refused between the broker and InfluxDB?
+
+    `writes=False` with several destinations: each destination's refusals and dead letters
+    are then judged on their own (`destination_checks`), the queue's rules stay here.
+    """
     found = (
         _broker_unreadable(p),
         _no_workers(p),
         _stalled(p, t) or _queue_age(p, t),
         _backlog(p, t),
-        _write_errors(p, t),
-        _dead_letters(p, t),
+        _write_errors(p, t) if writes else None,
+        dead_letters_check(p, t) if writes else None,
     )
     return [check for check in found if check is not None]
 
@@ -380,7 +384,8 @@ def _write_errors(p: PipelineFigures, t: Thresholds) -> Check | None:
     )
 
 
-def _dead_letters(p: PipelineFigures, t: Thresholds) -> Check | None:
+def dead_letters_check(p: PipelineFigures, t: Thresholds) -> Check | None:
+    """Events dead-lettered within the window (also each destination's, with several)."""
     if not p.dead_letters_window:
         return None
     reasons = ", ".join(

@@ -47,14 +47,26 @@ class BatchTask:
 
 
 def outcome_summary(outcome: BatchOutcome) -> dict[str, Any]:
-    """What the task's result says: how each message of the batch ended."""
-    return {
+    """What the task's result says: how each message of the batch ended; with several
+    destinations also what each destination did with it (`destinations`: {name: written,
+    backlogged, dead_lettered}), so Flower shows which one wrote and which one kept it."""
+    summary: dict[str, Any] = {
         "written": outcome.written,
         "skipped": sum(outcome.skipped.values()),
         "dead_lettered": dict(outcome.dead_lettered),
         "handed_back": len(outcome.handed_back),
         "write_retries": outcome.retries,
     }
+    if outcome.destinations:
+        summary["destinations"] = {
+            name: {
+                "written": own.written,
+                "backlogged": own.backlogged,
+                "dead_lettered": dict(own.dead_lettered),
+            }
+            for name, own in outcome.destinations.items()
+        }
+    return summary
 
 
 class BatchEvents:

@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from core import json_codec
 from core.health_check import STATUSES
@@ -41,10 +42,6 @@ PIPELINE_METRICS: tuple[tuple[str, FigureMetric, str], ...] = (
         counter("messages_given_back"),
         "Messages sweeps gave back from workers that stopped renewing their liveness",
     ),
-    ("written", counter("points_written"), "Points written to InfluxDB"),
-    ("retried", counter("write_retries"), "InfluxDB write attempts retried"),
-    ("write_errors", counter("write_errors"), "InfluxDB write attempts refused"),
-    ("dead_letters", counter("dead_letters"), "Events dead-lettered"),
     (
         "type_shadowed",
         counter("points_type_shadowed"),
@@ -57,7 +54,6 @@ PIPELINE_METRICS: tuple[tuple[str, FigureMetric, str], ...] = (
         "Text values not written to VictoriaMetrics: over VICTORIA_TEXT_VALUES_MAX per entity "
         "and window, or empty",
     ),
-    ("dead_letters_stored", gauge("dead_letters_stored"), "Letters in the dead-letter store now"),
     (
         "outage_letters_stored",
         gauge("outage_letters_stored"),
@@ -75,6 +71,35 @@ PIPELINE_METRICS: tuple[tuple[str, FigureMetric, str], ...] = (
     ),
 )
 """Beat's pipeline figures on /metrics: (the report's key, the metric, its help)."""
+
+DESTINATION_METRICS: tuple[tuple[str, FigureMetric, str], ...] = (
+    ("written", counter("points_written"), "Points written, per destination"),
+    ("retried", counter("write_retries"), "Write attempts retried, per destination"),
+    ("write_errors", counter("write_errors"), "Write attempts refused, per destination"),
+    ("dead_letters", counter("dead_letters"), "Events dead-lettered, per destination"),
+    (
+        "dead_letters_stored",
+        gauge("dead_letters_stored"),
+        "Letters in a destination's dead-letter store now",
+    ),
+    (
+        "backlog_events",
+        gauge("destination_backlog_events"),
+        "Events waiting in a destination's backlog (several destinations, it unavailable)",
+    ),
+    (
+        "parked",
+        gauge("destination_parked"),
+        "1 while a destination cannot take writes and its batches go to its backlog",
+    ),
+    (
+        "lag_s",
+        gauge("destination_lag_seconds"),
+        "Age of the oldest event a destination has not written yet",
+    ),
+)
+"""Each destination's figures on /metrics, labelled `destination` (`default` when there is one):
+(the key in the report's `destinations` section, the metric, its help)."""
 
 
 def _metric(metric: FigureMetric, doc: str, value: Any) -> Iterator[Metric]:
@@ -119,7 +144,10 @@ class HealthCollector(Collector):
             labels=["code", "severity"],
         )
         for check in h["checks"]:
-            checks.add_metric([check["code"], check["severity"]], 1.0)
+            labels = {"code": check["code"], "severity": check["severity"]}
+            if "destination" in check:  # only a destination's problem is labelled with it
+                labels["destination"] = check["destination"]
+            checks.samples.append(Sample(checks.name, labels, 1.0))
         yield checks
         yield from _metric(
             gauge("uptime_seconds"), "Seconds since the listener started", h["uptime_s"]
@@ -127,6 +155,7 @@ class HealthCollector(Collector):
         yield from _subscription(h["subscription"])
         yield from _listener_figures(h)
         yield from _pipeline(h["pipeline"])
+        yield from _destinations(h)
 
 
 def _subscription(s: dict[str, Any]) -> Iterator[Metric]:
@@ -173,6 +202,22 @@ def _pipeline(p: dict[str, Any]) -> Iterator[Metric]:
     yield from _metric(
         gauge("queue_oldest_message_age_seconds"), "Age of the oldest event not yet written", oldest
     )
+
+
+def _destinations(h: dict[str, Any]) -> Iterator[Metric]:
+    """Each destination's figures, labelled with its name. A report without the section (from
+    a beat of before destinations) has the one destination's in its pipeline figures."""
+    destinations = h.get("destinations") or {"default": h["pipeline"]}
+    for key, metric, doc in DESTINATION_METRICS:
+        name = f"{PREFIX}_{metric.name}"
+        family = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
+        labelled = family(name, doc, labels=["destination"])
+        for destination, figures in destinations.items():
+            value = figures.get(key)
+            if value is not None:
+                labelled.add_metric([destination], float(value))
+        if labelled.samples:
+            yield labelled
 
 
 class HealthServer:

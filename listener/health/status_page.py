@@ -4,7 +4,8 @@
 The /health document is embedded as JSON; a small script renders it — status, reasons, the
 event-rate history as an inline SVG chart, the connection, event and pipeline figures, and
 every figure of the report's `listener` section, whatever it holds (core/listener_figures.py
-defines them) — and fetches /health again every few seconds. Everything is inserted as text,
+defines them), and with several destinations a row for each (written, lag, write errors, dead
+letters, backlog) — and fetches /health again every few seconds. Everything is inserted as text,
 never as markup, so entity names and error texts from HA cannot inject anything. Without JavaScript the page still
 shows the status and reasons, and reloads itself.
 """
@@ -39,6 +40,7 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 3px 6px; border-bottom: 1px solid var(--line);
   vertical-align: top; }
 th { font-weight: 500; color: var(--muted); width: 45%; }
+td.parked { color: var(--warn); font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 #chart svg { width: 100%; height: 180px; display: block; }
 #chart text { font-size: 11px; fill: var(--muted); }
@@ -125,6 +127,31 @@ _SCRIPT = r"""
       row.dataset.name = item[0];
       row.appendChild(el("td", item[0]));
       ["1m", "5m", "15m"].forEach(function (w) { row.appendChild(el("td", rate(item[1][w]), "num")); });
+      table.appendChild(row);
+    });
+  }
+  function destinationTable(ds) {
+    var names = Object.keys(ds || {});
+    document.getElementById("destinations-section").hidden = names.length < 2;
+    var table = document.getElementById("destinations");
+    table.replaceChildren();
+    var head = el("tr");
+    ["Destination", "Written", "5 min", "Lag", "Write errors", "Dead letters", "Backlog"].forEach(function (h, i) {
+      head.appendChild(el("th", h, i ? "num" : ""));
+    });
+    table.appendChild(head);
+    names.forEach(function (name) {
+      var d = ds[name], row = el("tr");
+      row.dataset.name = name;
+      row.appendChild(el("td", name));
+      row.appendChild(el("td", num(d.written), "num"));
+      row.appendChild(el("td", rate((d.write_rate_per_minute || {})["5m"]), "num"));
+      row.appendChild(el("td", duration(d.lag_s), "num"));
+      var errors = num(d.write_errors) + (d.write_errors_in_window ? " (" + num(d.write_errors_in_window) + " recent)" : "");
+      row.appendChild(el("td", errors, "num"));
+      row.appendChild(el("td", num(d.dead_letters), "num"));
+      row.appendChild(el("td", num(d.backlog_events) + (d.parked ? " (parked)" : ""), d.parked ? "num parked" : "num"));
+      if (d.last_write_error) row.title = d.last_write_error;
       table.appendChild(row);
     });
   }
@@ -221,6 +248,7 @@ _SCRIPT = r"""
       ["Texts left out (VictoriaMetrics)", num(p.text_left_out), "pipeline.text_left_out"],
       ["Beat's figures", p.age_s === null ? "beat has not run" : duration(p.age_s) + " old", "pipeline.age_s"]
     ]);
+    destinationTable(h.destinations);
     rows("listener", Object.keys(l).filter(function (k) { return k !== "present"; }).map(function (k) {
       return [label(k), figure(k, l[k]), "listener." + k];
     }));
@@ -269,6 +297,7 @@ def render_status_page(health: dict[str, Any]) -> str:
 <p id="error" hidden></p>
 <h2>Reasons</h2><ul id="reasons">{reasons}</ul>
 <h2>Events per minute, last 60 minutes</h2><div id="chart"></div>
+<section id="destinations-section" hidden><h2>Destinations</h2><table id="destinations"></table></section>
 <div class="grid">
 <section><h2>Home Assistant</h2><table id="ha"></table></section>
 <section><h2>Events</h2><table id="events"></table></section>

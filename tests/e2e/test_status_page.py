@@ -19,10 +19,16 @@ from typing import Any
 import pytest
 import redis
 
+from core.health_beat import beat_figures
+from core.health_check import Thresholds
 from devtools.local_servers import free_port
+from listener.health.stats import ListenerStats
+from listener.health.status_page import render_status_page
+from listener.health.view import listener_health
 from tests.helpers import wait_until
 from tests.processes import AppProcess, app_env, beat_argv, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
+from tests.unit.core.test_destination_health import FAILING, NOW, WRITING, several
 
 pytestmark = pytest.mark.e2e
 
@@ -219,3 +225,26 @@ def test_the_page_refreshes_itself_and_shows_the_reasons(
     reason = next(r for r in dom.reasons if r["data-code"] == "no_events")
     assert "while subscribed" in reason["text"]
     assert reason["class"] == "degraded"
+
+
+def test_the_page_lists_each_destination_when_there_are_several(
+    chromium: str, tmp_path: Path
+) -> None:
+    """The page of a two-destination report, in the browser: a row per destination with its
+    lag, write errors and backlog; the section stays hidden with one destination."""
+    figures, _ = beat_figures(several(WRITING, FAILING), None, Thresholds(window_s=300))
+    report = listener_health(ListenerStats(NOW - 60), NOW, beat=figures)
+    page = tmp_path / "two.html"
+    page.write_text(render_status_page(report), encoding="utf-8")
+    dom = Dom(browse(chromium, tmp_path / "two", "--dump-dom", page.as_uri()))
+    assert dom.body.get("data-rendered") == "yes"
+    assert dom.by_id["destinations-section"]["attrs"].get("hidden") is None
+    # The cells' texts run together: name, written, 5 min rate, lag, errors, dead letters, backlog.
+    table = dom.by_id["destinations"]["text"]
+    assert "archive" + "10" + "2.0/min" + "4 min" + "3 (3 recent)" + "0" + "120 (parked)" in table
+    assert "default" + "130" + "26/min" + "0 s" + "0" + "0" + "0" in table
+
+    alone = dict(report, destinations={"default": report["destinations"]["default"]})
+    page.write_text(render_status_page(alone), encoding="utf-8")
+    dom = Dom(browse(chromium, tmp_path / "one", "--dump-dom", page.as_uri()))
+    assert dom.by_id["destinations-section"]["attrs"].get("hidden") is not None

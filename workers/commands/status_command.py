@@ -99,6 +99,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         _event_rate_row(report["subscription"]),
         *_busiest_rows(report["rates"]),
         *_pipeline_rows(report["pipeline"]),
+        *_destination_rows(report.get("destinations") or {}),
         ("Storage", _storage(report["listener"])),
         ("Beat", _beat(report["beat"])),
     ]
@@ -173,6 +174,30 @@ def _pipeline_rows(p: dict[str, Any]) -> list[tuple[str, str]]:
         f"{format_count(p['retried'])} retried, {format_count(p['write_errors'])} refused"
     )
     return [("Queue", queue), ("InfluxDB writes", writes), ("Dead letters", _stores(p))]
+
+
+def _destination_rows(destinations: dict[str, Any]) -> list[tuple[str, str]]:
+    """With several destinations, one line each: its writes, refusals, dead letters, backlog
+    and lag (with one, the pipeline's lines are its own)."""
+    if len(destinations) < 2:
+        return []
+    out = []
+    for name, d in destinations.items():
+        rate = (d.get("write_rate_per_minute") or {}).get("5m")
+        text = (
+            f"{format_count(d['written'])} written"
+            + (f" ({format_rate(rate)} over 5 min)" if rate is not None else "")
+            + f", {format_count(d['write_errors'])} refused, "
+            f"{format_count(d['dead_letters'])} dead letters"
+        )
+        if d["backlog_events"] or d["parked"]:
+            state = "PARKED" if d["parked"] else "draining"
+            text += f"; backlog {format_count(d['backlog_events'])} events ({state}"
+            text += f", lag {format_duration(d['lag_s'])})" if d["lag_s"] is not None else ")"
+        if d["last_write_error"]:
+            text += f"; last error: {d['last_write_error']}"
+        out.append((f"Destination {name}", text))
+    return out
 
 
 def _beat(beat: dict[str, Any]) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, Protocol
 
 import redis
@@ -17,11 +18,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config.broker_kind import BrokerKind
+from config.destinations import DEFAULT_NAME, load_destinations
 from config.redaction import scrub
 from config.redis_keys import BEAT_STATE_TTL_S, RedisKeys
 from config.settings import Settings
 from core import json_codec
-from core.health_beat import Readings, beat_figures
+from core.health_beat import Readings, StoreReadings, beat_figures
 from core.health_check import Thresholds
 from core.health_report import BeatFigures, build_report
 from core.listener_figures import ListenerFigures
@@ -29,17 +31,22 @@ from core.queue_trend import QueueProgress, QueueReading
 from core.rates import window_count
 from core.task_message import received_at_of
 from workers.consumers import bulk_queue
+from workers.stores.backlog import oldest_received_at
 from workers.stores.dead_letters import DROPPED, TOO_OLD_DURING_OUTAGE
 
 log = logging.getLogger(__name__)
 
+BACKLOGGED = "backlogged"
 BUCKET_COUNTERS = (
-    "events_received", "reconnects", "written", "retries", "write_errors", DROPPED,
+    "events_received", "reconnects", "written", "retries", "write_errors", DROPPED, BACKLOGGED,
 )  # fmt: skip
 DEAD_LETTERED = "dead_lettered"
 TOTALS = (
     "written", "retries", "write_errors", DEAD_LETTERED, DROPPED, "type_shadowed", "text_left_out",
+    BACKLOGGED,
 )  # fmt: skip
+STORE_BUCKETS = ("written", "retries", "write_errors", DEAD_LETTERED, DROPPED, BACKLOGGED)
+"""The counters a destination with keys of its own has (its share of the workers')."""
 MAPS = ("events_by_domain", "events_by_entity")
 BUCKET_MINUTES = 120
 """Counters are read back two hours (their TTL): enough for "usual" after a long silence."""
@@ -151,9 +158,13 @@ class Monitor:
         client: redis.Redis,
         probe: QueueProbe,
         clock: Callable[[], float] = time.time,
+        *,
+        destinations: tuple[str, ...] = (DEFAULT_NAME,),
     ) -> None:
         self._redis = client
         self._keys = RedisKeys(settings.redis_prefix)
+        self._destinations = destinations
+        """The configured destinations' names: each one's counters, stores and backlog."""
         self._probe = probe
         self._clock = clock
         self._secrets = settings.secrets()
@@ -161,7 +172,12 @@ class Monitor:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Monitor:
-        return cls(settings, quick_client(settings.state_redis_url(), 5.0), queue_probe(settings))
+        return cls(
+            settings,
+            quick_client(settings.state_redis_url(), 5.0),
+            queue_probe(settings),
+            destinations=load_destinations(settings).names(),
+        )
 
     def run(self) -> dict[str, Any]:
         """Beat's job: give back what silent workers held, then compute and store the report,
@@ -259,21 +275,82 @@ class Monitor:
             buckets=buckets,
             maps=maps,
             totals={n: int(v or 0) for n, v in zip(TOTALS, total_values, strict=True)},
-            dead_letter_reasons=self._dead_letter_reasons(buckets[DEAD_LETTERED], now),
+            dead_letter_reasons=self._dead_letter_reasons(buckets[DEAD_LETTERED], now, keys),
             queue=queue,
             last_write_error=scrub(_text(last_error), self._secrets) if last_error else None,
             dead_letters_stored=int(stored),
             outage_letters_stored=int(outage),
         )
+        shared = readings.prefix_store()
+        readings = replace(
+            readings,
+            destinations=self._store_readings(shared, minutes, now),
+            shared_store=next(
+                (n for n in self._destinations if keys.for_destination(n) == keys), None
+            ),
+        )
         progress = QueueProgress.from_document(json_codec.loads(memory_raw)) if memory_raw else None
         return readings, progress
 
-    def _dead_letter_reasons(self, buckets: dict[int, int], now: float) -> dict[str, int]:
+    def _store_readings(
+        self, shared: StoreReadings, minutes: list[int], now: float
+    ) -> dict[str, StoreReadings]:
+        """Each destination's counters, stores and backlog, in one pipelined round trip (the
+        prefix-level counters, read already, are those of the destination whose keys they
+        are)."""
+        pipe = self._redis.pipeline(transaction=False)
+        scoped = [(name, self._keys.for_destination(name)) for name in self._destinations]
+        for _, keys in scoped:
+            pipe.get(keys.backlog_events())
+            pipe.exists(keys.parked())
+            pipe.lindex(keys.backlog(), 0)
+            if keys == self._keys:
+                continue
+            pipe.mget([keys.counter_bucket(n, m) for n in STORE_BUCKETS for m in minutes])
+            pipe.mget([keys.counter(n) for n in STORE_BUCKETS])
+            pipe.get(keys.last_write_error())
+            pipe.xlen(keys.dead_letters())
+            pipe.xlen(keys.outage_letters())
+        replies = iter(pipe.execute())
+        out: dict[str, StoreReadings] = {}
+        for name, keys in scoped:
+            events, parked, oldest = next(replies), next(replies), next(replies)
+            own = shared if keys == self._keys else self._own_readings(keys, replies, minutes, now)
+            out[name] = replace(
+                own,
+                backlog_events=int(events or 0),
+                parked=bool(parked),
+                oldest_backlog_at=oldest_received_at(oldest),
+            )
+        return out
+
+    def _own_readings(
+        self, keys: RedisKeys, replies: Iterator[Any], minutes: list[int], now: float
+    ) -> StoreReadings:
+        """A destination's counters and stores, from its share of the pipeline's replies."""
+        bucket_values, total_values, last_error, stored, outage = (next(replies) for _ in range(5))
+        values = iter(bucket_values)
+        buckets = {
+            n: {m: int(v) for m, v in zip(minutes, values, strict=False) if v}
+            for n in STORE_BUCKETS
+        }
+        return StoreReadings(
+            buckets=buckets,
+            totals={n: int(v or 0) for n, v in zip(STORE_BUCKETS, total_values, strict=True)},
+            dead_letter_reasons=self._dead_letter_reasons(buckets[DEAD_LETTERED], now, keys),
+            last_write_error=scrub(_text(last_error), self._secrets) if last_error else None,
+            dead_letters_stored=int(stored),
+            outage_letters_stored=int(outage),
+        )
+
+    def _dead_letter_reasons(
+        self, buckets: dict[int, int], now: float, keys: RedisKeys
+    ) -> dict[str, int]:
         """Dead letters per reason in the window; looked up only when there are any."""
         window = self.thresholds.window_s
         if not window_count(buckets, now, window):
             return {}
-        prefix = self._keys.counter(f"{DEAD_LETTERED}:")
+        prefix = keys.counter(f"{DEAD_LETTERED}:")
         reasons = sorted(
             reason
             for key in self._redis.scan_iter(f"{prefix}*", count=500)
@@ -284,7 +361,7 @@ class Monitor:
         out: dict[str, int] = {}
         for reason in reasons:
             name = f"{DEAD_LETTERED}:{reason}"
-            values = self._redis.mget([self._keys.counter_bucket(name, m) for m in minutes])
+            values = self._redis.mget([keys.counter_bucket(name, m) for m in minutes])
             count = sum(int(v or 0) for v in values)
             if count:
                 out[reason] = count

@@ -50,6 +50,19 @@ class Chunk:
     messages: list[Any]
 
 
+def oldest_received_at(raw: bytes | None) -> float | None:
+    """When the first event of a stored chunk (the backlog's oldest) was received; None when
+    there is no chunk or it cannot be read (beat's `lag_s`, never a failure)."""
+    if raw is None:
+        return None
+    try:
+        messages = json_codec.loads(zlib.decompress(raw))
+        times = [float(m["received_at"]) for m in messages if isinstance(m, dict)]
+    except (ValueError, KeyError, TypeError, zlib.error):
+        return None
+    return min(times) if times else None
+
+
 class Backlog:
     """One destination's backlog and its parked flag."""
 

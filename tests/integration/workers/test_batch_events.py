@@ -89,6 +89,30 @@ def test_a_written_batch_is_one_succeeded_task(app: Celery) -> None:
     assert last["runtime"] >= 0
 
 
+def test_with_several_destinations_the_task_says_what_each_did(app: Celery) -> None:
+    """A batch written to `default` and kept in the backlog of `archive` (unavailable)."""
+    events = BatchEvents(consumer(app, groups=None))
+    outcome = BatchOutcome(
+        written=20,
+        backlogged=20,
+        dead_lettered=Counter({"rejected_by_influxdb": 1}),
+        destinations={
+            "default": BatchOutcome(written=20, dead_lettered=Counter({"rejected_by_influxdb": 1})),
+            "archive": BatchOutcome(backlogged=20),
+        },
+    )
+
+    def batch() -> None:
+        events.finished(events.started(21), outcome)
+
+    result = ast.literal_eval(received(app, batch, 3)[-1]["result"])
+    assert result["destinations"] == {
+        "default": {"written": 20, "backlogged": 0, "dead_lettered": {"rejected_by_influxdb": 1}},
+        "archive": {"written": 0, "backlogged": 20, "dead_lettered": {}},
+    }
+    assert result["written"] == 20
+
+
 @pytest.mark.parametrize(
     ("outcome", "words"),
     [

@@ -201,7 +201,7 @@ def test_the_endpoints_serve_beat_s_summary_and_the_live_figures(redis_url: str)
         assert samples[("ha_ingestor_ha_subscribed", ())] == 1
         received = ("ha_ingestor_events_received_total", (("event_type", "state_changed"),))
         assert samples[received] == 3
-        assert ("ha_ingestor_points_written_total", ()) in samples
+        assert ("ha_ingestor_points_written_total", (("destination", "default"),)) in samples
         assert families["ha_ingestor_points_written"].type == "counter"
         assert families["ha_ingestor_queue_oldest_message_age_seconds"].type == "gauge"
         assert all(name.startswith("ha_ingestor_") for name in families)
