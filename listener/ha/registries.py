@@ -62,13 +62,18 @@ version twice a second the next points carry an edit within a second."""
 class RegistryStore:
     """Fetches registries from HA and stores each as the JSON list HA returned."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, client: redis.Redis, keys: RedisKeys, home: str | None = None) -> None:
         self._redis = client
-        self._keys = keys
+        self._base = keys
+        self._keys = keys.for_home(home)
         self.fetched: dict[str, int] = {}
         self.missing: set[str] = set()
         """Registries HA does not know (before 2024.4): said once, then stored empty quietly."""
         self._entities_stored: EntitiesStored | None = None
+
+    def for_home(self, home: str) -> None:
+        """Store under this home's keys from now on (its name is known once HA said it)."""
+        self._keys = self._base.for_home(home)
 
     def watch_entities(self, stored: EntitiesStored) -> None:
         """Call `stored(previous, current)` each time the entity registry is stored, with the
