@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         'from HA\'s location name ("Simulated Home" → simulated_home) at the first '
         "connection and remembered in DATA_DIR, so a later change in HA keeps the name. One "
         "listener per home, each with its own HA_URL, token, HA_INSTANCE and DATA_DIR.",
-        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT, first=True),
+        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT),
     )
     ha_token: SecretStr | None = Field(
         default=None,
