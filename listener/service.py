@@ -101,13 +101,13 @@ class Listener:
         registries: RegistryStore,
         watermark_file: WatermarkFile,
         cursor: BackfillCursor,
-        home_file: HomeNameFile,
     ) -> None:
         self.settings = settings
-        self._home_file = home_file
+        self._home_file = home_file = HomeNameFile(settings.data_dir)
         self.instance: str | None = settings.ha_instance or home_file.remembered()
         """This home's name, in every message (HA_INSTANCE, else the name kept in DATA_DIR);
         on the very first start without HA_INSTANCE, made from HA's location name at login."""
+        registries.for_home(self.instance)
         self._ha_config: dict[str, Any] = {}
         """HA's `get_config` of this connection (read at login: its name and components)."""
         self.heartbeat: StateHeartbeat | None = None
@@ -437,10 +437,7 @@ def build_listener(settings: Settings, stats: ListenerStats | None = None) -> Li
         state_redis = redis.Redis.from_url(settings.state_redis_url(), socket_timeout=5)
         opened.callback(state_redis.close)
         publisher = _publisher(settings, spool, stats)
-        home_file = HomeNameFile(settings.data_dir)
-        registries = RegistryStore(
-            state_redis, keys, settings.ha_instance or home_file.remembered()
-        )
+        registries = RegistryStore(state_redis, keys)
         listener = Listener(
             settings,
             stats,
@@ -448,7 +445,6 @@ def build_listener(settings: Settings, stats: ListenerStats | None = None) -> Li
             registries,
             WatermarkFile(settings.data_dir / STATE_FILE),
             BackfillCursor(settings.data_dir / CURSOR_FILE),
-            home_file,
         )
         listener.heartbeat = _state_heartbeat(settings, listener, stats)
         refresher = RegistryRefresher(
