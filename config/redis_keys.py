@@ -38,6 +38,18 @@ class RedisKeys:
         read through the result: registries, the listener's state and beat's are shared."""
         return self if name == "default" else RedisKeys(f"{self.prefix}dest:{name}:")
 
+    def for_home(self, instance: str | None) -> RedisKeys:
+        """The keys of one home (HA_INSTANCE, a key-safe name: core/home_name.py), under
+        `<prefix>home:<instance>:`, so homes sharing a Redis never overwrite each other's.
+        None (a message from a listener older than home names) keeps the prefix-level keys.
+
+        Read through the result today: the registries and their version (written by that
+        home's listener, read by the workers for that home's messages). Its listener_state,
+        counter buckets and counter map buckets are the per-home variants of the keys beat and
+        `status` still read at prefix level; the listener writes those at prefix level until
+        beat reads them per home."""
+        return self if instance is None else RedisKeys(f"{self.prefix}home:{instance}:")
+
     def backlog(self) -> str:
         """List of zlib-compressed JSON arrays of task messages waiting for this destination
         while it is unavailable and others are not (workers/stores/backlog.py), oldest first;
@@ -96,7 +108,7 @@ class RedisKeys:
 
     def registry(self, kind: str) -> str:
         """JSON of one of HA's registries (REGISTRIES in listener/ha/registries.py), written by the
-        listener; TTL a week."""
+        listener; TTL a week. Per home (`for_home`): a listener writes its own home's."""
         return f"{self.prefix}registry:{kind}"
 
     def registry_version(self) -> str:

@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from config.broker_kind import BrokerKind, broker_kind, check_redis_url
 from config.redaction import redact_url
 from config.setting_groups import SettingGroup, in_group
+from core.home_name import home_name_problem
 
 LISTENER_REPORT_INTERVAL_S: Final = 2.0
 """How often the listener writes its state (its heartbeat) to Redis; fixed, not a setting."""
@@ -67,6 +68,16 @@ class Settings(BaseSettings):
         description="Home Assistant base URL (http(s)://host:8123) or its WebSocket URL "
         "(ws(s)://host:8123/api/websocket). Unset: `make run` starts the built-in simulator.",
         json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT, first=True),
+    )
+    ha_instance: str | None = Field(
+        default=None,
+        description="This home's name, which keeps several homes apart on one broker, one "
+        "Redis and one pool of workers (their registries in Redis; the `instance` tag with "
+        "INSTANCE_TAG): lower-case letters, digits, - and _, e.g. holiday_home. Unset: made "
+        'from HA\'s location name ("Simulated Home" → simulated_home) at the first '
+        "connection and remembered in DATA_DIR, so a later change in HA keeps the name. One "
+        "listener per home, each with its own HA_URL, token, HA_INSTANCE and DATA_DIR.",
+        json_schema_extra=in_group(SettingGroup.HOME_ASSISTANT),
     )
     ha_token: SecretStr | None = Field(
         default=None,
@@ -285,6 +296,17 @@ class Settings(BaseSettings):
         json_schema_extra=in_group(SettingGroup.RULES),
     )
 
+    instance_tag: bool = Field(
+        default=False,
+        description="Tag every point (live, snapshot, backfilled, heartbeat, imported, "
+        "statistics, renames) with `instance`, the name of the home it came from (the "
+        "listener's HA_INSTANCE, carried in each message): for several homes in one "
+        "database. Set on the workers; it wins over a tag attribute or static tag of that "
+        "name. Off: HA's schema exactly (a message from an older listener has no home and "
+        "gets no tag).",
+        json_schema_extra=in_group(SettingGroup.RULES),
+    )
+
     # --- listener hand-off: publisher, spool, backfill --------------------------------------
     listener_broker_timeout: float = Field(
         default=5.0,
@@ -302,7 +324,10 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         default=Path(".data"),
-        description="Local state: spool, beat schedule.",
+        description="Local state of one home's listener: spool, handoff watermark, backfill "
+        "and import cursors, the auth gate and the remembered home name (HA_INSTANCE); one "
+        "listener per DATA_DIR (a second one is refused), so each home needs its own. Also "
+        "beat's schedule.",
         json_schema_extra=in_group(SettingGroup.HANDOFF),
     )
     spool_max_mb: int = Field(
@@ -593,6 +618,16 @@ class Settings(BaseSettings):
                 "must look like http://homeassistant.local:8123 or ws://host:8123/api/websocket"
             )
         return ha_websocket_url(value)
+
+    @field_validator("ha_instance")
+    @classmethod
+    def _check_ha_instance(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        problem = home_name_problem(value.strip())
+        if problem is not None:
+            raise ValueError(problem)
+        return value.strip()
 
     @field_validator("celery_broker_url")
     @classmethod

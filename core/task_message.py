@@ -1,9 +1,9 @@
 """The task message (DESIGN §3.1) and its broker envelope, both directions, in one place.
 
-The contract: one Celery task per HA event, its single argument
-`{"event", "received_at", "source", "seq"}` and, from `ha-ingestor import`, `run`
-(`TaskMessage`, `parse_message`). The envelope: the bytes kombu's Redis transport stores for
-`app.send_task(INGEST_TASK, args=[arg], queue=queue)`, built directly (`TaskWire`) and read
+The contract: one Celery task per HA event, its single argument `{"event", "received_at",
+"source", "seq"}`, the home it came from (`instance`, optional) and, from `ha-ingestor import`,
+`run` (`TaskMessage`, `parse_message`). The envelope: the bytes kombu's Redis transport stores
+for `app.send_task(INGEST_TASK, args=[arg], queue=queue)`, built directly (`TaskWire`) and read
 back (`decode_task`, the one decoder of every way into the workers, which returns the task's
 argument or `Undecodable` with the reason; `decode_stored` opens kombu's Redis envelope for it;
 `received_at_of` serves beat). The listener, the workers and beat import this module, so the
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NewType, cast, get_args
 
 from core import json_codec
+from core.home_name import WHAT_IS_VALID, is_home_name
 
 INGEST_TASK = "ha_ingestor.ingest_event"
 """Task name the listener sends to; the worker registers the task under this name."""
@@ -63,6 +64,10 @@ class TaskMessage:
     """The `ha-ingestor import` run a message belongs to (then `seq` numbers it within the
     run from 0): workers count what became of it per run. Optional, so older messages and
     older workers carry on as before."""
+    instance: str | None = None
+    """The home (HA_INSTANCE) whose listener sent it: workers enrich it from that home's
+    registries and, with INSTANCE_TAG, tag its point. Optional: a message of an older listener
+    has none and is enriched from the prefix-level registries, as before."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-serialisable task argument."""
@@ -74,6 +79,8 @@ class TaskMessage:
         }
         if self.run is not None:
             arg["run"] = self.run
+        if self.instance is not None:
+            arg["instance"] = self.instance
         return arg
 
 
@@ -96,7 +103,10 @@ def parse_message(raw: Any) -> TaskMessage:
     run = raw.get("run")
     if run is not None and not isinstance(run, str):
         raise InvalidMessage("'run' is not a string")
-    return TaskMessage(event, float(received_at), cast(Source, source), seq, run)
+    instance = raw.get("instance")
+    if instance is not None and not (isinstance(instance, str) and is_home_name(instance)):
+        raise InvalidMessage(f"'instance' is {instance!r}, not a home name ({WHAT_IS_VALID})")
+    return TaskMessage(event, float(received_at), cast(Source, source), seq, run, instance)
 
 
 # --- the broker envelope --------------------------------------------------------------------

@@ -24,6 +24,9 @@ differences:
   not as a misleading 0.
 - `extra_tags` (enrichment: area, device) come first, so neither HA's `domain`/`entity_id`
   nor tag attributes nor static `tags` can be overridden by them.
+- with INSTANCE_TAG, `tag_instance` adds the `instance` tag (the home a message came from) to
+  any point (state, heartbeat, statistics, rename), last, so it wins over a tag attribute or
+  static tag of that name: a point's home is never in doubt.
 
 Every point has a `state` or a `value` field, so a point without fields cannot happen.
 """
@@ -42,6 +45,8 @@ from typing import Any, Final
 from core.ha_event import epoch_ns
 from core.rules import EntityRules, Rules
 
+INSTANCE_TAG: Final = "instance"
+"""The tag naming a point's home (INSTANCE_TAG)."""
 MAX_ATTRIBUTES: Final = 200
 MAX_STRING_BYTES: Final = 64 * 1024
 MAX_DIGIT_TAIL_CHARS: Final = 255
@@ -149,6 +154,16 @@ def event_to_point(
     )
     tags.update(rules.static_tags)
     return Point.of(measurement, tags, fields, time_ns, capped)
+
+
+def tag_instance(point: Point, instance: str | None) -> Point:
+    """The point with the `instance` tag naming its home; unchanged without one (a message of
+    a listener older than home names)."""
+    if instance is None:
+        return point
+    tags = dict(point.tags)
+    tags[INSTANCE_TAG] = _clean(instance)
+    return Point.of(point.measurement, tags, dict(point.fields), point.time_ns, point.capped)
 
 
 def _state_changed_data(event: Mapping[str, Any]) -> Mapping[str, Any] | Skipped:

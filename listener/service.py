@@ -54,7 +54,7 @@ from listener.health.stats import ListenerStats
 from listener.health.view import HealthView
 from listener.history.backfill import OVERLAP_S, gap_start, state_event
 from listener.history.gap_filler import BackfillCursor, BackfillFailed, BackfillLimits, GapFiller
-from listener.state_files import CURSOR_FILE, STATE_FILE, WatermarkFile
+from listener.state_files import CURSOR_FILE, STATE_FILE, HomeNameFile, WatermarkFile
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,13 @@ class Listener:
         cursor: BackfillCursor,
     ) -> None:
         self.settings = settings
+        self._home_file = home_file = HomeNameFile(settings.data_dir)
+        self.instance: str | None = settings.ha_instance or home_file.remembered()
+        """This home's name, in every message (HA_INSTANCE, else the name kept in DATA_DIR);
+        on the very first start without HA_INSTANCE, made from HA's location name at login."""
+        registries.for_home(self.instance)
+        self._ha_config: dict[str, Any] = {}
+        """HA's `get_config` of this connection (read at login: its name and components)."""
         self.heartbeat: StateHeartbeat | None = None
         """The quiet-sensor heartbeat (STATE_HEARTBEAT_INTERVAL), fed from here when set."""
         self.stats = stats
@@ -142,7 +149,9 @@ class Listener:
             mark = self._last_event_time = event.get("time_fired")
         else:
             mark = None
-        message = TaskMessage(event, time.time(), source, next(self._seq)).to_json()
+        message = TaskMessage(
+            event, time.time(), source, next(self._seq), instance=self.instance
+        ).to_json()
         # Memory and spool both full (the spool's disk is full): stop reading until there is
         # room; HA may drop us, and the backfill after reconnecting fills the gap.
         while not self.publisher.submit(message, mark):  # noqa: ASYNC110 - the room is made by a thread
@@ -167,6 +176,22 @@ class Listener:
     def count_refresh(self) -> None:
         self.stats.registry_refreshes += 1
 
+    async def on_authenticated(self, connection: HAConnection) -> None:
+        """After login, before subscribing: HA's config, and so this home's name, is known
+        before the first event; the registries are stored under that home's keys."""
+        try:
+            config = await connection.call("get_config")
+        except protocol.CommandFailed:
+            config = {}
+        self._ha_config = config if isinstance(config, dict) else {}
+        name = await asyncio.to_thread(
+            self._home_file.resolve, self.settings.ha_instance, self._ha_config.get("location_name")
+        )
+        if name != self.instance:
+            log.info("home %r: its registries are stored under its own Redis keys", name)
+        self.instance = name
+        self.registries.for_home(name)
+
     async def on_connected(self, connection: HAConnection) -> None:
         """After subscribing: registries, then the snapshot (first start) and the gap backfill.
 
@@ -190,7 +215,7 @@ class Listener:
         if start is None:
             return
         entity_ids = sorted({str(s.get("entity_id")) for s in states})
-        if not await self._history_available(connection):
+        if not self._history_available():
             return
         task = asyncio.create_task(
             self._backfill(connection, start, entity_ids), name="gap-backfill"
@@ -216,13 +241,9 @@ class Listener:
         if self._last_event_time is not None:
             self._gap_from = self._last_event_time
 
-    async def _history_available(self, connection: HAConnection) -> bool:
-        try:
-            config = await connection.call("get_config")
-        except protocol.CommandFailed:
-            config = {}
-        components = config.get("components", []) if isinstance(config, dict) else []
-        available = "recorder" in components
+    def _history_available(self) -> bool:
+        components = self._ha_config.get("components", [])
+        available = isinstance(components, list) and "recorder" in components
         self.stats.history_available = available
         if not available:
             log.warning(
@@ -500,6 +521,7 @@ def _ha_client(
         stats,
         control_events=control,
         optional_control_events=EVENTS_SINCE_2024_4,
+        on_authenticated=listener.on_authenticated,
         on_connected=listener.on_connected,
         on_disconnected=listener.on_disconnected,
         heartbeat_interval=settings.ha_heartbeat_interval,

@@ -22,6 +22,10 @@ from tests.sim_thread import SimulatorThread
 
 TOKEN = "fault-token-0123456789"
 
+SIM_HOME = "simulated_home"
+"""The name a listener gives the simulator's home (made from its location "Simulated Home"):
+its registries live under `RedisKeys().for_home(SIM_HOME)`."""
+
 FAST_RECOVERY = {
     "HA_HEARTBEAT_INTERVAL": "1",
     "HA_HEARTBEAT_TIMEOUT": "2",

@@ -51,7 +51,7 @@ from core.rules import Rules
 from core.state_heartbeat import state_heartbeat_point
 from core.statistics_point import STATISTICS_EVENT, statistics_to_point
 from core.task_message import InvalidMessage, Undecodable, parse_message
-from core.transform import InvalidEvent, Point, Skipped, event_to_point
+from core.transform import InvalidEvent, Point, Skipped, event_to_point, tag_instance
 from workers.sinks.errors import PartiallyWritten, PointsRejected, SinkUnavailable
 from workers.sinks.field_types import FieldTypeCache
 from workers.sinks.influx_sink import Sink
@@ -63,8 +63,9 @@ log = logging.getLogger(__name__)
 DeadLetterSink = Callable[[list[tuple[Any, str, str]]], object]
 """Stores (message, reason, error) triples durably; raises when it cannot."""
 
-TagsFor = Callable[[str], Mapping[str, str]]
-"""Enrichment tags (area, device) for an entity_id."""
+TagsFor = Callable[[str, str | None], Mapping[str, str]]
+"""Enrichment tags (area, device) for an entity_id of a home (the message's `instance`; None:
+a message from a listener older than home names)."""
 
 CountSink = Callable[[Mapping[str, int]], object]
 """Adds to named counters (workers/stores/counter_store.py CounterStore.add); must not raise."""
@@ -153,7 +154,7 @@ class _HandBack(Exception):
         self.why = why
 
 
-def _no_tags(_: str) -> Mapping[str, str]:
+def _no_tags(_: str, __: str | None) -> Mapping[str, str]:
     return {}
 
 
@@ -175,6 +176,7 @@ class IngestPipeline:
         sink: Sink,
         dead_letters: DeadLetterSink,
         tags_for: TagsFor | None = None,
+        instance_tag: bool = False,
         field_types: FieldTypeCache | None = None,
         count: CountSink = _no_count,
         note_write_error: WriteErrorNote = _no_note,
@@ -194,6 +196,8 @@ class IngestPipeline:
         self._sink = sink
         self._dead_letters = dead_letters
         self._tags_for = tags_for or _no_tags
+        self._instance_tag = instance_tag
+        """INSTANCE_TAG: each point gets the `instance` tag of the home its message names."""
         self._field_types = field_types
         """Set when clashing values go to shadow fields (TYPE_SHADOW_FIELDS); None: they are
         refused and dead-lettered."""
@@ -278,12 +282,15 @@ class IngestPipeline:
                     entity_id = entity_id_of(event)
                     heartbeat = message.source == "heartbeat"
                     to_point = state_heartbeat_point if heartbeat else event_to_point
-                tags = self._tags_for(entity_id if isinstance(entity_id, str) else "")
+                home = message.instance
+                tags = self._tags_for(entity_id if isinstance(entity_id, str) else "", home)
                 result = to_point(event, self._rules, tags)
                 if isinstance(result, Skipped):
                     outcome.skipped[result.rule] += 1
                     outcome.skipped_indexes.append(index)
                     continue
+                if self._instance_tag:
+                    result = tag_instance(result, home)
                 line, shadowed = self._line(result)
             except (InvalidMessage, InvalidEvent) as exc:
                 letters.append((raw, "invalid_event", str(exc)))

@@ -41,7 +41,7 @@ from workers.stores.backlog import Backlog
 from workers.stores.counter_store import CounterStore
 from workers.stores.dead_letters import AutoReplay, DeadLetterStore, SendMany
 from workers.stores.import_runs import ImportRuns
-from workers.stores.registry_cache import Enrichment, RegistryCache
+from workers.stores.registry_cache import HomeEnrichment, HomeRegistries
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class WorkerContext:
         self.redis = state_redis(settings)
         self._secrets = settings.secrets()
         self._settings = settings
-        self._registry_cache = RegistryCache(self.redis, keys, ttl=settings.enrichment_cache_ttl)
+        self._registries = HomeRegistries(self.redis, keys, ttl=settings.enrichment_cache_ttl)
         self.several = destinations.several
         self.writers = [
             self._writer(d, keys, hold_limit=0.0 if self.several else hold_limit)
@@ -121,7 +121,7 @@ class WorkerContext:
         )
         tags_for: TagsFor | None = None
         if steps := _enrichment_steps(settings, rules):
-            tags_for = Enrichment(self._registry_cache, steps).tags_for
+            tags_for = HomeEnrichment(self._registries, steps).tags_for
         field_types = None
         if settings.type_shadow_fields:
             schema = sink.field_types if isinstance(sink, V1Sink) else None
@@ -145,6 +145,7 @@ class WorkerContext:
             hold_limit=hold_limit,
             hands_back_to=f"the backlog of {destination.name}" if self.several else "the broker",
             tags_for=tags_for,
+            instance_tag=settings.instance_tag,
             field_types=field_types,
             encode=sink.encode if isinstance(sink, VictoriaSink) else encode_point,
         )

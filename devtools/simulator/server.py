@@ -29,6 +29,7 @@ from websockets.http11 import Request, Response
 
 from devtools.simulator.entities import (
     JSON,
+    Area,
     Home,
     LabelHolder,
     StateChange,
@@ -387,6 +388,9 @@ class HASimulator:
     2024.4: the floor and label registry commands answer `unknown_command` and areas carry no
     `floor_id` or `labels`; with them, `create_floor`, `move_area`, `create_label` and
     `set_labels` edit them live, firing the registry-updated events HA fires.
+    `location_name` is HA's name of the home (`get_config`; a listener names the home after it)
+    and `area_names` renames areas by id (`living_room`, `kitchen`, `bedroom`): two simulators
+    are then two homes whose areas differ.
     """
 
     def __init__(
@@ -413,6 +417,8 @@ class HASimulator:
         statistics_days: float | None = None,
         recorder: bool = True,
         floors_and_labels: bool = True,
+        location_name: str = "Simulated Home",
+        area_names: Mapping[str, str] | None = None,
     ) -> None:
         if not token:
             raise ValueError("token must not be empty")
@@ -452,6 +458,11 @@ class HASimulator:
         """The recorder's computed past before the home's first states (`past_days` of
         history and 5-minute statistics, `statistics_days` of hourly ones)."""
         self._recorder = recorder
+        self.location_name = location_name
+        if area_names:
+            self._home.areas = [
+                Area(a.area_id, area_names.get(a.area_id, a.name)) for a in self._home.areas
+            ]
         self.statistics_requests = 0
         self.events_emitted = 0
         self.clients_connected = 0
@@ -1041,7 +1052,7 @@ class HASimulator:
                 "volume": "L",
                 "wind_speed": "m/s",
             },
-            "location_name": "Simulated Home",
+            "location_name": self.location_name,
             "time_zone": "UTC",
             "components": sorted(base | domains),
             "config_dir": "/config",

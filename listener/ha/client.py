@@ -61,6 +61,7 @@ class HAClient:
         *,
         control_events: Mapping[str, ControlHandler] | None = None,
         optional_control_events: frozenset[str] = frozenset(),
+        on_authenticated: ConnectedHook | None = None,
         on_connected: ConnectedHook | None = None,
         on_disconnected: Callable[[], None] | None = None,
         heartbeat_interval: float = 20.0,
@@ -84,6 +85,8 @@ class HAClient:
         self._routes: dict[int, ControlHandler | None] = {}
         """Subscription id → its control handler, or None for the data subscriptions."""
         self._stats = stats
+        self._on_authenticated = on_authenticated
+        """Called after login, before subscribing: what every event needs is known first."""
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
         self._heartbeat_interval = heartbeat_interval
@@ -239,6 +242,8 @@ class HAClient:
             reader = asyncio.create_task(self._read(connection), name="ha-reader")
             heartbeat: asyncio.Task[None] | None = None
             try:
+                if self._on_authenticated is not None:
+                    await self._on_authenticated(connection)
                 await self._subscribe(connection)
                 heartbeat = asyncio.create_task(self._heartbeat(connection), name="ha-heartbeat")
                 if self._on_connected is not None:

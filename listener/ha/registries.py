@@ -64,11 +64,17 @@ class RegistryStore:
 
     def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
         self._redis = client
+        self._base = keys
         self._keys = keys
         self.fetched: dict[str, int] = {}
         self.missing: set[str] = set()
         """Registries HA does not know (before 2024.4): said once, then stored empty quietly."""
         self._entities_stored: EntitiesStored | None = None
+
+    def for_home(self, home: str | None) -> None:
+        """Store under this home's keys from now on (None: the prefix-level keys, until HA
+        said the name of a home that has none yet)."""
+        self._keys = self._base.for_home(home)
 
     def watch_entities(self, stored: EntitiesStored) -> None:
         """Call `stored(previous, current)` each time the entity registry is stored, with the

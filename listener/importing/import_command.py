@@ -42,6 +42,7 @@ from listener.importing.importer import (
 )
 from listener.importing.progress import ImportProgress
 from listener.importing.run_progress import RunProgress
+from listener.state_files import HomeNameFile
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -219,6 +220,7 @@ def _ha_client(settings: Settings, importer: HistoryImport, stats: ListenerStats
     failed_before = [0, 0]  # (connects_ok, connects_failed) at the last login
 
     async def on_connected(connection: HAConnection) -> None:
+        importer.instance = await _home(connection, settings)
         await importer.run(connection.call)
         await client.stop()
 
@@ -245,6 +247,20 @@ def _ha_client(settings: Settings, importer: HistoryImport, stats: ListenerStats
         max_frame_bytes=settings.ha_max_frame_mb * 1024 * 1024,
     )
     return client
+
+
+async def _home(connection: HAConnection, settings: Settings) -> str:
+    """The home this import is for: HA_INSTANCE, else the name the listener keeps in the same
+    DATA_DIR, else made from HA's location name (and kept), as the listener does."""
+    try:
+        config = await connection.call("get_config")
+    except protocol.CommandFailed:
+        config = {}
+    location = config.get("location_name") if isinstance(config, dict) else None
+    home = HomeNameFile(settings.data_dir)
+    name = await asyncio.to_thread(home.resolve, settings.ha_instance, location)
+    log.info("importing for the home %r", name)
+    return name
 
 
 async def _ignore_event(_: dict[str, Any]) -> None:

@@ -125,6 +125,9 @@ class HistoryImport:
         self.request = request
         self.summary = ImportSummary()
         self._run_id = run_id
+        self.instance: str | None = None
+        """The home imported for (HA_INSTANCE, or its name kept in DATA_DIR), set at login:
+        every message carries it, as the listener's do."""
         self._cursor = cursor
         self._progress = progress
         self._limits = limits
@@ -289,7 +292,9 @@ class HistoryImport:
 
     def _message(self, event: dict[str, Any]) -> dict[str, Any]:
         """The task message; its seq counts the run's messages (the worker's bitmap index)."""
-        message = TaskMessage(event, time.time(), "import", self._seq, self._run_id).to_json()
+        message = TaskMessage(
+            event, time.time(), "import", self._seq, self._run_id, self.instance
+        ).to_json()
         self._seq += 1
         return message
 

@@ -289,3 +289,28 @@ def test_an_unreachable_ha_ends_the_import_with_exit_1(tmp_path: Path, redis_url
     process = AppProcess("import", argv, env, tmp_path).start()
     assert process.wait(30) == 1
     assert "cannot reach Home Assistant" in process.log_text()
+
+
+def test_an_import_acts_for_its_home(stack: ImportStack) -> None:
+    """Two homes' imports (one named from HA's location, one by HA_INSTANCE, each with its own
+    DATA_DIR, where its cursor lives while it runs): every point carries its home."""
+    stack.env["INSTANCE_TAG"] = "true"
+    stack.start_worker()
+    since_text, since, now = _range(stack)
+    code, out = stack.run("--since", since_text)
+    assert code == 0, out
+    assert "importing for the home 'simulated_home'" in out
+    lab = {**stack.env, "HA_INSTANCE": "lab", "DATA_DIR": str(stack.tmp / "lab")}
+    argv = [str(BIN / "ha-ingestor"), "import", "--since", since_text]
+    process = AppProcess("import-lab", argv, lab, stack.tmp).start()
+    assert process.wait(60) == 0, process.log_text()
+    assert "importing for the home 'lab'" in process.log_text()
+    per_home = len(stack.expected_states(since, now)) + stack.expected_statistics(since, now)
+    rows = stack.influx.query("SELECT * FROM /.*/ GROUP BY *")
+    homes: dict[str, int] = {}
+    for row in rows:
+        homes[row.get("instance") or ""] = homes.get(row.get("instance") or "", 0) + 1
+    assert homes == {"simulated_home": per_home, "lab": per_home}
+    kept = json.loads((stack.tmp / "data" / "home.json").read_text())
+    assert kept["instance"] == "simulated_home", "named as its listener would, and kept"
+    assert not (stack.tmp / "lab" / "home.json").exists(), "HA_INSTANCE: nothing to keep"

@@ -1,5 +1,9 @@
 """Enrichment's Redis half: HA's registries as the listener stored them, and tags per entity.
 
+Each home's listener stores its own registries (`RedisKeys.for_home`): a message is enriched
+from the registries of the home it names (`HomeRegistries`, `HomeEnrichment`), and one without
+a home (an older listener's) from the prefix-level keys, as before.
+
 The listener stores each registry in Redis as the JSON list HA's `config/*_registry/list`
 returns, and increments a version key. A worker reads them again when that version changed
 (looked at twice a second) or at least once per TTL (`RegistryCache`) and turns an entity id into
@@ -124,6 +128,48 @@ class Enrichment:
                 enrich(entity_id, registries, self._steps)
             )
         return tags
+
+
+class HomeRegistries:
+    """One RegistryCache per home, made at its first message and shared by every destination."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        *,
+        ttl: float = 60.0,
+        check_every: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self._options: dict[str, Any] = {"ttl": ttl, "check_every": check_every, "clock": clock}
+        self._caches: dict[str | None, RegistryCache] = {}
+
+    def cache(self, home: str | None) -> RegistryCache:
+        cache = self._caches.get(home)
+        if cache is None:
+            keys = self._keys.for_home(home)
+            cache = self._caches[home] = RegistryCache(self._redis, keys, **self._options)
+        return cache
+
+
+class HomeEnrichment:
+    """(entity_id, home) → enrichment tags from that home's registries: one Enrichment per home,
+    so one home's areas never tag another home's points."""
+
+    def __init__(self, registries: HomeRegistries, steps: Sequence[Enricher]) -> None:
+        self._registries = registries
+        self._steps = tuple(steps)
+        self._homes: dict[str | None, Enrichment] = {}
+
+    def tags_for(self, entity_id: str, home: str | None = None) -> Mapping[str, str]:
+        enrichment = self._homes.get(home)
+        if enrichment is None:
+            cache = self._registries.cache(home)
+            enrichment = self._homes[home] = Enrichment(cache, self._steps)
+        return enrichment.tags_for(entity_id)
 
 
 def _parse(value: Any, kind: str) -> object:

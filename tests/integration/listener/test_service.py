@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from config.redis_keys import RedisKeys
 from config.settings import Settings, SettingsError, load_settings
 from devtools.local_servers import free_port
 from listener.data_dir_lock import DataDirBusy, DataDirLock
 from listener.service import EXIT_OK, build_listener
+from tests.helpers import stored_arg
 from tests.sim_thread import SimulatorThread
 
 pytestmark = pytest.mark.integration
@@ -97,3 +101,44 @@ def test_without_ha_url_or_token_it_says_what_to_set(tmp_path: Path, redis_url: 
     with pytest.raises(SettingsError, match=r"set HA_URL .* and HA_TOKEN"):
         build_listener(settings)
     assert not (tmp_path / "data").exists(), "nothing was opened"
+
+
+def test_the_home_is_named_after_ha_once_and_keeps_its_name(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without HA_INSTANCE: the name is made from HA's location name at the first login, kept
+    in DATA_DIR, carried by every message and used for the registries' keys; a later rename of
+    the home in HA changes nothing (and the log says so)."""
+    caplog.set_level(logging.INFO, logger="listener")
+    sim = SimulatorThread(token=TOKEN, rate=50, events=40, location_name="Holiday Home").start()
+    settings = settings_for(tmp_path, sim.sim.url, redis_url)
+    broker = redis.Redis.from_url(redis_url)
+    try:
+        _run_until_events(settings, 10)
+        assert "this home is named 'holiday_home', made from HA's location name" in caplog.text
+        sim.sim.location_name = "Renamed Home"
+        caplog.clear()
+        _run_until_events(settings, 10)
+        assert "but this home keeps the name 'holiday_home'" in caplog.text
+    finally:
+        sim.stop()
+    messages = [stored_arg(raw) for raw in broker.lrange(settings.celery_queue, 0, -1)]
+    assert len(messages) > 40
+    assert {m.get("instance") for m in messages} == {"holiday_home"}
+    assert {m["source"] for m in messages} >= {"snapshot", "live"}
+    home_keys = RedisKeys(settings.redis_prefix).for_home("holiday_home")
+    assert broker.exists(home_keys.registry("areas"))
+    assert not broker.exists(RedisKeys(settings.redis_prefix).registry("areas"))
+
+
+def _run_until_events(settings: Settings, events: int) -> None:
+    service = build_listener(settings)
+    stats = service.listener.stats
+
+    async def main() -> int:
+        running = asyncio.create_task(service.run())
+        await until(lambda: stats.events_received >= events, 20, "events received")
+        await service.client.stop()
+        return await asyncio.wait_for(running, 20)
+
+    assert asyncio.run(main()) == EXIT_OK

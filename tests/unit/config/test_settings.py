@@ -332,3 +332,19 @@ def test_floor_and_labels_are_off_by_default_and_labels_says_what_is_valid(monke
         load_settings()
     assert "ENRICHMENT_LABELS" in str(info.value)
     assert "'entity'" in str(info.value)
+
+
+def test_a_home_name_is_key_safe_or_refused_with_what_would_be_valid(monkeypatch) -> None:
+    assert load_settings().ha_instance is None
+    assert load_settings().instance_tag is False
+    monkeypatch.setenv("HA_INSTANCE", "holiday-home")
+    monkeypatch.setenv("INSTANCE_TAG", "true")
+    assert load_settings().ha_instance == "holiday-home"
+    assert load_settings().instance_tag is True
+    monkeypatch.setenv("HA_INSTANCE", "Holiday Home")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert "HA_INSTANCE: 'Holiday Home' is not a valid home name" in text
+    assert "lower-case letters, digits, - and _" in text
+    assert "'holiday_home'" in text

@@ -130,3 +130,19 @@ def test_received_at_of_a_message_without_one_is_none(raw: bytes | None) -> None
     assert received_at_of(raw) is None
     assert received_at_of(_stored(GOOD)) == 1.5
     assert received_at_of(_stored(GOOD, task="other.task")) == 1.5, "whatever the task"
+
+
+def test_a_message_names_its_home_and_older_ones_need_none() -> None:
+    message = TaskMessage({"event_type": "state_changed"}, 1.5, "live", 7, instance="lab-2")
+    assert message.to_json()["instance"] == "lab-2"
+    assert parse_message(message.to_json()) == message
+    old = {"event": {}, "received_at": 1.0, "source": "live", "seq": 1}
+    assert "instance" not in TaskMessage({}, 1.5, "live", 7).to_json()
+    assert parse_message(old).instance is None
+
+
+@pytest.mark.parametrize("instance", [5, "", "Holiday Home", "home:x", "a" * 65])
+def test_a_home_that_is_no_key_safe_name_is_an_invalid_message(instance: Any) -> None:
+    raw = {"event": {}, "received_at": 1.0, "source": "live", "seq": 1, "instance": instance}
+    with pytest.raises(InvalidMessage, match=r"'instance'.*lower-case letters"):
+        parse_message(raw)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 import pytest
 
 from listener.handoff.watermark import HandoffWatermark
-from listener.state_files import WatermarkFile, read_document, write_atomically
+from listener.state_files import HomeNameFile, WatermarkFile, read_document, write_atomically
 
 
 def test_an_atomic_write_replaces_the_whole_file_and_fsyncs_file_and_folder(
@@ -74,3 +75,27 @@ def test_the_watermark_moves_only_past_what_is_handed_off_in_order() -> None:
     assert watermark.value == "t4"
     assert watermark.is_durable(4)
     assert watermark.submitted_count == 5
+
+
+def test_a_home_name_is_made_from_has_location_once_and_kept(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="listener.state_files")
+    home = HomeNameFile(tmp_path)
+    assert home.remembered() is None
+    assert home.resolve(None, "Simulated Home") == "simulated_home"
+    assert "made from HA's location name 'Simulated Home'" in caplog.text
+    caplog.clear()
+    again = HomeNameFile(tmp_path)  # a restart
+    assert again.remembered() == "simulated_home"
+    assert again.resolve(None, "Renamed Home") == "simulated_home", "stable across HA renames"
+    assert "keeps the name 'simulated_home'" in caplog.text
+    caplog.clear()
+    assert again.resolve(None, "Renamed Home") == "simulated_home"
+    assert caplog.text == "", "said once per change"
+    assert again.resolve("lab-2", "Renamed Home") == "lab-2", "HA_INSTANCE wins"
+    assert HomeNameFile(tmp_path).resolve(None, None) == "simulated_home"
+
+
+def test_no_location_name_makes_the_fallback_name(tmp_path: Path) -> None:
+    assert HomeNameFile(tmp_path).resolve(None, None) == "home"
+    (tmp_path / "home.json").write_text('{"instance": "Not Valid"}')
+    assert HomeNameFile(tmp_path).remembered() is None, "an invalid kept name is made again"

@@ -101,7 +101,7 @@ def too_old_error(text: str = DOWN) -> str:
 def tags_refusing(entity_id: str) -> TagsFor:
     """Enrichment that fails for one entity: a failure the transform did not foresee."""
 
-    def tags_for(wanted: str) -> Mapping[str, str]:
+    def tags_for(wanted: str, _home: str | None = None) -> Mapping[str, str]:
         if wanted == entity_id:
             raise RuntimeError("registry cache holds a list, not an object")
         return {}

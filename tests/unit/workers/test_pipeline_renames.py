@@ -16,7 +16,7 @@ def test_a_rename_message_is_written_as_its_point_without_enrichment() -> None:
     letters: list[tuple[Any, str, str]] = []
     asked: list[str] = []
 
-    def tags_for(entity_id: str) -> Mapping[str, str]:
+    def tags_for(entity_id: str, _home: str | None = None) -> Mapping[str, str]:
         asked.append(entity_id)
         return {"area": "Kitchen"}
 

@@ -13,15 +13,16 @@ import redis
 from config.redis_keys import RedisKeys
 from tests.helpers import InfluxDatabase, wait_until
 from tests.sim_thread import SimulatorThread
-from tests.stack import TOKEN, Stack
+from tests.stack import SIM_HOME, TOKEN, Stack
 
 pytestmark = pytest.mark.integration
 
 KEYS = RedisKeys()
+HOME_KEYS = KEYS.for_home(SIM_HOME)
 
 
 def stored(client: redis.Redis, kind: str) -> Any:
-    raw = client.get(KEYS.registry(kind))
+    raw = client.get(HOME_KEYS.registry(kind))
     return None if raw is None else json.loads(raw)
 
 
@@ -82,16 +83,16 @@ def test_an_ha_before_2024_4_stores_them_empty_and_says_so_once(
     )
     stack = Stack(tmp_path, sim, redis_url, influx_db)
     client = redis.Redis.from_url(redis_url)
-    client.set(KEYS.registry("floors"), json.dumps([{"floor_id": "old", "name": "Stale"}]))
+    client.set(HOME_KEYS.registry("floors"), json.dumps([{"floor_id": "old", "name": "Stale"}]))
     try:
         stack.start_listener()
         stack.wait_subscribed()
         wait_until(lambda: stored(client, "floors") == [], 10, message="floors stored empty")
         wait_until(lambda: stored(client, "labels") == [], 10, message="labels stored empty")
-        version = int(client.get(KEYS.registry_version()) or 0)
+        version = int(client.get(HOME_KEYS.registry_version()) or 0)
         sim.call(sim.sim.drop_clients())
         wait_until(
-            lambda: int(client.get(KEYS.registry_version()) or 0) > version,
+            lambda: int(client.get(HOME_KEYS.registry_version()) or 0) > version,
             20,
             message="the registries fetched again after reconnecting",
         )

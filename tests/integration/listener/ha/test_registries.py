@@ -14,7 +14,7 @@ from core.enrichment import Registries, area_tag, friendly_name_tag
 from core.listener_figures import ListenerFigures
 from tests.helpers import InfluxDatabase, wait_until
 from tests.sim_thread import SimulatorThread
-from tests.stack import TOKEN, Stack
+from tests.stack import SIM_HOME, TOKEN, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +26,7 @@ def test_state_and_registries_are_kept_in_redis(
     stack = Stack(tmp_path, sim, redis_url, influx_db)
     client = redis.Redis.from_url(redis_url)
     keys = RedisKeys()
+    home_keys = keys.for_home(SIM_HOME)
     try:
         stack.start_listener()
         stack.wait_subscribed()
@@ -36,10 +37,10 @@ def test_state_and_registries_are_kept_in_redis(
             "entities": sim.do(home.entity_registry),
         }
         for name, items in expected.items():
-            key = keys.registry(name)
+            key = home_keys.registry(name)
             wait_until(lambda key=key: client.exists(key), 10)  # type: ignore[misc]
-            assert json.loads(client.get(keys.registry(name)) or b"null") == items
-            assert client.ttl(keys.registry(name)) > 0
+            assert json.loads(client.get(home_keys.registry(name)) or b"null") == items
+            assert client.ttl(home_keys.registry(name)) > 0
 
         raw = wait_until(lambda: client.get(keys.listener_state()), 10)
         state = ListenerFigures.from_json(raw)
@@ -49,19 +50,21 @@ def test_state_and_registries_are_kept_in_redis(
         assert set(subscriptions) >= {"state_changed", "area_registry_updated"}
         assert 0 < client.ttl(keys.listener_state()) <= 30, "a heartbeat: gone if not renewed"
 
-        version = int(client.get(keys.registry_version()) or 0)
+        version = int(client.get(home_keys.registry_version()) or 0)
         assert version >= 1, "the workers are told the registries were stored"
-        client.delete(keys.registry("areas"))
+        client.delete(home_keys.registry("areas"))
         event = {"event_type": "area_registry_updated", "data": {"action": "update"}}
         frame = {"id": subscriptions["area_registry_updated"], "type": "event", "event": event}
         sim.do(sim.sim.send_raw, json.dumps(frame))
-        wait_until(lambda: client.exists(keys.registry("areas")), 10, message="areas refetched")
         wait_until(
-            lambda: int(client.get(keys.registry_version()) or 0) > version,
+            lambda: client.exists(home_keys.registry("areas")), 10, message="areas refetched"
+        )
+        wait_until(
+            lambda: int(client.get(home_keys.registry_version()) or 0) > version,
             10,
             message="the version bumped after the refetch",
         )
-        assert client.ttl(keys.registry_version()) > 0
+        assert client.ttl(home_keys.registry_version()) > 0
     finally:
         stack.stop()
         sim.stop()
@@ -85,9 +88,10 @@ def test_registry_edits_under_load_never_stall_reading(
     stack = Stack(tmp_path, sim, redis_url, influx_db, PRODUCTION_HEARTBEAT)
     client = redis.Redis.from_url(redis_url)
     keys = RedisKeys()
+    home_keys = keys.for_home(SIM_HOME)
 
     def registries() -> Registries:
-        raw = client.mget([keys.registry(kind) for kind in ("areas", "devices", "entities")])
+        raw = client.mget([home_keys.registry(kind) for kind in ("areas", "devices", "entities")])
         lists = [json.loads(value or b"[]") for value in raw]
         return Registries.from_lists(*lists)
 
@@ -95,7 +99,7 @@ def test_registry_edits_under_load_never_stall_reading(
         stack.start_listener()
         stack.wait_subscribed()
         subscribed_at = time.monotonic()
-        wait_until(lambda: client.exists(keys.registry("entities")), 10)
+        wait_until(lambda: client.exists(home_keys.registry("entities")), 10)
         entity_id = sim.do(lambda: sim.sim.home.registry[0].entity_id)
         seen_within: list[float] = []
         for round_ in range(3):

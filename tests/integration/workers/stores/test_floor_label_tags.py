@@ -17,11 +17,12 @@ from core.transform import Point, event_to_point
 from tests.expectations import ha_states, state_events
 from tests.helpers import InfluxDatabase, wait_until
 from tests.sim_thread import SimulatorThread
-from tests.stack import TOKEN, Stack
+from tests.stack import SIM_HOME, TOKEN, Stack
 
 pytestmark = pytest.mark.integration
 
 KEYS = RedisKeys()
+HOME_KEYS = KEYS.for_home(SIM_HOME)
 NEXT_POINTS_WITHIN_S = 1.0
 """Events HA fires this long after a registry edit are written with the edit's tags."""
 OPTIONS = {"ENRICHMENT_FLOOR": "true", "ENRICHMENT_LABELS": "inherited", "BATCH_INTERVAL": "0.2"}
@@ -67,7 +68,7 @@ def test_points_carry_floor_and_labels_and_edits_reach_the_next_points(
     try:
         stack.start_listener()
         stack.start_worker()
-        wait_until(lambda: client.exists(KEYS.registry("labels")), 30, message="registries")
+        wait_until(lambda: client.exists(HOME_KEYS.registry("labels")), 30, message="registries")
         snapshot = snapshot_points(sim)
         sim.do(sim.sim.resume_events)
         wait_until(lambda: written(client) >= snapshot + 300, 30, 0.2, message="events written")
@@ -105,7 +106,7 @@ def edit_and_check_the_next_points(
     floor or lacked the label, and when Redis held the edit (wall clock)."""
     registered = sim.do(lambda: [entry.entity_id for entry in sim.sim.home.registry])
     sim.do(sim.sim.create_label, "vacation", "Vacation")
-    wait_until(lambda: b'"vacation"' in (client.get(KEYS.registry("labels")) or b""), 5)
+    wait_until(lambda: b'"vacation"' in (client.get(HOME_KEYS.registry("labels")) or b""), 5)
     edited_ns = time.time_ns()
     sim.do(sim.sim.move_area, "living_room", "first_floor")
     for entity_id in registered:
@@ -113,8 +114,8 @@ def edit_and_check_the_next_points(
         sim.do(sim.sim.set_labels, "entity", entity_id, [*held, "vacation"])
 
     def in_redis() -> bool:
-        areas = json.loads(client.get(KEYS.registry("areas")) or b"[]")
-        entities = json.loads(client.get(KEYS.registry("entities")) or b"[]")
+        areas = json.loads(client.get(HOME_KEYS.registry("areas")) or b"[]")
+        entities = json.loads(client.get(HOME_KEYS.registry("entities")) or b"[]")
         return {"area_id": "living_room", "floor_id": "first_floor"}.items() <= next(
             (a for a in areas if a["area_id"] == "living_room"), {}
         ).items() and all("vacation" in e["labels"] for e in entities)
@@ -154,7 +155,7 @@ def test_an_ha_before_2024_4_gives_no_floor_or_labels_and_no_error(
     try:
         stack.start_listener()
         stack.start_worker()
-        wait_until(lambda: client.exists(KEYS.registry("labels")), 30, message="registries")
+        wait_until(lambda: client.exists(HOME_KEYS.registry("labels")), 30, message="registries")
         snapshot = snapshot_points(sim)
         sim.do(sim.sim.resume_events)
         sim.call(sim.sim.wait_done(), timeout=60)

@@ -31,6 +31,7 @@ from tests.expectations import ha_states, state_events
 from tests.helpers import InfluxDatabase, wait_until
 from tests.processes import AppProcess, app_env, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
+from tests.stack import SIM_HOME
 from workers.stores.registry_cache import Enrichment, RegistryCache
 
 pytestmark = pytest.mark.integration
@@ -366,7 +367,10 @@ def test_points_carry_area_and_device_tags_from_the_listeners_registries(
         keys = RedisKeys()
         client = redis.Redis.from_url(redis_url)
         wait_until(
-            lambda: all(client.exists(keys.registry(k)) for k in ("areas", "devices", "entities")),
+            lambda: all(
+                client.exists(keys.for_home(SIM_HOME).registry(k))
+                for k in ("areas", "devices", "entities")
+            ),
             30,
             message="the listener stored HA's registries",
         )
@@ -410,7 +414,11 @@ def test_an_area_created_and_an_entity_moved_reach_the_points_within_seconds(
     try:
         client = redis.Redis.from_url(redis_url)
         keys = RedisKeys()
-        wait_until(lambda: client.exists(keys.registry("entities")), 30, message="registries")
+        wait_until(
+            lambda: client.exists(keys.for_home(SIM_HOME).registry("entities")),
+            30,
+            message="registries",
+        )
         sim.do(sim.sim.resume_events)
         wait_until(
             lambda: int(client.get(keys.counter("written")) or 0) >= 200,
