@@ -16,7 +16,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import capacity, importing, pipeline, state_heartbeat, steady, storage_cost, worker_cost
+from bench import (
+    capacity,
+    destinations,
+    importing,
+    pipeline,
+    state_heartbeat,
+    steady,
+    storage_cost,
+    worker_cost,
+)
 from bench.context import QUICK, Context, Sizes
 from bench.report import Figure, table, write_results
 from bench.stack import Stack
@@ -32,6 +41,9 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "import": importing.run,
     "steady": steady.run,
     "heartbeat": state_heartbeat.run,
+    "destinations_cpu": destinations.cpu,
+    "destinations_backlog": destinations.backlog,
+    "destinations_outage": destinations.outage,
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 

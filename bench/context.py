@@ -40,6 +40,7 @@ class Sizes:
     steady_seconds: float = 15.0
     steady_rounds: int = 2
     heartbeat_seconds: float = 30.0
+    destination_outage_seconds: float = 60.0
 
 
 QUICK = Sizes(
@@ -58,6 +59,7 @@ QUICK = Sizes(
     steady_seconds=3.0,
     steady_rounds=1,
     heartbeat_seconds=6.0,
+    destination_outage_seconds=10.0,
 )
 
 

@@ -36,6 +36,11 @@ FIGURES = (
     # the quiet-sensor heartbeat
     "heartbeat_points_per_hour",
     "heartbeat_cpu_per_hour_s",
+    # several destinations
+    "worker_cpu_two_destinations",
+    "backlog_bytes_per_waiting_event",
+    "destination_outage_p99_s",
+    "destination_backlog_drain_s",
 )
 
 

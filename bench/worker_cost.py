@@ -46,6 +46,8 @@ class _Drain:
     cpu0: float = 0.0
     started: float = 0.0
     result: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)
+    """Settings of this worker beyond the stack's (a rules file with several destinations)."""
 
 
 def _prepare(ctx: Context, drain: _Drain) -> None:
@@ -56,7 +58,7 @@ def _prepare(ctx: Context, drain: _Drain) -> None:
     if not bare:
         stack.influx.create(drain.database)
         drain.expected = expected_points(m["event"] for m in task_messages(client, "staged"))
-    env = stack.env(drain.db, drain.database, ctx.root / f"cost-{drain.db}")
+    env = stack.env(drain.db, drain.database, ctx.root / f"cost-{drain.db}", **drain.settings)
     if drain.kind == "ingest-celery":
         env["WORKER_BULK_TAKE"] = "false"  # today's consumer: Celery's, one message at a time
     app = "bench.bare_app" if bare else "config.celery_app"

@@ -44,6 +44,21 @@ PROBE_INTERVAL_S: Final = 0.5
 DRAIN_LOCK_TTL_S: Final = 10
 """A drainer that dies holding a destination's lock delays its drain by at most this."""
 
+# KEYS: the drain lock; ARGV: this drainer's token[, TTL]. Only the holder renews or releases:
+# a drainer whose lock lapsed during a slow write must not extend or delete another's.
+_RENEW_OWN: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE_OWN: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 
 @dataclass
 class DestinationWriter:
@@ -180,6 +195,8 @@ class Drainer:
         self._interval = interval
         self._token = token or f"{threading.get_native_id()}-{time.monotonic_ns()}"
         self._thread: threading.Thread | None = None
+        self._renew = client.register_script(_RENEW_OWN)
+        self._release = client.register_script(_RELEASE_OWN)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ha-ingestor-drainer", daemon=True)
@@ -212,7 +229,7 @@ class Drainer:
         try:
             return self._drain_held(writer, backlog)
         finally:
-            self._redis.delete(self._lock_key(writer.name))
+            self._release(keys=[self._lock_key(writer.name)], args=[self._token])
 
     def _drain_held(self, writer: DestinationWriter, backlog: Backlog) -> int:
         if not self._answers(writer):
@@ -232,7 +249,9 @@ class Drainer:
                     )
                     return done
                 continue
-            self._redis.expire(self._lock_key(writer.name), DRAIN_LOCK_TTL_S)
+            lock = [self._lock_key(writer.name)]
+            if not self._renew(keys=lock, args=[self._token, DRAIN_LOCK_TTL_S]):
+                return done  # the lock lapsed during a slow write: another drainer goes on
             outcome = writer.process(chunk.messages)
             if outcome.handed_back:
                 kept = [chunk.messages[i] for i in outcome.handed_back]

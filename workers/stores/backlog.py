@@ -39,6 +39,22 @@ end
 return 0
 """
 
+# KEYS: list, events counter; ARGV: the chunk as read, messages gone from it, [its new form].
+# Only while the chunk is still first: a drainer whose lock lapsed during a slow write must not
+# overwrite or remove the chunk after it (another drainer finished its own meanwhile).
+_SETTLE_FIRST: Final = """
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then
+  return 0
+end
+if ARGV[3] then
+  redis.call('LSET', KEYS[1], 0, ARGV[3])
+else
+  redis.call('LPOP', KEYS[1])
+end
+redis.call('DECRBY', KEYS[2], ARGV[2])
+return 1
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
@@ -72,6 +88,7 @@ class Backlog:
         self._events = keys.backlog_events()
         self._parked = keys.parked()
         self._unpark = client.register_script(_UNPARK_IF_EMPTY)
+        self._settle = client.register_script(_SETTLE_FIRST)
 
     def add(self, messages: Sequence[Any]) -> None:
         """Keep these messages for the destination (raises redis errors: then nothing was)."""
@@ -98,19 +115,14 @@ class Backlog:
         return Chunk(raw, json_codec.loads(zlib.decompress(raw)))
 
     def finish(self, chunk: Chunk) -> None:
-        """The chunk is written (or dead-lettered): remove it."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.lrem(self._list, 1, chunk.raw)  # type: ignore[arg-type]
-        pipe.decrby(self._events, len(chunk.messages))
-        pipe.execute()
+        """The chunk is written (or dead-lettered): remove it (if still first)."""
+        self._settle(keys=[self._list, self._events], args=[chunk.raw, len(chunk.messages)])
 
     def replace(self, chunk: Chunk, unfinished: Sequence[Any]) -> Chunk:
-        """Part of the chunk is written: keep only the rest, in its place (first)."""
+        """Part of the chunk is written: keep only the rest, in its place (if still first)."""
         packed = zlib.compress(json_codec.dumps(list(unfinished), default=str), COMPRESSION_LEVEL)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.lset(self._list, 0, packed)  # type: ignore[arg-type]
-        pipe.decrby(self._events, len(chunk.messages) - len(unfinished))
-        pipe.execute()
+        gone = len(chunk.messages) - len(unfinished)
+        self._settle(keys=[self._list, self._events], args=[chunk.raw, gone, packed])
         return Chunk(packed, list(unfinished))
 
     def unpark_if_empty(self) -> bool:

@@ -20,6 +20,8 @@ FIGURES = {
     "worker_cpu_per_event_us", "stack_cpu_per_event_us", "redis_bytes_per_waiting_event",
     "burst_drain_one_worker_s", "steady_listener_cpu_200_us", "steady_listener_cpu_2000_us",
     "steady_stack_cpu_200_us", "heartbeat_points_per_hour", "heartbeat_cpu_per_hour_s",
+    "worker_cpu_two_destinations", "backlog_bytes_per_waiting_event",
+    "destination_outage_p99_s", "destination_backlog_drain_s",
 }  # fmt: skip
 
 
@@ -75,3 +77,19 @@ def test_quick_steady_run_measures_listener_and_stack_against_the_floor(tmp_path
     assert by_name["lost_events"]["value"] == 0
     # 200/s and 2,000/s for the listener, 200/s for the stack: 3 s each, --quick.
     assert by_name["lost_events"]["baseline"] == 3 * (200 + 2000 + 200)
+
+
+def test_quick_destinations_run_measures_the_second_destination_beside_one(
+    tmp_path: Path,
+) -> None:
+    by_name = {
+        line["figure"]: line
+        for line in _quick(tmp_path, "destinations_cpu,destinations_backlog", 240)
+    }
+    assert set(by_name) == {
+        "worker_cpu_two_destinations", "backlog_bytes_per_waiting_event", "lost_events",
+    }  # fmt: skip
+    for name in ("worker_cpu_two_destinations", "backlog_bytes_per_waiting_event"):
+        assert by_name[name]["value"] > 0
+        assert by_name[name]["baseline"] > 0, "measured beside its baseline in the same run"
+    assert by_name["lost_events"]["value"] == 0
