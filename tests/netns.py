@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,7 @@ _CLONE_NEWNET = 0x40000000
 _LAN = "10.231.0"
 _NETNS_DIR = "/run/netns"
 _libc = ctypes.CDLL(None, use_errno=True)
+_PID = re.compile(r"pid=(\d+)")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -80,17 +82,14 @@ class Host:
         pids = [int(pid) for pid in _ip("netns", "pids", self.netns).split()]
         return [pid for pid in pids if pid != os.getpid()]
 
-    def server_ports_by_peer(self) -> dict[str, set[int]]:
-        """For each established TCP connection into this host: peer address -> local ports."""
-        out = _ip("netns", "exec", self.netns, "ss", "-Htn", "state", "established")
-        peers: dict[str, set[int]] = {}
+    def connections(self) -> list[tuple[int, str, int]]:
+        """(pid, peer address, peer port) of each established TCP connection on this host."""
+        out = _ip("netns", "exec", self.netns, "ss", "-Htnp", "state", "established")
+        found = []
         for line in out.splitlines():
-            local, peer = line.split()[2:4]
-            local_ip, local_port = local.rsplit(":", 1)
-            peer_ip = peer.rsplit(":", 1)[0]
-            if local_ip == self.address and peer_ip != self.address:
-                peers.setdefault(peer_ip, set()).add(int(local_port))
-        return peers
+            peer_ip, peer_port = line.split()[3].rsplit(":", 1)
+            found += [(int(pid), peer_ip, int(peer_port)) for pid in _PID.findall(line)]
+        return found
 
 
 class Sandbox:

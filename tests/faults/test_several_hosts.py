@@ -3,10 +3,11 @@ host of their own, joined only by a LAN the test builds (tests/netns.py), every 
 
 With DEFAULT settings (only addresses given): every event lands; SIGKILL of every process on
 the workers' host (the worker mid-batch and beat) while events flow, then a worker started on
-a fourth host finds the dead worker's messages and writes them within 60 s, nothing lost. The
-servers listen on their real default ports on their own host's address only; which host
-connected to which port is read from the servers' host and checked against what
-docs/deployment.md ("Several hosts") says each process needs.
+a fourth host finds the dead worker's messages and writes them within 60 s, nothing lost (beat
+died with the worker: the spare worker's own sweep gives them back). The servers listen on
+their real default ports on their own host's address only, Redis with a password (it refuses
+other hosts without one); which process connected to which address and port is read on each
+host (`ss -p`) and checked against what docs/deployment.md ("Several hosts") says it needs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
+from config.redis_keys import RedisKeys
 from devtools.local_servers import InfluxDBServer, RedisServer
 from tests.expectations import (
     expected_points,
@@ -67,18 +69,23 @@ def sandbox() -> Iterator[Sandbox]:
 class Servers:
     """The broker's Redis and InfluxDB as the test sees them, from inside their host."""
 
-    def __init__(self, host: Host, broker_url: str, influx_url: str) -> None:
+    def __init__(
+        self, host: Host, broker_url: str, influx_url: str, clients: tuple[Host, ...]
+    ) -> None:
         self.host = host
         with host.inside():
             self.redis = redis.Redis.from_url(broker_url)
             self.influx = InfluxDatabase(influx_url, DATABASE, InfluxQL(influx_url))
-        self.peers: dict[str, set[int]] = {}
+        self.clients = clients
+        self.reached: dict[int, set[tuple[str, int]]] = {}
+        """pid -> (address, port) it was seen connected to, on any client host."""
 
     def ask(self, question: Callable[[Servers], T]) -> T:
         """question(self), its connections made (or remade) on the servers' host; and note
-        which hosts are connected to which server port."""
-        for peer, ports in self.host.server_ports_by_peer().items():
-            self.peers.setdefault(peer, set()).update(ports)
+        which process of the other hosts is connected to which address and port."""
+        for client in self.clients:
+            for pid, address, port in client.connections():
+                self.reached.setdefault(pid, set()).add((address, port))
         with self.host.inside():
             return question(self)
 
@@ -130,7 +137,7 @@ def test_a_dead_workers_host_loses_nothing_and_a_fourth_host_writes_its_messages
             )
             stack.enter_context(influx_server)
             InfluxQL(influx_url).results(f'CREATE DATABASE "{DATABASE}"')
-        servers = Servers(on_servers, broker_url, influx_url)
+        servers = Servers(on_servers, broker_url, influx_url, (on_listeners, on_workers, on_spare))
         with on_listeners.inside():  # the simulator's thread, and so its socket, live there
             sim = SimulatorThread(
                 host=on_listeners.address,
@@ -151,8 +158,10 @@ def test_a_dead_workers_host_loses_nothing_and_a_fourth_host_writes_its_messages
 
         # Only addresses: every other setting keeps its default (the liveness timeout above all).
         to_servers = {"CELERY_BROKER_URL": broker_url, "INFLUXDB_URL": influx_url}
-        start(on_workers, "worker", worker_argv(), **to_servers)
-        start(on_workers, "beat", beat_argv(tmp_path / "workers" / "beat-schedule"), **to_servers)
+        worker = start(on_workers, "worker", worker_argv(), **to_servers)
+        beat = start(
+            on_workers, "beat", beat_argv(tmp_path / "workers" / "beat-schedule"), **to_servers
+        )
         listener = start(
             on_listeners,
             "listener",
@@ -178,6 +187,11 @@ def test_a_dead_workers_host_loses_nothing_and_a_fourth_host_writes_its_messages
         sim.do(sim.sim.resume_events)
 
         wait_until(
+            lambda: servers.ask(lambda s: s.redis.exists(RedisKeys().health())),
+            30,
+            message="beat's first health report, from the workers' host",
+        )
+        wait_until(
             lambda: servers.points() >= 500 and servers.held() > 0,
             60,
             0.1,
@@ -193,7 +207,7 @@ def test_a_dead_workers_host_loses_nothing_and_a_fourth_host_writes_its_messages
         assert stranded > 0
         assert sent_at_kill < EVENTS, "the kill must come while events flow"
 
-        start(on_spare, "worker", worker_argv("spare"), **to_servers)
+        spare = start(on_spare, "worker", worker_argv("spare"), **to_servers)
         started = time.monotonic()
         wait_until(
             lambda: servers.ask(lambda s: given_back(s.redis)) >= stranded,
@@ -226,19 +240,26 @@ def test_a_dead_workers_host_loses_nothing_and_a_fourth_host_writes_its_messages
         assert listener.running()
 
         servers.ask(lambda s: s.redis.close())
-        peers = {peer: sorted(ports) for peer, ports in servers.peers.items()}
+        processes = {"listener": listener, "worker": worker, "beat": beat, "spare worker": spare}
+        reached = {
+            name: sorted(servers.reached.get(process.pid, set()))
+            for name, process in processes.items()
+        }
         print(
             f"\nFIGURES several hosts (default settings): {EVENTS} events sent at {RATE:g}/s "
             f"(+{len(initial)} initial states), {len(found)} points found of {len(expected)} "
             f"expected; SIGKILL of {len(doomed)} processes on the workers' host after "
             f"{sent_at_kill} events, {points_at_kill} points, {stranded} messages held; "
             f"the spare host's worker gave them back {swept:.1f} s and wrote the last point "
-            f"{written:.1f} s after its start; server ports each host reached: {peers}; "
+            f"{written:.1f} s after its start; what each process connected to: {reached}; "
             f"wall time {time.monotonic() - began:.0f} s"
         )
         assert written <= 60
-        # What each host needed of the servers' host (docs/deployment.md, "Several hosts").
-        assert peers[on_listeners.address] == [REDIS_PORT]
-        assert peers[on_workers.address] == [REDIS_PORT, INFLUX_PORT]
-        assert peers[on_spare.address] == [REDIS_PORT, INFLUX_PORT]
-        assert set(peers) == {on_listeners.address, on_workers.address, on_spare.address}
+        # What each process needs to reach (docs/deployment.md, "Several hosts").
+        redis_, influxdb = (on_servers.address, REDIS_PORT), (on_servers.address, INFLUX_PORT)
+        assert reached == {
+            "listener": sorted([redis_, (on_listeners.address, HA_PORT)]),
+            "worker": sorted([redis_, influxdb]),
+            "beat": [redis_],
+            "spare worker": sorted([redis_, influxdb]),
+        }
