@@ -82,14 +82,20 @@ class Host:
         pids = [int(pid) for pid in _ip("netns", "pids", self.netns).split()]
         return [pid for pid in pids if pid != os.getpid()]
 
-    def connections(self) -> list[tuple[int, str, int]]:
-        """(pid, peer address, peer port) of each established TCP connection on this host."""
-        out = _ip("netns", "exec", self.netns, "ss", "-Htnp", "state", "established")
+    def sockets(self, state: str) -> list[tuple[int, tuple[str, int], tuple[str, int]]]:
+        """(pid, local address and port, peer address and port) of each TCP socket on this host
+        in that state (`established`, `listening`)."""
+        out = _ip("netns", "exec", self.netns, "ss", "-Htnp", "state", state)
         found = []
         for line in out.splitlines():
-            peer_ip, peer_port = line.split()[3].rsplit(":", 1)
-            found += [(int(pid), peer_ip, int(peer_port)) for pid in _PID.findall(line)]
+            local, peer = (_endpoint(text) for text in line.split()[2:4])
+            found += [(int(pid), local, peer) for pid in _PID.findall(line)]
         return found
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    address, port = text.rsplit(":", 1)
+    return address, 0 if port == "*" else int(port)
 
 
 class Sandbox:

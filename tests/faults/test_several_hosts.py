@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 import urllib.request
@@ -79,13 +80,17 @@ class Servers:
         self.clients = clients
         self.reached: dict[int, set[tuple[str, int]]] = {}
         """pid -> (address, port) it was seen connected to, on any client host."""
+        self.listening: dict[int, set[int]] = {}
+        """pid -> ports it was seen listening on, on any client host."""
 
     def ask(self, question: Callable[[Servers], T]) -> T:
         """question(self), its connections made (or remade) on the servers' host; and note
         which process of the other hosts is connected to which address and port."""
         for client in self.clients:
-            for pid, address, port in client.connections():
-                self.reached.setdefault(pid, set()).add((address, port))
+            for pid, _, peer in client.sockets("established"):
+                self.reached.setdefault(pid, set()).add(peer)
+            for pid, (_, port), _ in client.sockets("listening"):
+                self.listening.setdefault(pid, set()).add(port)
         with self.host.inside():
             return question(self)
 
@@ -94,6 +99,19 @@ class Servers:
 
     def held(self) -> int:
         return self.ask(lambda s: sum(in_flight(s.redis).values()))
+
+
+def documented_ports() -> dict[str, tuple[set[int], set[int]]]:
+    """docs/deployment.md's "Several hosts" table: process -> (ports it connects to, ports it
+    listens on)."""
+    text = (Path(__file__).parents[2] / "docs" / "deployment.md").read_text(encoding="utf-8")
+    section = text.split("\n## Several hosts\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\w+) +\| (.+?) +\| (.+?) +\|$", section, re.M)
+
+    def ports(cell: str) -> set[int]:
+        return {int(port) for port in re.findall(r"\b\d{4}\b", cell)}
+
+    return {name: (ports(out), ports(into)) for name, out, into in rows if name != "process"}
 
 
 def _health(host: Host) -> dict[str, Any]:
@@ -245,17 +263,20 @@ def test_a_dead_workers_host_loses_nothing_and_a_fourth_host_writes_its_messages
             name: sorted(servers.reached.get(process.pid, set()))
             for name, process in processes.items()
         }
+        listening = {
+            name: sorted(servers.listening.get(process.pid, set()))
+            for name, process in processes.items()
+        }
         print(
             f"\nFIGURES several hosts (default settings): {EVENTS} events sent at {RATE:g}/s "
             f"(+{len(initial)} initial states), {len(found)} points found of {len(expected)} "
             f"expected; SIGKILL of {len(doomed)} processes on the workers' host after "
             f"{sent_at_kill} events, {points_at_kill} points, {stranded} messages held; "
             f"the spare host's worker gave them back {swept:.1f} s and wrote the last point "
-            f"{written:.1f} s after its start; what each process connected to: {reached}; "
-            f"wall time {time.monotonic() - began:.0f} s"
+            f"{written:.1f} s after its start; what each process connected to: {reached}, "
+            f"listened on: {listening}; wall time {time.monotonic() - began:.0f} s"
         )
         assert written <= 60
-        # What each process needs to reach (docs/deployment.md, "Several hosts").
         redis_, influxdb = (on_servers.address, REDIS_PORT), (on_servers.address, INFLUX_PORT)
         assert reached == {
             "listener": sorted([redis_, (on_listeners.address, HA_PORT)]),
@@ -263,3 +284,9 @@ def test_a_dead_workers_host_loses_nothing_and_a_fourth_host_writes_its_messages
             "beat": [redis_],
             "spare worker": sorted([redis_, influxdb]),
         }
+        # What each process needs to reach and opens, as docs/deployment.md says.
+        documented = documented_ports()
+        for name in processes:
+            role = name.split()[-1]
+            seen = ({port for _, port in reached[name]}, set(listening[name]))
+            assert seen == documented[role], (name, seen, documented[role])
