@@ -4,6 +4,9 @@
 Each server runs in its own session from a Debian binary, with its data and log under one
 directory, on a free port (or a given one, kept across restarts). Processes are only ever
 signalled by their own PID, never by name, so parallel sessions on one machine do not clash.
+A server can bind another address than loopback and run behind a command prefix that execs it
+(`ip netns exec NAME`: the several-hosts test puts the servers on a host of their own); the
+readiness probe then has to run where that address is reachable.
 """
 
 from __future__ import annotations
@@ -78,10 +81,14 @@ class LocalServer:
         binary: str | None = None,
         extra_args: Sequence[str] = (),
         pick_port: Callable[[], int] = free_port,
+        host: str = LOOPBACK,
+        command_prefix: Sequence[str] = (),
     ) -> None:
         self.data_dir = Path(data_dir)
         self.binary = binary or self.default_binary
         self.extra_args = tuple(extra_args)
+        self.host = host
+        self.command_prefix = tuple(command_prefix)
         self._port = port
         self._port_fixed = port is not None
         self._pick_port = pick_port
@@ -217,7 +224,11 @@ class LocalServer:
         return found
 
     def _launch(self, executable: str) -> None:
-        self._last_command = self._command(executable) + list(self.extra_args)
+        self._last_command = [
+            *self.command_prefix,
+            *self._command(executable),
+            *self.extra_args,
+        ]
         env = {
             key: value
             for key, value in os.environ.items()
@@ -289,7 +300,8 @@ def _owns_listening_port(pid: int, port: int) -> bool:
 
 def _listening_inodes(port: int) -> Iterator[str]:
     try:
-        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        # The calling thread's network namespace: the one the probe just reached the port in.
+        lines = Path("/proc/thread-self/net/tcp").read_text().splitlines()[1:]
     except OSError:
         return
     for line in lines:
@@ -299,8 +311,8 @@ def _listening_inodes(port: int) -> Iterator[str]:
             yield inode
 
 
-def _http_status(port: int, path: str) -> int | None:
-    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=0.5)
+def _http_status(host: str, port: int, path: str) -> int | None:
+    connection = http.client.HTTPConnection(host, port, timeout=0.5)
     try:
         connection.request("GET", path)
         return connection.getresponse().status
@@ -326,18 +338,28 @@ class RedisServer(LocalServer):
         binary: str | None = None,
         extra_args: Sequence[str] = (),
         pick_port: Callable[[], int] = free_port,
+        host: str = LOOPBACK,
+        command_prefix: Sequence[str] = (),
     ) -> None:
-        super().__init__(data_dir, port, binary=binary, extra_args=extra_args, pick_port=pick_port)
+        super().__init__(
+            data_dir,
+            port,
+            binary=binary,
+            extra_args=extra_args,
+            pick_port=pick_port,
+            host=host,
+            command_prefix=command_prefix,
+        )
         self.appendonly = appendonly
 
     @property
     def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def _command(self, executable: str) -> list[str]:
         return [
             executable,
-            "--bind", LOOPBACK,
+            "--bind", self.host,
             "--port", str(self.port),
             "--dir", str(self.data_dir),
             "--save", "",
@@ -348,7 +370,7 @@ class RedisServer(LocalServer):
 
     def _probe(self) -> bool:
         try:
-            with socket.create_connection((LOOPBACK, self.port), timeout=0.5) as sock:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
                 sock.sendall(b"*1\r\n$4\r\nPING\r\n")
                 # "-LOADING" while an append-only file is replayed: not ready yet.
                 # -NOAUTH: a server started with --requirepass is up and asks for a password.
@@ -376,14 +398,24 @@ class InfluxDBServer(LocalServer):
         binary: str | None = None,
         extra_args: Sequence[str] = (),
         pick_port: Callable[[], int] = free_port,
+        host: str = LOOPBACK,
+        command_prefix: Sequence[str] = (),
     ) -> None:
-        super().__init__(data_dir, port, binary=binary, extra_args=extra_args, pick_port=pick_port)
+        super().__init__(
+            data_dir,
+            port,
+            binary=binary,
+            extra_args=extra_args,
+            pick_port=pick_port,
+            host=host,
+            command_prefix=command_prefix,
+        )
         self.auth_enabled = auth_enabled
         self.rpc_port: int | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def config_path(self) -> Path:
@@ -402,7 +434,7 @@ class InfluxDBServer(LocalServer):
         auth = "true" if self.auth_enabled else "false"
         return f"""\
 reporting-disabled = true
-bind-address = "{LOOPBACK}:{self.rpc_port}"
+bind-address = "{self.host}:{self.rpc_port}"
 
 [meta]
   dir = "{root / "meta"}"
@@ -414,7 +446,7 @@ bind-address = "{LOOPBACK}:{self.rpc_port}"
 
 [http]
   enabled = true
-  bind-address = "{LOOPBACK}:{self.port}"
+  bind-address = "{self.host}:{self.port}"
   auth-enabled = {auth}
   log-enabled = false
   pprof-enabled = false
@@ -446,7 +478,7 @@ bind-address = "{LOOPBACK}:{self.rpc_port}"
 """
 
     def _probe(self) -> bool:
-        return _http_status(self.port, "/ping") == 204
+        return _http_status(self.host, self.port, "/ping") == 204
 
 
 class VictoriaMetricsServer(LocalServer):
@@ -458,12 +490,12 @@ class VictoriaMetricsServer(LocalServer):
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def _command(self, executable: str) -> list[str]:
         return [
             executable,
-            f"-httpListenAddr={LOOPBACK}:{self.port}",
+            f"-httpListenAddr={self.host}:{self.port}",
             f"-storageDataPath={self.data_dir / 'storage'}",
             "-search.latencyOffset=1s",
             # The default (1 month) silently drops older points with a 204: keep everything.
@@ -471,7 +503,7 @@ class VictoriaMetricsServer(LocalServer):
         ]
 
     def _probe(self) -> bool:
-        return _http_status(self.port, "/health") == 200
+        return _http_status(self.host, self.port, "/health") == 200
 
 
 @atexit.register

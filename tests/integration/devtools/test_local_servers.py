@@ -117,6 +117,22 @@ def test_victoria_restart_keeps_port_and_data(tmp_path: Path) -> None:
     assert refuses_connections(port)
 
 
+def test_a_command_prefix_execs_the_server_on_its_host_address(tmp_path: Path) -> None:
+    """`ip netns exec NAME` puts a server on another host: the prefix must exec the server (our
+    PID is the server's, signalled by it) and the server binds the given address only."""
+    prefix = ["env", "PREFIX_MARK=1"]
+    with InfluxDBServer(tmp_path, host="127.0.0.1", command_prefix=prefix) as server:
+        assert server.pid is not None
+        environ = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
+        assert b"PREFIX_MARK=1" in environ
+        assert Path(f"/proc/{server.pid}/comm").read_text().strip() == "influxd"
+        config = (tmp_path / "influxdb.conf").read_text()
+        assert f'bind-address = "127.0.0.1:{server.port}"' in config
+        assert http.request("GET", f"{server.url}/ping").status == 204
+        pid = server.pid
+    assert_gone(pid)
+
+
 @pytest.mark.parametrize(
     ("server_class", "package"),
     [
