@@ -249,7 +249,7 @@ def run_outage(tmp_path: Path, redis_url: str, db: InfluxDatabase, outage_s: flo
             client.close()
 
 
-def check(figures: Figures, outage_s: float) -> None:
+def assert_outage_figures(figures: Figures, outage_s: float) -> None:
     print(
         f"\nFIGURES two destinations, archive (VictoriaMetrics) down {outage_s:g} s at "
         f"{RATE}/s, 2 workers: events sent {figures.events_sent} (+ snapshot), points expected "
@@ -268,11 +268,11 @@ def check(figures: Figures, outage_s: float) -> None:
 def test_one_destination_down_15_s_leaves_the_other_on_time_and_loses_nothing(
     tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
 ) -> None:
-    check(run_outage(tmp_path, redis_url, influx_db, 15.0), 15.0)
+    assert_outage_figures(run_outage(tmp_path, redis_url, influx_db, 15.0), 15.0)
 
 
 @pytest.mark.slow
 def test_one_destination_down_60_s_leaves_the_other_on_time_and_loses_nothing(
     tmp_path: Path, redis_url: str, influx_db: InfluxDatabase
 ) -> None:
-    check(run_outage(tmp_path, redis_url, influx_db, 60.0), 60.0)
+    assert_outage_figures(run_outage(tmp_path, redis_url, influx_db, 60.0), 60.0)

@@ -34,6 +34,7 @@ ASSERTING_HELPERS: dict[str, str] = {
     "assert_gone": "tests/integration/devtools/test_local_servers.py",
     "observed_everywhere": "tests/e2e/test_monitoring.py (Stack): /health, /metrics and status",
     "wait_for": "tests/e2e/test_monitoring.py (Stack): wait_until a code shows in /health",
+    "assert_outage_figures": "tests/faults/test_destinations_outage.py: points, p99, drain",
 }
 """Helper name → where it is defined and what it asserts."""
 
