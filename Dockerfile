@@ -5,9 +5,15 @@
 # Dependencies are installed with the pins of constraints.txt (the versions the tests ran with)
 # into a virtualenv in a build stage; the runtime stage copies that virtualenv, runs as an
 # unprivileged user and keeps its state (the listener's spool, beat's schedule) under /data.
-ARG PYTHON_VERSION=3.11
+#
+# BASE_IMAGE: any Debian-like image with python3 (3.11-3.13) and its venv module, e.g. an arm64
+# one, or a local base where Docker Hub is out of reach (docs/deployment.md). Behind a proxy
+# that intercepts TLS, give pip the CA bundle that trusts it as a build secret (BuildKit, the
+# default builder since Docker 23); it is mounted for the pip step only, never stored in a layer:
+#   docker build --secret id=pip_ca,src=/etc/ssl/certs/ca-certificates.crt -t ha-ingestor .
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -16,10 +22,12 @@ COPY core ./core
 COPY config ./config
 COPY listener ./listener
 COPY workers ./workers
-RUN python -m venv /opt/ha-ingestor \
+RUN --mount=type=secret,id=pip_ca \
+    if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
+    && python3 -m venv /opt/ha-ingestor \
     && /opt/ha-ingestor/bin/pip install --no-cache-dir -c constraints.txt .
 
-FROM python:${PYTHON_VERSION}-slim-bookworm
+FROM ${BASE_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/ha-ingestor/bin:$PATH \
