@@ -38,7 +38,9 @@ RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin
 COPY --from=build /opt/ha-ingestor /opt/ha-ingestor
 USER 10001:10001
 WORKDIR /data
-VOLUME ["/data"]
+# No VOLUME: docker-compose.yml mounts a named volume where a process keeps state (listener,
+# beat, Flower); an image VOLUME would leave one anonymous volume behind per worker container
+# at every `down` and `up` (seen in tests/docker).
 # 8001: the listener's /health, /metrics and status page; 5555: Flower.
 EXPOSE 8001 5555
 STOPSIGNAL SIGTERM

@@ -7,6 +7,7 @@ leaving it running and healthy for the next.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,9 +50,14 @@ def stack(
 ) -> Iterator[Stack]:
     stack = Stack(engine, images, Path(tmp_path_factory.mktemp("compose")))
     engine.docker("network", "create", HA_NETWORK)
+    stop = threading.Event()
+    sampler = threading.Thread(target=stack.sample_memory, args=(stop,), daemon=True)
+    sampler.start()
     try:
         yield stack
     finally:
+        stop.set()
+        sampler.join(60)
         print(stack.logs(tail=30))
         for down in (lambda: stack.compose("--profile", "monitoring", "down", "-v", "-t", "5"),
                      lambda: stack.ha("down", "-v", "-t", "2")):  # fmt: skip

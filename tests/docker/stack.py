@@ -10,10 +10,12 @@ own compose project (homeassistant.yml) on a network the listener joins.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -72,6 +74,7 @@ class Stack:
     project_dir: Path = field(init=False)
     record_dir: Path = field(init=False)
     ha_token: str = TOKEN
+    peak_memory: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.compose_binary = shutil.which("docker-compose")
@@ -112,7 +115,8 @@ class Stack:
 
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """docker-compose on the user's files plus the test override, in the project copy."""
-        files = ["-f", "docker-compose.yml", "-f", str(HERE / "compose.test.yml")]
+        files = ["-f", "docker-compose.yml", "-f", "deploy/docker-compose.limits.yml",
+                 "-f", str(HERE / "compose.test.yml")]  # fmt: skip
         return self._run(["-p", PROJECT, *files, *args], timeout)
 
     def ha(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -175,14 +179,24 @@ class Stack:
         except AssertionError as exc:
             return str(exc)
 
+    def sample_memory(self, stop: threading.Event) -> None:
+        """Until `stop`: the most each container used (MiB) into `peak_memory`, every ~2 s."""
+        while not stop.is_set():
+            with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
+                for service, mib in self.memory_mb().items():
+                    self.peak_memory[service] = max(self.peak_memory.get(service, 0.0), mib)
+            stop.wait(1)
+
     def memory_mb(self) -> dict[str, float]:
         """`docker stats --no-stream` of every running container, MiB by compose service."""
         out = self.engine.docker(
-            "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}"
+            "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}", timeout=30
         ).stdout  # fmt: skip
         figures = {}
         for line in out.splitlines():
             name, usage = line.split("\t")
+            if not re.match(rf"({PROJECT}|{HA_PROJECT})_", name) or usage.startswith("--"):
+                continue  # a container being created or removed
             used = usage.split("/")[0].strip()
             number, unit = re.match(r"([\d.]+)\s*([A-Za-z]+)", used).groups()  # type: ignore[union-attr]
             scale = {"B": 1 / 2**20, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]

@@ -14,18 +14,21 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.docker.stack import APP_SERVICES, FLOWER_AUTH, SERVICES, TOKEN, Stack, get
 from tests.expectations import SeriesKey, expected_points, ha_states, state_events
 from tests.helpers import InfluxDatabase, InfluxQL, wait_until
 
-pytestmark = pytest.mark.docker
+# The first test also builds the images: about 2.5 min without the base cache, on a busy machine.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
 INFLUX = InfluxDatabase(
     "http://127.0.0.1:8086", "home_assistant", InfluxQL("http://127.0.0.1:8086")
@@ -34,6 +37,8 @@ HEALTH = "http://127.0.0.1:8001/health"
 FLOWER = "http://127.0.0.1:5555"
 PROMETHEUS = "http://127.0.0.1:9090"
 UID = 10001
+PUBLISHED = (8001, 5555, 8086, 9090)  # docker-compose.yml's, on 127.0.0.1
+LIMITS = Path(__file__).resolve().parents[2] / "deploy" / "docker-compose.limits.yml"
 SIZE_TARGET_MB = 250
 FLOW_EVENTS = 200  # before and after each fault (4 s at 50/s)
 
@@ -90,12 +95,9 @@ def _flow(stack: Stack, ledger: Ledger, fault: Callable[[], None], name: str,
           figures: dict[str, object]) -> tuple[int, int]:  # fmt: skip
     """Events flowing before, during and after `fault`, then every one landed exactly once:
     (events HA sent while the fault lasted, points expected and found)."""
-    memory: dict[str, float] = figures.setdefault("memory MiB (max seen)", {})  # type: ignore[assignment]
     stack.signal_ha("USR1")
     try:
         _more_events(stack, FLOW_EVENTS)
-        for service, mib in stack.memory_mb().items():
-            memory[service] = round(max(memory.get(service, 0.0), mib), 1)
         before = len(stack.sent())
         fault()
         during = len(stack.sent()) - before
@@ -137,6 +139,13 @@ def test_every_service_becomes_healthy(
     stack: Stack, ledger: Ledger, figures: dict[str, object]
 ) -> None:
     figures["image builds s"] = {k: round(v, 1) for k, v in stack.images.seconds.items()}
+    for port in PUBLISHED:
+        with socket.socket() as probe:
+            taken = probe.connect_ex(("127.0.0.1", port)) == 0
+        assert not taken, (
+            f"127.0.0.1:{port} is taken: docker-compose.yml publishes it; stop "
+            "what listens there (another stack?) and run the test again"
+        )
     stack.ha("up", "-d")
     ha_port = stack.ha_port()
     ledger.initial = ha_states(f"ws://127.0.0.1:{ha_port}/api/websocket", TOKEN)
@@ -287,6 +296,20 @@ def test_monitoring_profile_scrapes_and_fires_an_alert(
         f"Prometheus healthy, listener scraped, {len(rules)} rules loaded; auth_invalid firing "
         f"{time.monotonic() - start:.0f} s after `--profile monitoring up -d`"
     )
+
+
+def test_no_container_went_over_its_memory_limit(stack: Stack, figures: dict[str, object]) -> None:
+    limits = yaml.safe_load(LIMITS.read_text(encoding="utf-8"))["services"]
+    table = {}
+    for service in APP_SERVICES:
+        state = stack.inspect(service)
+        limit_mib = state["HostConfig"]["Memory"] / 2**20
+        assert limit_mib == int(limits[service]["mem_limit"].rstrip("m")), service
+        assert not state["State"]["OOMKilled"], f"{service} was killed for memory"
+        table[service] = f"{stack.peak_memory.get(service, 0):.0f} of {limit_mib:.0f}"
+    others = {s: round(m) for s, m in stack.peak_memory.items() if s not in APP_SERVICES}
+    figures["memory MiB, peak of limit (docker stats every ~2 s)"] = table | others
+    assert all(stack.peak_memory.get(s, 0) > 0 for s in APP_SERVICES), stack.peak_memory
 
 
 # --- docker stop --------------------------------------------------------------------------------
