@@ -7,23 +7,28 @@
 # unprivileged user and keeps its state (the listener's spool, beat's schedule) under /data.
 #
 # BASE_IMAGE: any Debian-like image with python3 (3.11-3.13) and its venv module, e.g. an arm64
-# one, or a local base where Docker Hub is out of reach (docs/deployment.md). Behind a proxy
-# that intercepts TLS, give pip the CA bundle that trusts it as a build secret (BuildKit, the
-# default builder since Docker 23); it is mounted for the pip step only, never stored in a layer:
-#   docker build --secret id=pip_ca,src=/etc/ssl/certs/ca-certificates.crt -t ha-ingestor .
+# one, or a local base where Docker Hub is out of reach (docs/deployment.md).
+# PIP_CA_BUNDLE: behind a proxy that intercepts TLS, the CA bundle that trusts it, as a file in
+# the build context (public certificates; it stays in the build stage, out of the image):
+#   cp /etc/ssl/certs/ca-certificates.crt pip-ca.pem    # pip-ca.pem is git-ignored
+#   docker build --build-arg PIP_CA_BUNDLE=pip-ca.pem -t ha-ingestor:latest .
+# (A plain file rather than a BuildKit secret: docker-compose 1.x and Docker before 23 build
+# without BuildKit, and `RUN --mount` fails there.)
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
+ARG PIP_CA_BUNDLE=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md LICENSE ./
+# Without PIP_CA_BUNDLE this copies LICENSE again, to a path nothing reads.
+COPY ${PIP_CA_BUNDLE:-LICENSE} /tmp/pip-ca.pem
 COPY core ./core
 COPY config ./config
 COPY listener ./listener
 COPY workers ./workers
-RUN --mount=type=secret,id=pip_ca \
-    if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
+RUN if [ -n "$PIP_CA_BUNDLE" ]; then export PIP_CERT=/tmp/pip-ca.pem; fi \
     && python3 -m venv /opt/ha-ingestor \
     && /opt/ha-ingestor/bin/pip install --no-cache-dir -c constraints.txt .
 

@@ -5,8 +5,9 @@
   into it; a missing or stale cache costs about a minute, never a failure.
 - servers: redis-server, influxd 1.x and prometheus from Debian's packages on that base
   (servers.Dockerfile), in place of the images docker-compose.yml pulls.
-- product: the repository's Dockerfile with BASE_IMAGE set to the base, built as
-  docs/deployment.md tells a user without Docker Hub (or behind a TLS-intercepting proxy) to.
+- product: the repository's Dockerfile with BASE_IMAGE set to the base and the host's CA
+  bundle as PIP_CA_BUNDLE, built as docs/deployment.md tells a user without Docker Hub (or
+  behind a TLS-intercepting proxy) to.
 - simulator: the product image plus devtools/, the HA simulator (simulator.Dockerfile).
 """
 
@@ -86,6 +87,19 @@ def base_tarball() -> Path:
     return tarball
 
 
+def _checkout_copy(target: Path) -> None:
+    """The repository's files as a clone has them (tracked, or new and not ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
 @contextlib.contextmanager
 def _timed(seconds: dict[str, float], name: str) -> Iterator[None]:
     start = time.monotonic()
@@ -104,11 +118,16 @@ def build_all(engine: DockerEngine) -> Images:
     with _timed(seconds, "servers"):
         engine.docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
                       "-f", str(HERE / "servers.Dockerfile"), "-t", servers, str(HERE))  # fmt: skip
-    with _timed(seconds, "product"):
-        # The command docs/deployment.md gives (there with a relative path and `.`).
-        secret = ["--secret", f"id=pip_ca,src={HOST_CA_BUNDLE}"] if HOST_CA_BUNDLE.exists() else []
-        engine.docker("build", "--network", "host", *secret, "--build-arg",
-                      f"BASE_IMAGE={base}", "-t", PRODUCT_IMAGE, str(REPO))  # fmt: skip
+    with _timed(seconds, "product"), tempfile.TemporaryDirectory() as context:
+        # The commands of docs/deployment.md, in a copy of the checkout (the CA bundle must be
+        # in the build context; the repository gets no file).
+        _checkout_copy(Path(context))
+        ca = []
+        if HOST_CA_BUNDLE.exists():
+            shutil.copy(HOST_CA_BUNDLE, Path(context) / "pip-ca.pem")
+            ca = ["--build-arg", "PIP_CA_BUNDLE=pip-ca.pem"]
+        engine.docker("build", "--network", "host", *ca, "--build-arg", f"BASE_IMAGE={base}",
+                      "-t", PRODUCT_IMAGE, context)  # fmt: skip
     simulator = "hai-test/simulator:latest"
     with _timed(seconds, "simulator"), tempfile.TemporaryDirectory() as context:
         for name in SIMULATOR_FILES:
