@@ -42,6 +42,12 @@ def _links() -> set[str]:
     return {line.split(":")[1].strip().split("@")[0] for line in out.stdout.splitlines()}
 
 
+def _mounts_under(root: Path) -> list[str]:
+    lines = Path("/proc/self/mounts").read_text().splitlines()
+    points = [line.split()[1].replace("\\040", " ") for line in lines]
+    return [p for p in points if p == str(root) or p.startswith(f"{root}/")]
+
+
 class DockerEngine:
     """One dockerd under a temporary directory; `docker(...)` runs the CLI against it."""
 
@@ -115,9 +121,9 @@ class DockerEngine:
         for link in _links() - self._links_before:
             if link.startswith(("br-", "veth", "docker")):
                 subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
-        with contextlib.suppress(OSError):
-            subprocess.run(["umount", "-R", str(self.root / "data")], capture_output=True,
-                           check=False)  # fmt: skip
+        # dockerd usually unmounts what it mounted there (overlays, its netns); not always.
+        for mount in sorted(_mounts_under(self.root), key=len, reverse=True):
+            subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _kill_leftover_shims(self) -> None:
