@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_PACKAGES := redis-server:redis-server influxd:influxdb
-TEST_PACKAGES := $(RUN_PACKAGES) victoria-metrics:victoria-metrics chromium:chromium docker-compose:docker-compose promtool:prometheus
+TEST_PACKAGES := $(RUN_PACKAGES) victoria-metrics:victoria-metrics chromium:chromium docker-compose:docker-compose promtool:prometheus \
+	dockerd:docker.io debootstrap:debootstrap
 
 .PHONY: run test lint bench setup clean system-packages-run system-packages-test
 
@@ -14,7 +15,9 @@ run: system-packages-run $(STAMP)
 
 # Three processes, each test file in one of them (module fixtures are shared within a file): the
 # suite mostly waits on real servers and processes (its CPU is busy ~40% of the time with two),
-# so a third on two cores takes it from ~9 to ~6 minutes; no file should hold over 3 minutes.
+# so a third on two cores takes it from ~9 to ~6 minutes; no file should hold over 3 minutes,
+# except tests/docker/test_compose_stack.py (one stack for the whole file, ~5 min, mostly waiting;
+# it sorts first, so it starts at once beside the others). It runs as root (its own dockerd).
 test: system-packages-test $(STAMP) lint
 	$(BIN)/pytest -n 3 --dist loadfile
 

@@ -93,6 +93,20 @@ def test_compose_says_which_secret_is_missing(tmp_path: Path) -> None:
     assert "set INFLUXDB_TOKEN in .env" in result.stderr
 
 
+def test_memory_limits_file_applies_to_each_app_service(tmp_path: Path) -> None:
+    """deploy/docker-compose.limits.yml (small hosts) merges onto the compose file; the limits
+    themselves are measured against by tests/docker."""
+    example = (REPO / ".env.example").read_text(encoding="utf-8")
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(REPO / "deploy" / "docker-compose.limits.yml", tmp_path / "deploy")
+    result = _compose(tmp_path, example, "-f", "deploy/docker-compose.limits.yml", "config")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    for name in APP_SERVICES:
+        assert services[name]["mem_limit"], name
+        assert services[name]["command"], f"{name}: the limits file must not replace the service"
+
+
 def test_every_service_has_a_healthcheck(resolved: dict[str, Any]) -> None:
     services = resolved["services"]
     assert set(services) >= {"redis", "influxdb", *APP_SERVICES, "rabbitmq"}
