@@ -41,6 +41,10 @@ FIGURES = (
     "backlog_bytes_per_waiting_event",
     "destination_outage_p99_s",
     "destination_backlog_drain_s",
+    # many homes into one broker and two workers
+    "homes_worker_cpu_per_event_us",
+    "homes_p99_worst_home_s",
+    "homes_listener_rss_mb",
 )
 
 
