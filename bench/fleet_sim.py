@@ -8,7 +8,8 @@ listeners and workers being measured, not to twenty interpreters generating even
 JSON lines on stdout: {"urls": {name: url}} once listening; {"subscribed": n} once every home
 has a subscriber. Signals steer the emission, so the benchmark can stop the workers between
 two phases: SIGUSR1 resumes every home ({"resumed_at"}), SIGUSR2 pauses every home and flushes
-the record files ({"paused_at", "emitted": {name: n}}), SIGTERM stops ({"stopped", "cuts"}).
+the record files ({"paused_at", "max_pending", "emitted": {name: n}}), SIGTERM stops
+({"stopped", "cuts"}).
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.sim_server import _CutCounter
+from bench.sim_server import _CutCounter, _pending
 from devtools.simulator.server import HASimulator
 
 _FLUSH_WAIT_S = 0.1
 """After a pause, how long the emitters get to notice it and flush their record files (an
 emitter sleeps at most one slot, 1/rate s, between two checks)."""
+
+
+_PENDING_SAMPLE_S = 0.05
 
 
 def _say(**fields: object) -> None:
@@ -73,6 +77,15 @@ async def _serve(spec: list[dict[str, Any]]) -> None:
         )
         _say(subscribed=len(sims))
 
+    most_pending = [0]
+
+    async def watch_pending() -> None:
+        """The most messages any home had waiting for its listener since the last pause: a
+        simulator behind its sockets would show here, not as the pipeline's latency."""
+        while True:
+            most_pending[0] = max(most_pending[0], *(_pending(s) for s in sims.values()))
+            await asyncio.sleep(_PENDING_SAMPLE_S)
+
     async def steer() -> None:
         while True:
             command = await commands.get()
@@ -85,10 +98,11 @@ async def _serve(spec: list[dict[str, Any]]) -> None:
                 for sim in sims.values():
                     sim.pause_events()
                 await asyncio.sleep(_FLUSH_WAIT_S)
-                _say(paused_at=paused_at,
+                _say(paused_at=paused_at, max_pending=most_pending[0],
                      emitted={name: sim.events_emitted for name, sim in sims.items()})  # fmt: skip
+                most_pending[0] = 0
 
-    tasks = [asyncio.create_task(subscribed()), asyncio.create_task(steer())]
+    tasks = [asyncio.create_task(c) for c in (subscribed(), steer(), watch_pending())]
     await stop.wait()
     for task in tasks:
         task.cancel()

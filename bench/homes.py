@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import signal
 import sys
 import threading
@@ -38,6 +39,7 @@ from bench.context import Context, consumer_ready, drained, percentile, wait_for
 from bench.expect import expected_points, recorded_events
 from bench.report import Figure
 from bench.stack import TOKEN, Proc
+from workers.consumers.bulk_queue import in_flight
 
 QUEUE = "ha_events"
 WORKERS = 2
@@ -109,13 +111,16 @@ HomeKey = tuple[str, str, str, int]
 class _Poller:
     """Notes when each fired event's point becomes readable in InfluxDB, per home."""
 
-    def __init__(self, ctx: Context, database: str, records: dict[str, Path]) -> None:
+    def __init__(self, ctx: Context, database: str, records: dict[str, Path], db: int) -> None:
         self._ctx = ctx
         self._database = database
         self._records = records
         self._offsets = dict.fromkeys(records, 0)
         self.fired: dict[HomeKey, int] = {}
         self.seen: dict[HomeKey, float] = {}
+        self.depths: list[tuple[float, int]] = []
+        """(when, messages waiting or taken but unwritten) at each poll."""
+        self._client = ctx.stack.redis(db)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="homes-poller", daemon=True)
@@ -151,6 +156,8 @@ class _Poller:
             self._poll()
 
     def _poll(self) -> None:
+        depth = int(self._client.llen(QUEUE)) + sum(in_flight(self._client).values())
+        self.depths.append((time.time(), depth))
         self._tail()
         unseen = [t for key, t in self.fired.items() if key not in self.seen]
         if not unseen:
@@ -185,6 +192,8 @@ class HomesRun:
     p99: dict[str, float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     rss: dict[str, float] = field(default_factory=dict)
+    redis_cpu_us: float = 0.0
+    influx_cpu_us: float = 0.0
     net_in: float = 0.0
     net_out: float = 0.0
     queue_bytes: float = 0.0
@@ -193,12 +202,42 @@ class HomesRun:
     sent: int = 0
     lost: int = 0
     cuts: int = 0
+    p50: dict[str, float] = field(default_factory=dict)
+    halves: tuple[float, float] = (0.0, 0.0)
+    """p99 of the events fired in the first and the second half of the counted window."""
+    depth_max: int = 0
+    depth_mean: float = 0.0
+    sim_pending: int = 0
+    load_cpu_us: float = 0.0
+    """The load generator's CPU per event: fleet simulator and this process (the poller)."""
+    machine_busy: float = 0.0
+    """Share of the machine's CPU time busy over the counted window, everyone's."""
+    loadavg: str = ""
 
 
 def _signal(fleet: Proc, signum: int, key: str) -> dict[str, Any]:
     assert fleet.proc is not None
     fleet.proc.send_signal(signum)
     return fleet.next_line(key, 30)
+
+
+def _servers_cpu(ctx: Context) -> tuple[float, float]:
+    """CPU seconds so far of Redis and InfluxDB (the broker's and the store's share)."""
+    pids = (ctx.stack.redis_server.pid, ctx.stack.influx_server.pid)
+    redis_cpu, influx_cpu = (0.0 if pid is None else procstat.cpu_seconds(pid) for pid in pids)
+    return redis_cpu, influx_cpu
+
+
+def _load_cpu(fleet: Proc) -> float:
+    """CPU seconds so far of the load generator: the fleet simulator and this process."""
+    return procstat.cpu_seconds(fleet.pid) + procstat.cpu_seconds(os.getpid())
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine so far (/proc/stat), everyone's processes."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return float(sum(fields) - idle), float(sum(fields))
 
 
 def _net(ctx: Context) -> tuple[int, int]:
@@ -272,23 +311,26 @@ def run_homes(ctx: Context, homes: list[Mix], seconds: float, backlog_seconds: f
         # The snapshots (one message per entity and home) are start-up work, not the steady cost.
         wait_for(lambda: drained(client), 120, "the snapshots to be written")
         time.sleep(1.0)
-        poller = _Poller(ctx, database, records).start()
+        poller = _Poller(ctx, database, records, db).start()
         resumed = _signal(fleet, signal.SIGUSR1, "resumed_at")["resumed_at"]
         counted_from = resumed + seconds * WARM_UP_SHARE
         time.sleep(max(0.0, counted_from - time.time()))
         cpu0 = sum(procstat.tree_cpu_seconds(w.pid) for w in workers)
         lcpu0 = {n: procstat.cpu_seconds(p.pid) for n, p in listeners.items()}
-        net0 = _net(ctx)
+        net0, servers0 = _net(ctx), _servers_cpu(ctx)
+        load0, busy0 = _load_cpu(fleet), _machine_cpu()
         spy = profiling.attach(ctx, workers[0].pid, f"worker-{len(homes)}-homes",
                                seconds * (1 - WARM_UP_SHARE))  # fmt: skip
         time.sleep(max(0.0, resumed + seconds - time.time()))
-        _signal(fleet, signal.SIGUSR2, "paused_at")
+        result.sim_pending = int(_signal(fleet, signal.SIGUSR2, "paused_at")["max_pending"])
         poller.poll()  # the record files are flushed: every fired event is known from here
         wait_for(lambda: poller.unseen() == 0, 120 + len(poller.fired) / 200,
                  "every point of the measured phase readable", 0.25)  # fmt: skip
         cpu1 = sum(procstat.tree_cpu_seconds(w.pid) for w in workers)
         lcpu1 = {n: procstat.cpu_seconds(p.pid) for n, p in listeners.items()}
-        net1 = _net(ctx)
+        net1, servers1 = _net(ctx), _servers_cpu(ctx)
+        load1, busy1 = _load_cpu(fleet), _machine_cpu()
+        result.loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         poller.stop()
         profiling.summarize(ctx, spy, f"worker-{len(homes)}-homes")
         per_home: dict[str, int] = dict.fromkeys(records, 0)
@@ -299,14 +341,29 @@ def run_homes(ctx: Context, homes: list[Mix], seconds: float, backlog_seconds: f
         result.listener_cpu_us = {
             n: (lcpu1[n] - lcpu0[n]) / max(1, per_home[n]) * 1e6 for n in listeners
         }
+        result.redis_cpu_us = (servers1[0] - servers0[0]) / result.counted * 1e6
+        result.influx_cpu_us = (servers1[1] - servers0[1]) / result.counted * 1e6
+        result.load_cpu_us = (load1 - load0) / result.counted * 1e6
+        result.machine_busy = (busy1[0] - busy0[0]) / max(1e-9, busy1[1] - busy0[1])
         result.net_in = (net1[0] - net0[0]) / result.counted
         result.net_out = (net1[1] - net0[1]) / result.counted
         counted_ns = counted_from * 1e9
+        middle_ns = (counted_from + resumed + seconds) / 2 * 1e9
+        halves: tuple[list[float], list[float]] = ([], [])
         for home in homes:
-            lat = [v for k, v in poller.seen.items()
-                   if k[0] == home.name and poller.fired[k] >= counted_ns]  # fmt: skip
+            lat = []
+            for key, value in poller.seen.items():
+                fired = poller.fired[key]
+                if key[0] == home.name and fired >= counted_ns:
+                    lat.append(value)
+                    halves[fired >= middle_ns].append(value)
             result.p99[home.name] = percentile(lat, 99)
+            result.p50[home.name] = percentile(lat, 50)
             result.latencies += lat
+        result.halves = (percentile(halves[0], 99), percentile(halves[1], 99))
+        depths = [d for t, d in poller.depths if t >= counted_from]
+        result.depth_max = max(depths, default=0)
+        result.depth_mean = sum(depths) / max(1, len(depths))
         result.rss = {n: procstat.peak_rss_mb(p.pid) for n, p in listeners.items()}
         if backlog_seconds:
             _backlog(ctx, result, fleet, workers, env, db, backlog_seconds)
@@ -358,7 +415,10 @@ def _say(ctx: Context, label: str, run: HomesRun) -> None:
         f"{label}: {run.counted:,} events counted, worker {run.worker_cpu_us:.0f} µs CPU/event, "
         f"p99 worst home {worst:.2f} s, listener peak RSS max {max(run.rss.values()):.0f} MB, "
         f"wire in {run.net_in:.0f} / out {run.net_out:.0f} bytes/event, lost {run.lost} of "
-        f"{run.sent:,}, cuts {run.cuts}"
+        f"{run.sent:,}, cuts {run.cuts}; p99 first/second half {run.halves[0]:.2f}/"
+        f"{run.halves[1]:.2f} s, queue depth max {run.depth_max} mean {run.depth_mean:.0f}, "
+        f"simulator max pending {run.sim_pending}, load generator {run.load_cpu_us:.0f} µs/event, "
+        f"machine {100 * run.machine_busy:.0f}% busy, loadavg {run.loadavg}"
     )
 
 
@@ -419,6 +479,25 @@ def run(ctx: Context) -> None:
             f"{many.waiting:,} messages of all {n} homes waiting, workers stopped")  # fmt: skip
     ctx.row("homes: Redis used_memory growth per waiting event", many.used_bytes, "bytes",
             None, "INFO used_memory delta over the same backlog")  # fmt: skip
+    ctx.row("homes: p99 of the counted window's first half", many.halves[0], "s",
+            one.halves[0], "growing into the second half: a backlog building")  # fmt: skip
+    ctx.row("homes: p99 of the counted window's second half", many.halves[1], "s",
+            one.halves[1], "baseline: the one home")  # fmt: skip
+    ctx.row("homes: messages waiting or in flight, max", many.depth_max, "messages",
+            one.depth_max, f"sampled every {POLL_S:g} s; mean {many.depth_mean:.0f} "
+            f"(one home {one.depth_mean:.0f})")  # fmt: skip
+    ctx.row("homes: simulator's most pending messages for one listener", many.sim_pending,
+            "messages", one.sim_pending, "what the simulator had not yet written to a "
+            "listener's socket (its lag, not the pipeline's)")  # fmt: skip
+    ctx.row("homes: whole machine CPU busy", 100 * many.machine_busy, "%",
+            100 * one.machine_busy, f"/proc/stat, everyone's processes (shared machine, 2 "
+            f"cores); load average at the end {many.loadavg}")  # fmt: skip
+    ctx.row("homes: load generator CPU per event", many.load_cpu_us, "µs", one.load_cpu_us,
+            "fleet simulator + the bench's poller: on the same cores as the pipeline")  # fmt: skip
+    ctx.row("homes: Redis CPU per event", many.redis_cpu_us, "µs", one.redis_cpu_us,
+            "the broker's user+sys CPU over the counted window; baseline: one home")  # fmt: skip
+    ctx.row("homes: InfluxDB CPU per event", many.influx_cpu_us, "µs", one.influx_cpu_us,
+            "influxd user+sys CPU, same window (the poller's queries too)")  # fmt: skip
     mean_listener = sum(many.listener_cpu_us.values()) / n
     ctx.row("homes: listener CPU per event (mean of homes)", mean_listener, "µs",
             one.listener_cpu_us[base_mix.name],
@@ -427,7 +506,7 @@ def run(ctx: Context) -> None:
         ctx.row(
             f"homes: {home.name} p99 ({home.entities} entities)", many.p99[home.name], "s",
             one.p99[base_mix.name],
-            f"listener peak RSS {many.rss[home.name]:.0f} MB, "
+            f"p50 {many.p50[home.name]:.2f} s, listener peak RSS {many.rss[home.name]:.0f} MB, "
             f"{many.listener_cpu_us[home.name]:.0f} µs CPU/event",
         )  # fmt: skip
     if many.cuts or one.cuts:
