@@ -118,8 +118,8 @@ class _Poller:
         self._offsets = dict.fromkeys(records, 0)
         self.fired: dict[HomeKey, int] = {}
         self.seen: dict[HomeKey, float] = {}
-        self.depths: list[tuple[float, int]] = []
-        """(when, messages waiting or taken but unwritten) at each poll."""
+        self.depths: list[tuple[float, int, int]] = []
+        """(when, messages waiting, messages taken by a worker but unwritten) at each poll."""
         self._client = ctx.stack.redis(db)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -156,8 +156,8 @@ class _Poller:
             self._poll()
 
     def _poll(self) -> None:
-        depth = int(self._client.llen(QUEUE)) + sum(in_flight(self._client).values())
-        self.depths.append((time.time(), depth))
+        waiting = int(self._client.llen(QUEUE))
+        self.depths.append((time.time(), waiting, sum(in_flight(self._client).values())))
         self._tail()
         unseen = [t for key, t in self.fired.items() if key not in self.seen]
         if not unseen:
@@ -205,8 +205,10 @@ class HomesRun:
     p50: dict[str, float] = field(default_factory=dict)
     halves: tuple[float, float] = (0.0, 0.0)
     """p99 of the events fired in the first and the second half of the counted window."""
-    depth_max: int = 0
-    depth_mean: float = 0.0
+    waiting_max: int = 0
+    waiting_mean: float = 0.0
+    in_flight_mean: float = 0.0
+    worker_rss: float = 0.0
     sim_pending: int = 0
     load_cpu_us: float = 0.0
     """The load generator's CPU per event: fleet simulator and this process (the poller)."""
@@ -361,9 +363,13 @@ def run_homes(ctx: Context, homes: list[Mix], seconds: float, backlog_seconds: f
             result.p50[home.name] = percentile(lat, 50)
             result.latencies += lat
         result.halves = (percentile(halves[0], 99), percentile(halves[1], 99))
-        depths = [d for t, d in poller.depths if t >= counted_from]
-        result.depth_max = max(depths, default=0)
-        result.depth_mean = sum(depths) / max(1, len(depths))
+        depths = [(w, f) for t, w, f in poller.depths if t >= counted_from]
+        result.waiting_max = max((w for w, _ in depths), default=0)
+        result.waiting_mean = sum(w for w, _ in depths) / max(1, len(depths))
+        result.in_flight_mean = sum(f for _, f in depths) / max(1, len(depths))
+        result.worker_rss = max(
+            procstat.peak_rss_mb(p) for w in workers for p in procstat.tree(w.pid)
+        )
         result.rss = {n: procstat.peak_rss_mb(p.pid) for n, p in listeners.items()}
         if backlog_seconds:
             _backlog(ctx, result, fleet, workers, env, db, backlog_seconds)
@@ -416,7 +422,8 @@ def _say(ctx: Context, label: str, run: HomesRun) -> None:
         f"p99 worst home {worst:.2f} s, listener peak RSS max {max(run.rss.values()):.0f} MB, "
         f"wire in {run.net_in:.0f} / out {run.net_out:.0f} bytes/event, lost {run.lost} of "
         f"{run.sent:,}, cuts {run.cuts}; p99 first/second half {run.halves[0]:.2f}/"
-        f"{run.halves[1]:.2f} s, queue depth max {run.depth_max} mean {run.depth_mean:.0f}, "
+        f"{run.halves[1]:.2f} s, waiting max {run.waiting_max} mean {run.waiting_mean:.0f}, "
+        f"in flight mean {run.in_flight_mean:.0f}, worker peak RSS {run.worker_rss:.0f} MB, "
         f"simulator max pending {run.sim_pending}, load generator {run.load_cpu_us:.0f} µs/event, "
         f"machine {100 * run.machine_busy:.0f}% busy, loadavg {run.loadavg}"
     )
@@ -483,9 +490,14 @@ def run(ctx: Context) -> None:
             one.halves[0], "growing into the second half: a backlog building")  # fmt: skip
     ctx.row("homes: p99 of the counted window's second half", many.halves[1], "s",
             one.halves[1], "baseline: the one home")  # fmt: skip
-    ctx.row("homes: messages waiting or in flight, max", many.depth_max, "messages",
-            one.depth_max, f"sampled every {POLL_S:g} s; mean {many.depth_mean:.0f} "
-            f"(one home {one.depth_mean:.0f})")  # fmt: skip
+    ctx.row("homes: messages waiting in the queue, mean", many.waiting_mean, "messages",
+            one.waiting_mean, f"sampled every {POLL_S:g} s; max {many.waiting_max:,} (one home "
+            f"{one.waiting_max:,}); untaken: the workers behind")  # fmt: skip
+    ctx.row("homes: messages taken by the workers, unwritten, mean", many.in_flight_mean,
+            "messages", one.in_flight_mean, "the partial batches (BATCH_INTERVAL) and the "
+            "write under way")  # fmt: skip
+    ctx.row("homes: worker peak RSS", many.worker_rss, "MB", one.worker_rss,
+            f"largest of the {WORKERS} worker processes; baseline: one home")  # fmt: skip
     ctx.row("homes: simulator's most pending messages for one listener", many.sim_pending,
             "messages", one.sim_pending, "what the simulator had not yet written to a "
             "listener's socket (its lag, not the pipeline's)")  # fmt: skip
