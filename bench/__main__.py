@@ -19,6 +19,7 @@ from pathlib import Path
 from bench import (
     capacity,
     destinations,
+    homes,
     importing,
     pipeline,
     state_heartbeat,
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "destinations_cpu": destinations.cpu,
     "destinations_backlog": destinations.backlog,
     "destinations_outage": destinations.outage,
+    "homes": homes.run,
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 

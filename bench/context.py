@@ -41,6 +41,10 @@ class Sizes:
     steady_rounds: int = 2
     heartbeat_seconds: float = 30.0
     destination_outage_seconds: float = 60.0
+    homes: int = 20
+    home_rate: float = 100.0
+    homes_seconds: float = 60.0
+    homes_backlog_seconds: float = 5.0
 
 
 QUICK = Sizes(
@@ -60,6 +64,9 @@ QUICK = Sizes(
     steady_rounds=1,
     heartbeat_seconds=6.0,
     destination_outage_seconds=10.0,
+    homes=3,
+    homes_seconds=4.0,
+    homes_backlog_seconds=2.0,
 )
 
 

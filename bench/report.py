@@ -41,6 +41,10 @@ FIGURES = (
     "backlog_bytes_per_waiting_event",
     "destination_outage_p99_s",
     "destination_backlog_drain_s",
+    # many homes into one broker and two workers
+    "homes_worker_cpu_per_event_us",
+    "homes_p99_worst_home_s",
+    "homes_listener_rss_mb",
 )
 
 
@@ -198,6 +202,15 @@ METHOD = """\
   interval, one wake-up and 500 messages whatever the interval). CPU: user+sys (from /proc) of
   the listener, the worker (with its children) and redis-server above the heartbeat-off round,
   per heartbeat point, times the points per hour. Baseline: the idle stack's own CPU per hour.
+- **homes_worker_cpu_per_event_us / homes_p99_worst_home_s / homes_listener_rss_mb**: 20 homes
+  of different mixes (8 to 500 entities, own seeds and area names; one simulator process
+  serving them all) at 100 events/s each, a listener each (own HA_INSTANCE and DATA_DIR), one
+  Redis, two workers, INSTANCE_TAG on; baseline: one home on the same two workers, same run.
+  Worker CPU: both workers' user+sys (from /proc) from the end of a warm-up until every point is
+  readable, per event fired meanwhile. Latency: each point's first sight in InfluxDB (polled
+  every 0.25 s, grouped by `instance`) minus its `time_fired`. RSS: each listener's VmHWM. A
+  second phase with the workers stopped gives Redis memory per waiting event; every point of
+  both phases is checked per home.
 - **lost_events**: events the simulator sent that are missing from the queue (capacity) or from
   InfluxDB (every other scenario); baseline: events sent.
 """

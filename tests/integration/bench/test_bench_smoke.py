@@ -21,7 +21,8 @@ FIGURES = {
     "burst_drain_one_worker_s", "steady_listener_cpu_200_us", "steady_listener_cpu_2000_us",
     "steady_stack_cpu_200_us", "heartbeat_points_per_hour", "heartbeat_cpu_per_hour_s",
     "worker_cpu_two_destinations", "backlog_bytes_per_waiting_event",
-    "destination_outage_p99_s", "destination_backlog_drain_s",
+    "destination_outage_p99_s", "destination_backlog_drain_s", "homes_worker_cpu_per_event_us",
+    "homes_p99_worst_home_s", "homes_listener_rss_mb",
 }  # fmt: skip
 
 
@@ -93,3 +94,18 @@ def test_quick_destinations_run_measures_the_second_destination_beside_one(
         assert by_name[name]["value"] > 0
         assert by_name[name]["baseline"] > 0, "measured beside its baseline in the same run"
     assert by_name["lost_events"]["value"] == 0
+
+
+def test_quick_homes_run_measures_several_homes_beside_one(tmp_path: Path) -> None:
+    by_name = {line["figure"]: line for line in _quick(tmp_path, "homes", 300)}
+    homes = {"homes_worker_cpu_per_event_us", "homes_p99_worst_home_s", "homes_listener_rss_mb"}
+    assert set(by_name) == homes | {"lost_events"}
+    for name in homes:
+        assert by_name[name]["value"] > 0
+        assert by_name[name]["baseline"] > 0, "the one-home run of the same bench run"
+    assert by_name["lost_events"]["value"] == 0
+    # 1 home, then 3 homes plus their backlog phase, at 100/s each, --quick: every event counted.
+    assert by_name["lost_events"]["baseline"] >= 100 * 4 + 3 * 100 * (4 + 2) * 0.9
+    text = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+    for home in ("home_01", "home_02", "home_03"):
+        assert f"homes: {home} p99" in text, "one latency line per home"
