@@ -120,10 +120,21 @@ class BeatFigures:
     """The pipeline rules' verdict."""
     destinations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Destination name → its figures (the report's `destinations` section)."""
+    homes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Home name → its figures (the report's `homes` section, core/fleet_view.py)."""
+    fleet: Mapping[str, Any] | None = None
+    """The fleet's totals (the report's `fleet` section); None when no home is named."""
+
+    @property
+    def several_homes(self) -> bool:
+        return len(self.homes) > 1
 
     @classmethod
-    def from_report(cls, report: Any) -> BeatFigures | None:
-        """Beat's figures in a report of this module's shape; None when it is not one."""
+    def from_report(cls, report: Any, home: str | None = None) -> BeatFigures | None:
+        """Beat's figures in a report of this module's shape; None when it is not one.
+
+        `home`: the listener reading them back: its own event rates and reconnects are then
+        its home's (from the `homes` section), not the fleet's."""
         if not isinstance(report, Mapping):
             return None
         computed_at = _number(report.get("time"))
@@ -136,6 +147,15 @@ class BeatFigures:
             return None
         if connection is None or subscription is None or pipeline is None or rates is None:
             return None
+        homes = {
+            str(name): dict(figures)
+            for name, figures in (_mapping(report.get("homes")) or {}).items()
+            if isinstance(figures, Mapping)
+        }
+        own = homes.get(home) if home is not None else None
+        if own is not None:
+            subscription = own
+            connection = own
         reconnects = connection.get("reconnects_last_hour")
         read = (Check.from_dict(c) for c in checks)
         destinations = _mapping(report.get("destinations")) or {}
@@ -153,6 +173,8 @@ class BeatFigures:
                 for name, figures in destinations.items()
                 if isinstance(figures, Mapping)
             },
+            homes=homes,
+            fleet=_mapping(report.get("fleet")),
         )
 
 
@@ -186,6 +208,8 @@ def build_report(
         "pipeline": _pipeline(beat, now),
         "rates": _no_rates() if beat is None else dict(beat.rates),
         "destinations": {} if beat is None else {n: dict(f) for n, f in beat.destinations.items()},
+        "homes": {} if beat is None else {n: dict(f) for n, f in beat.homes.items()},
+        "fleet": None if beat is None or beat.fleet is None else dict(beat.fleet),
         "beat": {"last_run_at": beat_ran_at, "age_s": _round(beat_age)},
     }
 
@@ -198,14 +222,19 @@ def _checks(
     beat_ran_at: float | None,
     beat_error: str | None,
 ) -> list[Check]:
-    """The listener's rules on its figures, beat's pipeline verdict, and beat's freshness."""
-    checks = subscription_checks(
-        listener,
-        now,
-        t,
-        usual_rate_per_min=None if beat is None else beat.usual_per_minute,
-        reconnects_last_hour=None if beat is None else beat.reconnects_last_hour,
-    )
+    """The listener's rules on its figures, beat's pipeline verdict, and beat's freshness.
+
+    Beat's fleet view of several homes has no one listener: each home's problems are among
+    beat's checks instead (core/fleet_view.py)."""
+    checks: list[Check] = []
+    if listener is not None or beat is None or not beat.several_homes:
+        checks = subscription_checks(
+            listener,
+            now,
+            t,
+            usual_rate_per_min=None if beat is None else beat.usual_per_minute,
+            reconnects_last_hour=None if beat is None else beat.reconnects_last_hour,
+        )
     if listener is not None and now - listener.reported_at <= t.listener_stale_s:
         checks.extend(listener_storage_checks(listener, t))
     if beat is not None:

@@ -29,7 +29,7 @@ def distinct_value(described: Described, n: int) -> Any:
         return NOW - 1000 * n - 0.125
     if type_name in ("int", "int | None"):
         return 1000 + n
-    if type_name == "str":
+    if type_name in ("str", "str | None"):
         return f"{described.name} text"
     if type_name == "bool":
         return not described.default
