@@ -12,7 +12,8 @@ Prometheus metrics of listener/health/server.py and the Grafana dashboard use th
 - ``reasons``: one sentence per problem, worst first, each saying what to do; empty when
   healthy.
 - ``checks``: the same problems for machines: ``{code, severity, area, message}``, and
-  ``destination`` in a destination's own check when there are several (see ``destinations``);
+  ``destination`` in a destination's own check when there are several (see ``destinations``),
+  ``home`` in a home's own check when there are several homes (see ``homes``);
   the codes are listed in docs/operations.md.
 - ``time``: unix time of this report; ``uptime_s``: seconds since the listener started.
 - ``connection``, ``subscription``, ``listener``: every field of the listener's figures
@@ -72,6 +73,13 @@ Prometheus metrics of listener/health/server.py and the Grafana dashboard use th
   the check's ``destination`` field (absent from every other check) and in its message
   ("destination archive refused 3 batches…"): a person reads which, a machine (and /metrics'
   ``destination`` label) filters on the field.
+- ``homes`` (from beat; empty when beat has not run or no listener names its home): {name:
+  figures} for every home listed in Redis (core/fleet_view.py describes them: its status and
+  worst reason, subscribed, events per second, lag, reconnects, silent); ``fleet``: the
+  totals (null when empty). With several homes each home's problems are checks with ``home``
+  (a home that stopped reporting: ``home_silent``), beat's report has no one listener (its
+  ``connection``, ``subscription`` and ``listener`` figures are null, its rates the fleet's),
+  and a listener's /health keeps its own figures and problems, with its home's event rates.
 - ``beat``: ``last_run_at`` (unix time of beat's last stored report, null if none) and
   ``age_s``.
 """

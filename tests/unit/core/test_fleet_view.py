@@ -161,6 +161,8 @@ def test_a_listener_reads_back_its_own_home_s_rates() -> None:
     fleet = BeatFigures.from_report(stored)
     assert mine is not None
     assert fleet is not None
+    assert mine.events_per_minute is not None
+    assert fleet.events_per_minute is not None
     assert mine.events_per_minute == stored["homes"]["a"]["event_rate_per_minute"]
     assert fleet.events_per_minute == stored["subscription"]["event_rate_per_minute"]
     assert mine.events_per_minute["5m"] < fleet.events_per_minute["5m"]
