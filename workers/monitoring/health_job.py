@@ -235,8 +235,8 @@ class Monitor:
         )
 
     def read(self) -> tuple[Readings, QueueProgress | None]:
-        """Everything the computation needs, in a few pipelined round trips (one more per
-        hundred homes or so: each home's keys are read in one pipeline)."""
+        """Everything the computation needs, in a few pipelined round trips, whatever the
+        number of homes (every home's keys are read in one pipeline)."""
         keys = self._keys
         queue = self._probe.read()
         now = self._clock()
@@ -282,26 +282,43 @@ class Monitor:
         return readings, progress
 
     def _read_homes(self, minutes: list[int]) -> dict[str, HomeReadings]:
-        """Every home of the `homes` hash, read under its own keys (empty when none is listed:
-        a listener of before home names writes at the prefix level)."""
-        listed = self._redis.hgetall(self._keys.homes())
-        homes: dict[str, HomeReadings] = {}
-        for raw_name, raw_seen in sorted(listed.items()):
-            name = _text(raw_name)
-            home = self._read_home(self._keys.for_home(name), minutes)
-            homes[name] = replace(home, last_seen_at=_seen(raw_seen))
-        return homes
+        """Every home of the `homes` hash, read under its own keys in one pipelined round trip
+        (empty when none is listed: a listener of before home names writes at the prefix
+        level)."""
+        listed = sorted((_text(name), _seen(seen)) for name, seen in self._redis.hgetall(
+            self._keys.homes()).items())  # fmt: skip
+        if not listed:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for name, _ in listed:
+            self._ask_home(pipe, self._keys.for_home(name), minutes)
+        replies = iter(pipe.execute(raise_on_error=False))
+        return {
+            name: replace(self._home_from(replies, minutes), last_seen_at=seen)
+            for name, seen in listed
+        }
 
     def _read_home(self, keys: RedisKeys, minutes: list[int]) -> HomeReadings:
-        """One home's state, its counters' buckets and its map buckets, in one round trip."""
-        map_minutes = minutes[-MAP_MINUTES:]
+        """The prefix-level listener keys (a listener of before home names), as one home's."""
         pipe = self._redis.pipeline(transaction=False)
+        self._ask_home(pipe, keys, minutes)
+        return self._home_from(iter(pipe.execute(raise_on_error=False)), minutes)
+
+    @staticmethod
+    def _ask_home(pipe: redis.client.Pipeline, keys: RedisKeys, minutes: list[int]) -> None:
+        """One home's state, its counters' buckets and its map buckets, added to `pipe`."""
         pipe.get(keys.listener_state())
         pipe.mget([keys.counter_bucket(n, m) for n in HOME_COUNTERS for m in minutes])
         for name in HOME_MAPS:
-            for m in map_minutes:
+            for m in minutes[-MAP_MINUTES:]:
                 pipe.hgetall(keys.counter_map_bucket(name, m))
-        state, bucket_values, *map_values = _results(pipe.execute(raise_on_error=False))
+
+    @staticmethod
+    def _home_from(replies: Iterator[Any], minutes: list[int]) -> HomeReadings:
+        """One home's readings from its share of the replies (`_ask_home`'s order)."""
+        map_minutes = minutes[-MAP_MINUTES:]
+        count = 2 + len(HOME_MAPS) * len(map_minutes)
+        state, bucket_values, *map_values = _results([next(replies) for _ in range(count)])
         values = iter(bucket_values)
         buckets = {
             name: {m: int(v) for m, v in zip(minutes, values, strict=False) if v}
