@@ -8,7 +8,7 @@ import pytest
 
 from core.fleet_view import FLEET_FIELDS, HOME_FIELDS, HomeReadings, combined, fleet_view
 from core.health_beat import Readings, beat_figures
-from core.health_check import Thresholds
+from core.health_check import Check, Thresholds
 from core.health_report import BeatFigures, build_report
 from core.listener_figures import ListenerFigures
 from core.queue_trend import QueueReading
@@ -168,3 +168,10 @@ def test_a_listener_reads_back_its_own_home_s_rates() -> None:
     assert mine.events_per_minute["5m"] < fleet.events_per_minute["5m"]
     assert [c.code for c in mine.checks] == [], "another home's problems stay beat's"
     assert set(mine.homes) == {"a", "b"}
+
+
+def test_a_home_s_check_keeps_its_home_through_a_stored_report() -> None:
+    view = fleet_view({"a": home(listener()), "b": home(None, last_seen_at=NOW - 60)}, NOW, T)
+    check = view.checks[0]
+    assert check.as_dict()["home"] == "b"
+    assert Check.from_dict(json.loads(json.dumps(check.as_dict()))) == check
