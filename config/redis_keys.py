@@ -43,12 +43,20 @@ class RedisKeys:
         `<prefix>home:<instance>:`, so homes sharing a Redis never overwrite each other's.
         None (a message from a listener older than home names) keeps the prefix-level keys.
 
-        Read through the result today: the registries and their version (written by that
-        home's listener, read by the workers for that home's messages). Its listener_state,
-        counter buckets and counter map buckets are the per-home variants of the keys beat and
-        `status` still read at prefix level; the listener writes those at prefix level until
-        beat reads them per home."""
+        Read through the result: the registries and their version (written by that home's
+        listener, read by the workers for that home's messages), and the listener's own keys:
+        its listener_state, its counter buckets (events_received, reconnects) and its counter
+        map buckets (events_by_entity, events_by_domain), written by that home's listener and
+        read by beat and `status` for every home listed in `homes`."""
         return self if instance is None else RedisKeys(f"{self.prefix}home:{instance}:")
+
+    def homes(self) -> str:
+        """Hash home name → unix time of that home's last report, set by each listener's state
+        reporter with every report (listener/health/state_reporter.py); no TTL, so beat finds a
+        home that stopped reporting and names it. A listener removes its provisional name (used
+        before its first login) once it knows its home's; `redis-cli HDEL <prefix>homes NAME`
+        forgets a home for good."""
+        return f"{self.prefix}homes"
 
     def backlog(self) -> str:
         """List of zlib-compressed JSON arrays of task messages waiting for this destination

@@ -20,15 +20,13 @@ from typing import Any
 
 from core import rates as r
 from core.destination_rules import BacklogFigures, destination_checks
+from core.fleet_view import RECONNECTS_WINDOW_S, HomeReadings, fleet_view, listener_clock
 from core.health_check import Thresholds
 from core.health_report import BeatFigures
 from core.health_rules import PipelineFigures, dead_letters_check, pipeline_checks
 from core.listener_figures import ListenerFigures
 from core.queue_trend import QueueProgress, QueueReading, advance_progress, depth_trend
 from core.storage_rules import store_checks
-
-RECONNECTS_WINDOW_S = 3600 - 60
-""""Reconnects in the last hour": the minute buckets that an hour up to now touches."""
 
 
 @dataclass(frozen=True)
@@ -55,11 +53,16 @@ class Readings:
 
     now: float
     listener: ListenerFigures | None
-    """The listener's figures (its state document); None when absent (it is not running)."""
+    """The listener's figures (its state document); None when absent (it is not running), and
+    with several homes (each home's are in `homes`)."""
     buckets: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
-    """Counter name → {unix minute: count}, for the listener's and the workers' counters."""
+    """Counter name → {unix minute: count}, for the listener's and the workers' counters (the
+    listener's: every home's added up)."""
     maps: Mapping[str, Mapping[int, Mapping[str, int]]] = field(default_factory=dict)
-    """events_by_domain / events_by_entity → {unix minute: {member: count}}."""
+    """events_by_domain / events_by_entity → {unix minute: {member: count}} (every home's)."""
+    homes: Mapping[str, HomeReadings] = field(default_factory=dict)
+    """Every home listed in Redis's `homes` hash, read under its own keys (empty when no
+    listener names its home: one listener of before home names, at the prefix level)."""
     totals: Mapping[str, int] = field(default_factory=dict)
     dead_letter_reasons: Mapping[str, int] = field(default_factory=dict)
     """Dead letters per reason within the window."""
@@ -120,7 +123,9 @@ def beat_figures(
             checks.extend(c for c in (dead_letters_check(shared, t),) if c is not None)
     else:
         checks.extend(store_checks(figures, t))
-    as_of, since = _listener_clock(readings, t)
+    fleet = fleet_view(readings.homes, now, t)
+    checks.extend(fleet.checks)
+    as_of, since = listener_clock(readings.listener, now, t)
     events = readings.buckets.get("events_received", {})
     last_event_at = None if readings.listener is None else readings.listener.last_event_at
     result = BeatFigures(
@@ -137,6 +142,8 @@ def beat_figures(
         ),
         checks=tuple(checks),
         destinations={name: section for name, (section, _, _) in destinations.items()},
+        homes=fleet.homes,
+        fleet=fleet.fleet if fleet.homes else None,
     )
     return result, new_progress
 
@@ -329,19 +336,6 @@ def _pipeline_section(
         "dropped": p.dropped_total,
         "dropped_in_window": p.dropped_window,
     }
-
-
-def _listener_clock(readings: Readings, t: Thresholds) -> tuple[float, float | None]:
-    """As of when to rate the listener's counts, and since when it counts them.
-
-    Its counts reach Redis with its reports: rate them as of its last report, unless it
-    stopped reporting (then what it no longer counts is a rate of zero).
-    """
-    listener, now = readings.listener, readings.now
-    if listener is None:
-        return now, None
-    live = now - listener.reported_at <= t.listener_stale_s
-    return (min(now, listener.reported_at) if live else now), listener.started_at
 
 
 def _rates_section(readings: Readings, as_of: float, since: float | None) -> dict[str, Any]:

@@ -36,6 +36,9 @@ class Check:
     destination: str | None = None
     """The destination the problem is about, with several destinations (`write_errors` of
     `archive`); None for the rest, and for everything when there is one destination."""
+    home: str | None = None
+    """The home the problem is about, in beat's fleet view of several homes (`home_silent` of
+    `holiday`); None for the rest, and for everything when there is one home."""
 
     def as_dict(self) -> dict[str, str]:
         out = {
@@ -46,6 +49,8 @@ class Check:
         }
         if self.destination is not None:
             out["destination"] = self.destination
+        if self.home is not None:
+            out["home"] = self.home
         return out
 
     @classmethod
@@ -59,13 +64,14 @@ class Check:
             return None
         if severity not in SEVERITIES or area not in AREAS:
             return None
-        destination = data.get("destination")
+        destination, home = data.get("destination"), data.get("home")
         return cls(
             code,
             cast(Severity, severity),
             cast(Area, area),
             message,
             destination if isinstance(destination, str) else None,
+            home if isinstance(home, str) else None,
         )
 
 

@@ -12,7 +12,8 @@ Prometheus metrics of listener/health/server.py and the Grafana dashboard use th
 - ``reasons``: one sentence per problem, worst first, each saying what to do; empty when
   healthy.
 - ``checks``: the same problems for machines: ``{code, severity, area, message}``, and
-  ``destination`` in a destination's own check when there are several (see ``destinations``);
+  ``destination`` in a destination's own check when there are several (see ``destinations``),
+  ``home`` in a home's own check when there are several homes (see ``homes``);
   the codes are listed in docs/operations.md.
 - ``time``: unix time of this report; ``uptime_s``: seconds since the listener started.
 - ``connection``, ``subscription``, ``listener``: every field of the listener's figures
@@ -72,6 +73,13 @@ Prometheus metrics of listener/health/server.py and the Grafana dashboard use th
   the check's ``destination`` field (absent from every other check) and in its message
   ("destination archive refused 3 batches…"): a person reads which, a machine (and /metrics'
   ``destination`` label) filters on the field.
+- ``homes`` (from beat; empty when beat has not run or no listener names its home): {name:
+  figures} for every home listed in Redis (core/fleet_view.py describes them: its status and
+  worst reason, subscribed, events per second, lag, reconnects, silent); ``fleet``: the
+  totals (null when empty). With several homes each home's problems are checks with ``home``
+  (a home that stopped reporting: ``home_silent``), beat's report has no one listener (its
+  ``connection``, ``subscription`` and ``listener`` figures are null, its rates the fleet's),
+  and a listener's /health keeps its own figures and problems, with its home's event rates.
 - ``beat``: ``last_run_at`` (unix time of beat's last stored report, null if none) and
   ``age_s``.
 """
@@ -120,10 +128,21 @@ class BeatFigures:
     """The pipeline rules' verdict."""
     destinations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Destination name → its figures (the report's `destinations` section)."""
+    homes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Home name → its figures (the report's `homes` section, core/fleet_view.py)."""
+    fleet: Mapping[str, Any] | None = None
+    """The fleet's totals (the report's `fleet` section); None when no home is named."""
+
+    @property
+    def several_homes(self) -> bool:
+        return len(self.homes) > 1
 
     @classmethod
-    def from_report(cls, report: Any) -> BeatFigures | None:
-        """Beat's figures in a report of this module's shape; None when it is not one."""
+    def from_report(cls, report: Any, home: str | None = None) -> BeatFigures | None:
+        """Beat's figures in a report of this module's shape; None when it is not one.
+
+        `home`: the listener reading them back: its own event rates and reconnects are then
+        its home's (from the `homes` section), not the fleet's."""
         if not isinstance(report, Mapping):
             return None
         computed_at = _number(report.get("time"))
@@ -136,6 +155,15 @@ class BeatFigures:
             return None
         if connection is None or subscription is None or pipeline is None or rates is None:
             return None
+        homes = {
+            str(name): dict(figures)
+            for name, figures in (_mapping(report.get("homes")) or {}).items()
+            if isinstance(figures, Mapping)
+        }
+        own = homes.get(home) if home is not None else None
+        if own is not None:
+            subscription = own
+            connection = own
         reconnects = connection.get("reconnects_last_hour")
         read = (Check.from_dict(c) for c in checks)
         destinations = _mapping(report.get("destinations")) or {}
@@ -153,6 +181,8 @@ class BeatFigures:
                 for name, figures in destinations.items()
                 if isinstance(figures, Mapping)
             },
+            homes=homes,
+            fleet=_mapping(report.get("fleet")),
         )
 
 
@@ -186,6 +216,8 @@ def build_report(
         "pipeline": _pipeline(beat, now),
         "rates": _no_rates() if beat is None else dict(beat.rates),
         "destinations": {} if beat is None else {n: dict(f) for n, f in beat.destinations.items()},
+        "homes": {} if beat is None else {n: dict(f) for n, f in beat.homes.items()},
+        "fleet": None if beat is None or beat.fleet is None else dict(beat.fleet),
         "beat": {"last_run_at": beat_ran_at, "age_s": _round(beat_age)},
     }
 
@@ -198,14 +230,19 @@ def _checks(
     beat_ran_at: float | None,
     beat_error: str | None,
 ) -> list[Check]:
-    """The listener's rules on its figures, beat's pipeline verdict, and beat's freshness."""
-    checks = subscription_checks(
-        listener,
-        now,
-        t,
-        usual_rate_per_min=None if beat is None else beat.usual_per_minute,
-        reconnects_last_hour=None if beat is None else beat.reconnects_last_hour,
-    )
+    """The listener's rules on its figures, beat's pipeline verdict, and beat's freshness.
+
+    Beat's fleet view of several homes has no one listener: each home's problems are among
+    beat's checks instead (core/fleet_view.py)."""
+    checks: list[Check] = []
+    if listener is not None or beat is None or not beat.several_homes:
+        checks = subscription_checks(
+            listener,
+            now,
+            t,
+            usual_rate_per_min=None if beat is None else beat.usual_per_minute,
+            reconnects_last_hour=None if beat is None else beat.reconnects_last_hour,
+        )
     if listener is not None and now - listener.reported_at <= t.listener_stale_s:
         checks.extend(listener_storage_checks(listener, t))
     if beat is not None:

@@ -26,6 +26,9 @@ WHAT_IS_VALID: Final = (
 )
 _RUNS_OF_OTHERS: Final = re.compile(r"[^a-z0-9_-]+")
 
+PROVISIONAL_PREFIX: Final = "unnamed-"
+"""How a listener's provisional name begins (`provisional_name`)."""
+
 
 def is_home_name(name: str) -> bool:
     """Whether `name` can be used as it is (HA_INSTANCE, a remembered name)."""
@@ -46,3 +49,11 @@ def key_safe(text: str) -> str:
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     name = _RUNS_OF_OTHERS.sub("_", folded.lower()).strip("_-")[:MAX_LENGTH].strip("_-")
     return name if is_home_name(name) else FALLBACK
+
+
+def provisional_name(host: str, pid: int) -> str:
+    """The name a listener reports under before it knows its home's (its very first start,
+    HA_INSTANCE unset, HA not logged into yet): `unnamed-<host>-<pid>`, key-safe, so two such
+    listeners on one Redis stay apart and a person can tell which process it is. Once named,
+    the listener drops it (its state and its entry among the homes)."""
+    return key_safe(f"{PROVISIONAL_PREFIX}{host}-{pid}")

@@ -221,6 +221,16 @@ class ListenerFigures:
             in_every_document=True,
         )
     )
+    instance: str | None = field(
+        default=None,
+        metadata=figure(
+            "The home this listener reports for (HA_INSTANCE, or its name kept in DATA_DIR; "
+            "`unnamed-<host>-<pid>` before its first login names it): its Redis keys are that "
+            "home's",
+            unmetered="a name: every series of the listener's /metrics carries it as the "
+            "`instance` label",
+        ),
+    )
     events_enqueued: int = field(
         default=0,
         metadata=figure(

@@ -15,7 +15,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from config.redis_keys import RedisKeys
 from config.settings import Settings, SettingsError, load_settings
 from core.backoff import exponential_backoff
 from core.ha_event import parse_ha_time
+from core.home_name import provisional_name
 from core.renames import REGISTRY_UPDATED, FoundBy
 from core.state_heartbeat import HeartbeatPolicy, QuietClock
 from core.task_message import Source, TaskMessage
@@ -107,6 +110,13 @@ class Listener:
         self.instance: str | None = settings.ha_instance or home_file.remembered()
         """This home's name, in every message (HA_INSTANCE, else the name kept in DATA_DIR);
         on the very first start without HA_INSTANCE, made from HA's location name at login."""
+        stats.instance = self.instance or provisional_name(socket.gethostname(), os.getpid())
+        if self.instance is None:
+            log.info(
+                "this home has no name yet (HA_INSTANCE unset, none kept in DATA_DIR): its state "
+                "is reported as %r until the first login names it from HA's location name",
+                stats.instance,
+            )
         registries.for_home(self.instance)
         self._ha_config: dict[str, Any] = {}
         """HA's `get_config` of this connection (read at login: its name and components)."""
@@ -189,7 +199,7 @@ class Listener:
         )
         if name != self.instance:
             log.info("home %r: its registries are stored under its own Redis keys", name)
-        self.instance = name
+        self.instance = self.stats.instance = name
         self.registries.for_home(name)
 
     async def on_connected(self, connection: HAConnection) -> None:

@@ -5,6 +5,12 @@ never touches the event loop. Bound to 127.0.0.1 unless HEALTH_HOST says otherwi
 Status codes of /health: listener/health/view.py; its fields: core/health_report.py. Every metric
 is derived from the same /health document at scrape time, so the two never disagree; the
 listener's own metrics are named by its figures (core/listener_figures.py), field by field.
+
+Every series carries an `instance` label: the listener's home (HA_INSTANCE or its kept name),
+so with Prometheus's `honor_labels: true` each home's series, and each alert on them, are that
+home's (without it Prometheus keeps the home as `exported_instance`). Beat's fleet view adds one
+series per home (`ha_ingestor_home_*{home=…}`): a home whose listener stopped is still reported
+by every other listener, and its alert (`home_silent`) names it.
 """
 
 from __future__ import annotations
@@ -117,6 +123,26 @@ def _metric(metric: FigureMetric, doc: str, value: Any) -> Iterator[Metric]:
     yield labelled
 
 
+HOME_METRICS: tuple[tuple[str, FigureMetric, str], ...] = (
+    ("silent", gauge("home_silent"), "1 while a home's listener is not reporting (beat's view)"),
+    ("is_subscribed", gauge("home_subscribed"), "1 while a home is subscribed to its HA's events"),
+    ("events_per_second", gauge("home_events_per_second"), "A home's events per second (1 min)"),
+    ("lag_s", gauge("home_lag_seconds"), "Seconds since a home's listener last reported"),
+    (
+        "reconnects_last_hour",
+        gauge("home_reconnects_last_hour"),
+        "A home's reconnects to its HA in the last hour",
+    ),
+    (
+        "waiting_events",
+        gauge("home_waiting_events"),
+        "Events a home's listener holds in memory and its spool, not yet in the broker",
+    ),
+)
+"""Each home's figures in beat's fleet view, labelled `home`: (its key in the report's `homes`
+section, the metric, its help)."""
+
+
 def _labelled_gauge(name: str, doc: str, label: str, values: dict[str, Any]) -> Metric:
     family = GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=[label])
     for key, value in values.items():
@@ -132,6 +158,16 @@ class HealthCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         h = self._health()
+        home = h["listener"].get("instance")
+        for family in self._families(h):
+            if home is not None:
+                family.samples = [
+                    sample._replace(labels={**sample.labels, "instance": home})
+                    for sample in family.samples
+                ]
+            yield family
+
+    def _families(self, h: dict[str, Any]) -> Iterator[Metric]:
         yield _labelled_gauge(
             "health_status",
             "1 for the current overall status (healthy, degraded, unhealthy), 0 for the others",
@@ -145,8 +181,9 @@ class HealthCollector(Collector):
         )
         for check in h["checks"]:
             labels = {"code": check["code"], "severity": check["severity"]}
-            if "destination" in check:  # only a destination's problem is labelled with it
-                labels["destination"] = check["destination"]
+            for label in ("destination", "home"):  # only a problem of one is labelled with it
+                if label in check:
+                    labels[label] = check[label]
             checks.samples.append(Sample(checks.name, labels, 1.0))
         yield checks
         yield from _metric(
@@ -156,6 +193,19 @@ class HealthCollector(Collector):
         yield from _listener_figures(h)
         yield from _pipeline(h["pipeline"])
         yield from _destinations(h)
+        yield from _homes(h.get("homes") or {})
+
+
+def _homes(homes: dict[str, Any]) -> Iterator[Metric]:
+    """Each home's figures in beat's fleet view, labelled with its name."""
+    for key, metric, doc in HOME_METRICS:
+        family = GaugeMetricFamily(f"{PREFIX}_{metric.name}", doc, labels=["home"])
+        for name, figures in homes.items():
+            value = figures.get(key)
+            if value is not None:
+                family.add_metric([name], float(value))
+        if family.samples:
+            yield family
 
 
 def _subscription(s: dict[str, Any]) -> Iterator[Metric]:

@@ -5,6 +5,12 @@ A thread, because Redis calls block and the event loop must not. The state is on
 (DESIGN.md §3.4). Each report also adds what arrived since the previous one to per-minute
 buckets — events overall, by domain, by entity, and reconnects — from which beat computes
 rates; the event loop only increments dicts.
+
+Every key is the home's (`RedisKeys.for_home`), so listeners of several homes on one Redis never
+overwrite each other's; each report also sets the home's time in the `homes` hash, the list beat
+reads every home from (one that stops reporting stays listed, and beat names it). The home is
+`stats.instance`: before its first login a listener without HA_INSTANCE or a kept name reports
+under a provisional `unnamed-<host>-<pid>`, and drops that name's state and entry once named.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class StateReporter:
         self._counted_events = 0
         self._counted_reconnects = 0
         self._counted_entities: dict[str, int] = {}
+        self._reported_as: str | None = None
+        """The home name of the last report that reached Redis."""
         self.written_total: int | None = None
 
     def start(self) -> None:
@@ -88,13 +96,21 @@ class StateReporter:
         for entity, n in entity_deltas.items():
             domain_deltas[domain_of(entity)] += n
         minute = int(now // 60)
+        home = stats.instance
+        keys = self._keys.for_home(home)
         try:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.set(self._keys.listener_state(), state, ex=LISTENER_STATE_TTL_S)
-            self._add(pipe, "events_received", events - self._counted_events, minute)
-            self._add(pipe, "reconnects", reconnects - self._counted_reconnects, minute)
-            self._add_map(pipe, "events_by_entity", entity_deltas, minute)
-            self._add_map(pipe, "events_by_domain", domain_deltas, minute)
+            pipe.set(keys.listener_state(), state, ex=LISTENER_STATE_TTL_S)
+            if home is not None:
+                pipe.hset(self._keys.homes(), home, repr(now))
+            before = self._reported_as
+            if before is not None and before != home:  # the provisional name, now named
+                pipe.delete(self._keys.for_home(before).listener_state())
+                pipe.hdel(self._keys.homes(), before)
+            self._add(pipe, keys, "events_received", events - self._counted_events, minute)
+            self._add(pipe, keys, "reconnects", reconnects - self._counted_reconnects, minute)
+            self._add_map(pipe, keys, "events_by_entity", entity_deltas, minute)
+            self._add_map(pipe, keys, "events_by_domain", domain_deltas, minute)
             pipe.get(self._keys.counter("written"))
             written = pipe.execute()[-1]
             self.written_total = int(written or 0)
@@ -105,18 +121,25 @@ class StateReporter:
         self._counted_events = events
         self._counted_reconnects = reconnects
         self._counted_entities = entities
+        self._reported_as = home
 
-    def _add(self, pipe: redis.client.Pipeline, name: str, n: int, minute: int) -> None:
+    @staticmethod
+    def _add(pipe: redis.client.Pipeline, keys: RedisKeys, name: str, n: int, minute: int) -> None:
         if n > 0:
-            bucket = self._keys.counter_bucket(name, minute)
+            bucket = keys.counter_bucket(name, minute)
             pipe.incrby(bucket, n)
             pipe.expire(bucket, COUNTER_BUCKET_TTL_S)
 
+    @staticmethod
     def _add_map(
-        self, pipe: redis.client.Pipeline, name: str, deltas: dict[str, int], minute: int
+        pipe: redis.client.Pipeline,
+        keys: RedisKeys,
+        name: str,
+        deltas: dict[str, int],
+        minute: int,
     ) -> None:
         if deltas:
-            bucket = self._keys.counter_map_bucket(name, minute)
+            bucket = keys.counter_map_bucket(name, minute)
             for member, n in deltas.items():
                 pipe.hincrby(bucket, member, n)
             pipe.expire(bucket, COUNTER_BUCKET_TTL_S)

@@ -5,7 +5,9 @@ The /health document is embedded as JSON; a small script renders it — status, 
 event-rate history as an inline SVG chart, the connection, event and pipeline figures, and
 every figure of the report's `listener` section, whatever it holds (core/listener_figures.py
 defines them), and with several destinations a row for each (written, lag, write errors, dead
-letters, backlog) — and fetches /health again every few seconds. Everything is inserted as text,
+letters, backlog), and with several homes the fleet: a row per home (subscribed, events/s,
+lag, reconnects, its worst reason; a silent home marked) and the fleet's totals — and fetches
+/health again every few seconds. Everything is inserted as text,
 never as markup, so entity names and error texts from HA cannot inject anything. Without JavaScript the page still
 shows the status and reasons, and reloads itself.
 """
@@ -41,6 +43,8 @@ th, td { text-align: left; padding: 3px 6px; border-bottom: 1px solid var(--line
   vertical-align: top; }
 th { font-weight: 500; color: var(--muted); width: 45%; }
 td.parked { color: var(--warn); font-weight: 600; }
+tr.unhealthy td { color: var(--bad); } tr.degraded td { color: var(--warn); }
+tr.silent td:first-child { font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 #chart svg { width: 100%; height: 180px; display: block; }
 #chart text { font-size: 11px; fill: var(--muted); }
@@ -155,6 +159,34 @@ _SCRIPT = r"""
       table.appendChild(row);
     });
   }
+  function homeTable(homes, fleet) {
+    var names = Object.keys(homes || {});
+    document.getElementById("homes-section").hidden = names.length < 2;
+    var table = document.getElementById("homes");
+    table.replaceChildren();
+    var head = el("tr");
+    ["Home", "State", "Events/s", "Lag", "Reconnects (1 h)", "Worst reason"].forEach(function (h, i) {
+      head.appendChild(el("th", h, i > 1 && i < 5 ? "num" : ""));
+    });
+    table.appendChild(head);
+    names.forEach(function (name) {
+      var d = homes[name], row = el("tr", undefined, d.status + (d.silent ? " silent" : ""));
+      row.dataset.name = name;
+      row.dataset.status = d.status;
+      var state = d.silent ? "SILENT" : d.is_subscribed ? "subscribed" : String(d.connection_state || "no state").replace(/_/g, " ");
+      row.appendChild(el("td", name));
+      row.appendChild(el("td", state));
+      row.appendChild(el("td", Number(d.events_per_second || 0).toFixed(1), "num"));
+      row.appendChild(el("td", duration(d.lag_s), "num"));
+      row.appendChild(el("td", num(d.reconnects_last_hour), "num"));
+      row.appendChild(el("td", d.reason || "none"));
+      table.appendChild(row);
+    });
+    var totals = document.getElementById("fleet-totals");
+    totals.textContent = !fleet ? "" : num(fleet.homes) + " homes, " + num(fleet.subscribed) + " subscribed, " +
+      Number(fleet.events_per_second).toFixed(1) + " events/s, " + num(fleet.reconnects_last_hour) +
+      " reconnects in the last hour" + (fleet.silent.length ? "; silent: " + fleet.silent.join(", ") : "");
+  }
   function chart(history) {
     var box = document.getElementById("chart");
     box.replaceChildren();
@@ -249,6 +281,8 @@ _SCRIPT = r"""
       ["Beat's figures", p.age_s === null ? "beat has not run" : duration(p.age_s) + " old", "pipeline.age_s"]
     ]);
     destinationTable(h.destinations);
+    homeTable(h.homes, h.fleet);
+    document.getElementById("home").textContent = l.instance ? "home " + l.instance : "";
     rows("listener", Object.keys(l).filter(function (k) { return k !== "present"; }).map(function (k) {
       return [label(k), figure(k, l[k]), "listener." + k];
     }));
@@ -292,11 +326,12 @@ def render_status_page(health: dict[str, Any]) -> str:
 <noscript><meta http-equiv="refresh" content="{REFRESH_S * 2}"></noscript>
 <style>{_STYLE}</style></head>
 <body>
-<header><h1>ha-ingestor <span id="status" class="badge {status}">{status}</span></h1>
+<header><h1>ha-ingestor <span id="home" class="muted"></span> <span id="status" class="badge {status}">{status}</span></h1>
 <div id="updated"></div></header>
 <p id="error" hidden></p>
 <h2>Reasons</h2><ul id="reasons">{reasons}</ul>
 <h2>Events per minute, last 60 minutes</h2><div id="chart"></div>
+<section id="homes-section" hidden><h2>Homes</h2><table id="homes"></table><p id="fleet-totals" class="muted"></p></section>
 <section id="destinations-section" hidden><h2>Destinations</h2><table id="destinations"></table></section>
 <div class="grid">
 <section><h2>Home Assistant</h2><table id="ha"></table></section>

@@ -92,7 +92,8 @@ class HealthView:
         error: str | None = None
         try:
             raw = self._redis.get(self._key)
-            figures = BeatFigures.from_report(json_codec.loads(raw)) if raw else None
+            report = json_codec.loads(raw) if raw else None
+            figures = BeatFigures.from_report(report, home=self._stats.instance)
         except redis.RedisError as exc:
             error = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
         except ValueError:

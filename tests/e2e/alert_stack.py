@@ -116,7 +116,7 @@ class Stack:
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": ["alerts.yml"],
             "scrape_configs": [
-                {"job_name": "ha-ingestor-listener",
+                {"job_name": "ha-ingestor-listener", "honor_labels": True,  # as deploy/'s
                  "static_configs": [{"targets": [f"127.0.0.1:{self.health_port}"]}]},
                 {"job_name": "ha-ingestor-flower",
                  "static_configs": [{"targets": [f"127.0.0.1:{self.flower_port}"]}]},

@@ -55,6 +55,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -
 
 def test_every_metric_the_rules_name_is_on_the_real_metrics(stack: Stack) -> None:
     stack.wait_healthy(40)
+    # Beat's fleet view lists the home from the listener's first report (every 2 s) on.
+    wait_until(lambda: "ha_ingestor_home_silent{" in get(stack.health_port, "/metrics")[1],
+               15, 0.3, "the home in beat's fleet view")  # fmt: skip
     listener = {
         name
         for family in text_string_to_metric_families(get(stack.health_port, "/metrics")[1])

@@ -107,10 +107,12 @@ class Stack:
         url = f"http://127.0.0.1:{self.health_port}/metrics"
         with urllib.request.urlopen(url, timeout=3) as reply:
             text = reply.read().decode()
+        samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+        homes = {s.labels.get("instance") for s in samples}
+        assert len(homes) == 1, f"every series is the listener's home's: {homes}"
         return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
+            (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "instance"))): s.value
+            for s in samples
         }
 
     def status(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -29,6 +29,9 @@ from tests.helpers import wait_until
 from tests.processes import AppProcess, app_env, beat_argv, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
 from tests.unit.core.test_destination_health import FAILING, NOW, WRITING, several
+from tests.unit.core.test_fleet_view import home as fleet_home
+from tests.unit.core.test_fleet_view import listener as fleet_listener
+from tests.unit.core.test_fleet_view import readings as fleet_readings
 
 pytestmark = pytest.mark.e2e
 
@@ -248,3 +251,36 @@ def test_the_page_lists_each_destination_when_there_are_several(
     page.write_text(render_status_page(alone), encoding="utf-8")
     dom = Dom(browse(chromium, tmp_path / "one", "--dump-dom", page.as_uri()))
     assert dom.by_id["destinations-section"]["attrs"].get("hidden") is not None
+
+
+def test_the_page_shows_the_fleet_with_the_silent_home_named(chromium: str, tmp_path: Path) -> None:
+    """The page of a listener among two homes, in the browser: its own home in the header, a
+    row per home with its state, events/s, lag, reconnects and worst reason, the silent home
+    marked, and the fleet's totals; hidden with one home."""
+    homes = {
+        "main": fleet_home(fleet_listener()),
+        "holiday": fleet_home(None, 0, last_seen_at=NOW - 60),
+    }
+    figures, _ = beat_figures(fleet_readings(homes), None, Thresholds(listener_stale_s=15))
+    stats = ListenerStats(NOW - 60)
+    stats.instance = "main"
+    report = listener_health(stats, NOW, beat=figures)
+    page = tmp_path / "fleet.html"
+    page.write_text(render_status_page(report), encoding="utf-8")
+    dom = Dom(browse(chromium, tmp_path / "fleet", "--dump-dom", page.as_uri()))
+    assert dom.body.get("data-rendered") == "yes"
+    assert dom.by_id["home"]["text"] == "home main"
+    assert dom.by_id["homes-section"]["attrs"].get("hidden") is None
+    table = dom.by_id["homes"]["text"]
+    assert "holiday" + "SILENT" + "0.0" + "60 s" + "0" + "home holiday silent" in table
+    assert "main" + "subscribed" + "2.0" + "1 s" + "0" + "none" in table
+    totals = dom.by_id["fleet-totals"]["text"]
+    assert (
+        totals
+        == "2 homes, 1 subscribed, 2.0 events/s, 0 reconnects in the last hour; silent: holiday"
+    )
+
+    alone = dict(report, homes={"main": report["homes"]["main"]})
+    page.write_text(render_status_page(alone), encoding="utf-8")
+    dom = Dom(browse(chromium, tmp_path / "one", "--dump-dom", page.as_uri()))
+    assert dom.by_id["homes-section"]["attrs"].get("hidden") is not None

@@ -94,8 +94,11 @@ def _storage(li: dict[str, Any]) -> str:
 
 def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) lines from a report of core/health_report.py's shape."""
+    homes = report.get("homes") or {}
+    listener = _listener_rows(report) if len(homes) < 2 else []
     return [
-        *_listener_rows(report),
+        *listener,
+        *home_rows(homes, report.get("fleet")),
         _event_rate_row(report["subscription"]),
         *_busiest_rows(report["rates"]),
         *_pipeline_rows(report["pipeline"]),
@@ -132,6 +135,38 @@ def _listener_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             + ("never" if last_event is None else f"{format_duration(last_event)} ago"),
         ),
     ]
+
+
+def home_rows(homes: dict[str, Any], fleet: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """One line per home (subscribed, events/s, lag, reconnects, its worst reason) and the
+    fleet's totals; with several homes these replace the one listener's lines."""
+    out = [(f"Home {name}", _home_line(h)) for name, h in homes.items()]
+    if fleet is not None and len(homes) > 1:
+        silent = fleet["silent"]
+        out.append(
+            (
+                "Fleet",
+                f"{fleet['homes']} homes, {fleet['subscribed']} subscribed, "
+                f"{fleet['events_per_second']:.1f} events/s, "
+                f"{fleet['reconnects_last_hour']} reconnects in the last hour"
+                + (f"; SILENT: {', '.join(silent)}" if silent else ""),
+            )
+        )
+    return out
+
+
+def _home_line(h: dict[str, Any]) -> str:
+    if h["silent"]:
+        state = "SILENT"
+    elif h["is_subscribed"]:
+        state = "subscribed"
+    else:
+        state = str(h["connection_state"] or "no state").replace("_", " ")
+    lag = "?" if h["lag_s"] is None else format_duration(h["lag_s"])
+    return (
+        f"{state}, {h['events_per_second']:.1f} events/s, lag {lag}, "
+        f"{h['reconnects_last_hour']} reconnects in the last hour; " + (h["reason"] or "no problem")
+    )
 
 
 def _event_rate_row(s: dict[str, Any]) -> tuple[str, str]:

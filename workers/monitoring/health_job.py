@@ -23,6 +23,7 @@ from config.redaction import scrub
 from config.redis_keys import BEAT_STATE_TTL_S, RedisKeys
 from config.settings import Settings
 from core import json_codec
+from core.fleet_view import HOME_COUNTERS, HOME_MAPS, HomeReadings, combined
 from core.health_beat import Readings, StoreReadings, beat_figures
 from core.health_check import Thresholds
 from core.health_report import BeatFigures, build_report
@@ -37,9 +38,8 @@ from workers.stores.dead_letters import DROPPED, TOO_OLD_DURING_OUTAGE
 log = logging.getLogger(__name__)
 
 BACKLOGGED = "backlogged"
-BUCKET_COUNTERS = (
-    "events_received", "reconnects", "written", "retries", "write_errors", DROPPED, BACKLOGGED,
-)  # fmt: skip
+BUCKET_COUNTERS = ("written", "retries", "write_errors", DROPPED, BACKLOGGED)
+"""The workers' counters at the prefix level (the listener's are its home's: HOME_COUNTERS)."""
 DEAD_LETTERED = "dead_lettered"
 TOTALS = (
     "written", "retries", "write_errors", DEAD_LETTERED, DROPPED, "type_shadowed", "text_left_out",
@@ -47,7 +47,6 @@ TOTALS = (
 )  # fmt: skip
 STORE_BUCKETS = ("written", "retries", "write_errors", DEAD_LETTERED, DROPPED, BACKLOGGED)
 """The counters a destination with keys of its own has (its share of the workers')."""
-MAPS = ("events_by_domain", "events_by_entity")
 BUCKET_MINUTES = 120
 """Counters are read back two hours (their TTL): enough for "usual" after a long silence."""
 MAP_MINUTES = 16
@@ -236,44 +235,34 @@ class Monitor:
         )
 
     def read(self) -> tuple[Readings, QueueProgress | None]:
-        """Everything the computation needs, in three pipelined round trips."""
+        """Everything the computation needs, in a few pipelined round trips, whatever the
+        number of homes (every home's keys are read in one pipeline)."""
         keys = self._keys
         queue = self._probe.read()
         now = self._clock()
         minute = int(now // 60)
         minutes = list(range(minute - BUCKET_MINUTES + 1, minute + 1))
-        map_minutes = minutes[-MAP_MINUTES:]
+        homes = self._read_homes(minutes)
+        fleet = combined(homes) if homes else self._read_home(keys, minutes)
         names = (*BUCKET_COUNTERS, DEAD_LETTERED)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.get(keys.listener_state())
         pipe.mget([keys.counter_bucket(n, m) for n in names for m in minutes])
         pipe.mget([keys.counter(n) for n in TOTALS])
-        for name in MAPS:
-            for m in map_minutes:
-                pipe.hgetall(keys.counter_map_bucket(name, m))
         pipe.get(keys.last_write_error())
         pipe.get(keys.beat_state())
         pipe.xlen(keys.dead_letters())
         pipe.xlen(keys.outage_letters())
-        state, bucket_values, total_values, *rest = _results(pipe.execute(raise_on_error=False))
-        map_values, (last_error, memory_raw, stored, outage) = rest[:-4], rest[-4:]
-        buckets: dict[str, dict[int, int]] = {}
+        bucket_values, total_values, last_error, memory_raw, stored, outage = pipe.execute()
+        buckets = {name: dict(by_minute) for name, by_minute in fleet.buckets.items()}
         values = iter(bucket_values)
         for name in names:
             buckets[name] = {m: int(v) for m, v in zip(minutes, values, strict=False) if v}
-        maps: dict[str, dict[int, dict[str, int]]] = {}
-        hashes = iter(map_values)
-        for name in MAPS:
-            maps[name] = {}
-            for m in map_minutes:
-                counts = {_text(k): int(v) for k, v in next(hashes).items()}
-                if counts:
-                    maps[name][m] = counts
         readings = Readings(
             now=now,
-            listener=ListenerFigures.from_json(state),
+            listener=fleet.listener,
             buckets=buckets,
-            maps=maps,
+            maps=fleet.maps,
+            homes=homes,
             totals={n: int(v or 0) for n, v in zip(TOTALS, total_values, strict=True)},
             dead_letter_reasons=self._dead_letter_reasons(buckets[DEAD_LETTERED], now, keys),
             queue=queue,
@@ -291,6 +280,59 @@ class Monitor:
         )
         progress = QueueProgress.from_document(json_codec.loads(memory_raw)) if memory_raw else None
         return readings, progress
+
+    def _read_homes(self, minutes: list[int]) -> dict[str, HomeReadings]:
+        """Every home of the `homes` hash, read under its own keys in one pipelined round trip
+        (empty when none is listed: a listener of before home names writes at the prefix
+        level)."""
+        listed = sorted((_text(name), _seen(seen)) for name, seen in self._redis.hgetall(
+            self._keys.homes()).items())  # fmt: skip
+        if not listed:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for name, _ in listed:
+            self._ask_home(pipe, self._keys.for_home(name), minutes)
+        replies = iter(pipe.execute(raise_on_error=False))
+        return {
+            name: replace(self._home_from(replies, minutes), last_seen_at=seen)
+            for name, seen in listed
+        }
+
+    def _read_home(self, keys: RedisKeys, minutes: list[int]) -> HomeReadings:
+        """The prefix-level listener keys (a listener of before home names), as one home's."""
+        pipe = self._redis.pipeline(transaction=False)
+        self._ask_home(pipe, keys, minutes)
+        return self._home_from(iter(pipe.execute(raise_on_error=False)), minutes)
+
+    @staticmethod
+    def _ask_home(pipe: redis.client.Pipeline, keys: RedisKeys, minutes: list[int]) -> None:
+        """One home's state, its counters' buckets and its map buckets, added to `pipe`."""
+        pipe.get(keys.listener_state())
+        pipe.mget([keys.counter_bucket(n, m) for n in HOME_COUNTERS for m in minutes])
+        for name in HOME_MAPS:
+            for m in minutes[-MAP_MINUTES:]:
+                pipe.hgetall(keys.counter_map_bucket(name, m))
+
+    @staticmethod
+    def _home_from(replies: Iterator[Any], minutes: list[int]) -> HomeReadings:
+        """One home's readings from its share of the replies (`_ask_home`'s order)."""
+        map_minutes = minutes[-MAP_MINUTES:]
+        count = 2 + len(HOME_MAPS) * len(map_minutes)
+        state, bucket_values, *map_values = _results([next(replies) for _ in range(count)])
+        values = iter(bucket_values)
+        buckets = {
+            name: {m: int(v) for m, v in zip(minutes, values, strict=False) if v}
+            for name in HOME_COUNTERS
+        }
+        maps: dict[str, dict[int, dict[str, int]]] = {}
+        hashes = iter(map_values)
+        for name in HOME_MAPS:
+            maps[name] = {}
+            for m in map_minutes:
+                counts = {_text(k): int(v) for k, v in next(hashes).items()}
+                if counts:
+                    maps[name][m] = counts
+        return HomeReadings(ListenerFigures.from_json(state), None, buckets, maps)
 
     def _store_readings(
         self, shared: StoreReadings, minutes: list[int], now: float
@@ -385,6 +427,14 @@ def _results(results: list[Any]) -> list[Any]:
     elif isinstance(state, Exception):
         raise state
     return [state, *rest]
+
+
+def _seen(raw: bytes | str) -> float | None:
+    """A home's last report time as the `homes` hash holds it."""
+    try:
+        return float(_text(raw))
+    except ValueError:
+        return None
 
 
 def _json(raw: bytes | str | None) -> Any:

@@ -84,7 +84,7 @@ def test_every_view_has_one_shape() -> None:
     expected = shape(views["/health"])
     assert set(expected) == {
         "status", "reasons", "checks", "time", "uptime_s", "connection", "subscription",
-        "listener", "pipeline", "rates", "destinations", "beat",
+        "listener", "pipeline", "rates", "destinations", "homes", "fleet", "beat",
     }  # fmt: skip
     for name, report in views.items():
         assert shape(report) == expected | {"uptime_s": shape(report)["uptime_s"]}, name

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from core.home_name import FALLBACK, MAX_LENGTH, home_name_problem, is_home_name, key_safe
+from core.home_name import (
+    FALLBACK,
+    MAX_LENGTH,
+    home_name_problem,
+    is_home_name,
+    key_safe,
+    provisional_name,
+)
 
 
 @pytest.mark.parametrize(
@@ -48,3 +55,11 @@ def test_a_bad_name_is_refused_saying_what_would_be_valid(name: str, suggested: 
     assert problem is not None
     assert "lower-case letters, digits, - and _" in problem
     assert repr(suggested) in problem
+
+
+def test_a_listener_not_yet_named_reports_under_a_provisional_name_of_its_own() -> None:
+    name = provisional_name("Pi-4.local", 4242)
+    assert name == "unnamed-pi-4_local-4242"
+    assert is_home_name(name)
+    assert provisional_name("Pi-4.local", 4243) != name, "two such listeners stay apart"
+    assert is_home_name(provisional_name("x" * 200, 1)), "a long host name is cut to fit"

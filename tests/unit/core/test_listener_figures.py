@@ -25,6 +25,7 @@ BY_TYPE: dict[str, st.SearchStrategy[Any]] = {
     "int": counts,
     "int | None": st.none() | counts,
     "str": st.text(),
+    "str | None": st.none() | st.text(),
     "bool": st.booleans(),
     "bool | None": st.none() | st.booleans(),
     "dict[str, int]": st.dictionaries(st.text(), counts),

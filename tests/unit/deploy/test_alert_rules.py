@@ -81,6 +81,9 @@ def test_every_alert_is_a_health_reason_and_fires_on_it() -> None:
         if name == "listener_down":
             assert expr == 'up{job="ha-ingestor-listener"} == 0'
             assert rule["labels"] == {"code": "listener_down", "severity": "unhealthy"}
+        elif name == "home_silent":  # from beat's fleet view: one alert per home, its name
+            assert "max by (home) (ha_ingestor_home_silent)" in expr
+            assert rule["labels"] == {"code": "home_silent", "severity": "unhealthy"}
         else:
             # The health check itself: its `code` and `severity` labels become the alert's.
             assert expr == f'ha_ingestor_health_check{{code="{name}"}} == 1', name
@@ -105,5 +108,6 @@ def test_the_scrape_jobs_are_the_ones_the_rules_select() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == {"ha-ingestor-listener", "ha-ingestor-flower"}
     assert jobs["ha-ingestor-listener"]["static_configs"][0]["targets"] == ["listener:8001"]
+    assert jobs["ha-ingestor-listener"]["honor_labels"] is True, "instance: each listener's home"
     assert jobs["ha-ingestor-flower"]["static_configs"][0]["targets"] == ["flower:5555"]
     assert config["rule_files"] == ["alerts.yml"]

@@ -42,13 +42,16 @@ def test_state_and_registries_are_kept_in_redis(
             assert json.loads(client.get(home_keys.registry(name)) or b"null") == items
             assert client.ttl(home_keys.registry(name)) > 0
 
-        raw = wait_until(lambda: client.get(keys.listener_state()), 10)
+        raw = wait_until(lambda: client.get(home_keys.listener_state()), 10)
         state = ListenerFigures.from_json(raw)
         assert state is not None, raw
         assert state.connection_state == "subscribed"
         subscriptions = dict(state.subscriptions)
         assert set(subscriptions) >= {"state_changed", "area_registry_updated"}
-        assert 0 < client.ttl(keys.listener_state()) <= 30, "a heartbeat: gone if not renewed"
+        assert 0 < client.ttl(home_keys.listener_state()) <= 30, "a heartbeat: gone if not renewed"
+        assert state.instance == SIM_HOME
+        assert client.hkeys(keys.homes()) == [SIM_HOME.encode()], "listed, provisional name gone"
+        assert not client.exists(keys.listener_state()), "nothing at the prefix level"
 
         version = int(client.get(home_keys.registry_version()) or 0)
         assert version >= 1, "the workers are told the registries were stored"

@@ -91,7 +91,9 @@ def test_every_figure_reaches_redis_and_beat_s_report(redis_url: str) -> None:
     stats, values = every_figure_set()
     now = time.time()
     StateReporter(client, KEYS, stats, clock=lambda: now).report()
-    assert ListenerFigures.from_json(client.get(KEYS.listener_state())) == stats.snapshot(now)
+    home = KEYS.for_home(stats.instance)  # a name: its state is that home's, listed in `homes`
+    assert ListenerFigures.from_json(client.get(home.listener_state())) == stats.snapshot(now)
+    assert client.hkeys(KEYS.homes()) == [str(stats.instance).encode()]
     report, _ = Monitor.from_settings(settings_for(redis_url)).compute()
     for described in DESCRIBED:
         value = now if described.name == "reported_at" else values[described.name]

@@ -48,6 +48,7 @@ from tests.expectations import (
 from tests.helpers import InfluxDatabase, wait_until
 from tests.processes import AppProcess, app_env, beat_argv, listener_argv, worker_argv
 from tests.sim_thread import SimulatorThread
+from tests.stack import SIM_HOME
 from workers.consumers.amqp_taker import AmqpTaker
 from workers.consumers.bulk_consumer import make_taker
 from workers.consumers.task_sender import TaskSender
@@ -242,7 +243,7 @@ def test_end_to_end_over_rabbitmq(
         wait_until(lambda: _queue_depth(amqp_url, queue) == 0, 20, message="RabbitMQ emptied")
         state = redis.Redis.from_url(redis_url)
         assert not state.exists(queue), "the ingest queue must not be in Redis"
-        assert state.exists(RedisKeys().listener_state())
+        assert state.exists(RedisKeys().for_home(SIM_HOME).listener_state())
         # beat reads the queue depth from RabbitMQ for /health.
         health = wait_until(
             lambda: _pipeline_health(health_port, queue_depth=0), 30, message="/health: depth 0"

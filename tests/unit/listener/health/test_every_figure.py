@@ -29,7 +29,7 @@ def distinct_value(described: Described, n: int) -> Any:
         return NOW - 1000 * n - 0.125
     if type_name in ("int", "int | None"):
         return 1000 + n
-    if type_name == "str":
+    if type_name in ("str", "str | None"):
         return f"{described.name} text"
     if type_name == "bool":
         return not described.default
@@ -85,7 +85,14 @@ def scrape(report: dict[str, Any]) -> dict[tuple[str, tuple[tuple[str, str], ...
     text = generate_latest(registry).decode()
     families = list(text_string_to_metric_families(text))
     assert len({f.name for f in families}) == len(families), "a metric family twice"
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+    samples = [s for f in families for s in f.samples]
+    home = report["listener"]["instance"]
+    if home is not None:  # every series is the listener's home's; the tests below read the rest
+        assert {s.labels.get("instance") for s in samples} == {home}
+    return {
+        (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "instance"))): s.value
+        for s in samples
+    }
 
 
 def test_every_figure_with_a_metric_reaches_metrics_with_its_value() -> None:
