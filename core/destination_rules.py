@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.health_check import Check, Thresholds
-from core.health_rules import PipelineFigures, dead_letters_check
+from core.health_rules import PipelineFigures, dead_letters_check, write_errors_check
 from core.storage_rules import store_checks
 from core.text_format import format_count, format_duration
 
@@ -54,16 +54,10 @@ def _named(name: str, check: Check | None) -> Check | None:
 
 
 def _destination_write_errors(name: str, p: PipelineFigures, t: Thresholds) -> Check | None:
-    refused = p.write_errors_window
-    if not refused:
-        return None
-    detail = f": {p.last_write_error}" if p.last_write_error else ""
-    return Check(
-        "write_errors",
-        "degraded",
-        "pipeline",
-        f"destination {name} refused {format_count(refused)} "
-        f"{'batch' if refused == 1 else 'batches'} in {format_duration(t.window_s)}{detail} — "
+    return write_errors_check(
+        p,
+        t,
+        f"destination {name}",
         "its events wait in its backlog and are written once it accepts them; the other "
         "destinations go on",
         name,

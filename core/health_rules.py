@@ -370,6 +370,20 @@ def _backlog(p: PipelineFigures, t: Thresholds) -> Check | None:
 
 
 def _write_errors(p: PipelineFigures, t: Thresholds) -> Check | None:
+    return write_errors_check(
+        p, t, "InfluxDB", "the events wait in the broker and are written once InfluxDB accepts them"
+    )
+
+
+def write_errors_check(
+    p: PipelineFigures,
+    t: Thresholds,
+    who: str,
+    then: str,
+    destination: str | None = None,
+) -> Check | None:
+    """Refused writes in the window: `who` refused them, `then` says where the events wait
+    (the broker with one destination; its backlog, for one among several)."""
     refused = p.write_errors_window
     if not refused:
         return None
@@ -378,9 +392,9 @@ def _write_errors(p: PipelineFigures, t: Thresholds) -> Check | None:
         "write_errors",
         "degraded",
         "pipeline",
-        f"InfluxDB refused {format_count(refused)} {'batch' if refused == 1 else 'batches'} in "
-        f"{format_duration(t.window_s)}{detail} — the events wait in the broker and are "
-        "written once InfluxDB accepts them",
+        f"{who} refused {format_count(refused)} {'batch' if refused == 1 else 'batches'} in "
+        f"{format_duration(t.window_s)}{detail} — {then}",
+        destination,
     )
 
 
