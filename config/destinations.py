@@ -39,6 +39,11 @@ Kind = Literal["influxdb", "influxdb3", "victoriametrics"]
 
 DEFAULT_NAME: Final = "default"
 """The destination of the INFLUXDB_* variables; its Redis keys are those of before."""
+_SETTING: Final = re.compile(
+    r"\bINFLUXDB_(URL|KIND|API_VERSION|DATABASE|USERNAME|PASSWORD|RETENTION_POLICY|TOKEN|ORG|"
+    r"BUCKET|TIMEOUT)\b"
+)
+"""The INFLUXDB_* variables a destination entry has a key for (its lower-case name)."""
 NAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 CONNECTION_KEYS: Final = frozenset(
     {
@@ -131,6 +136,14 @@ class Destination:
         else:
             where = f"InfluxDB v1 {url} database {self.database}"
         return f"{self.name}: {where}"
+
+    def in_own_words(self, text: str) -> str:
+        """A sink's message with each INFLUXDB_* variable it names put as this destination's
+        key in the file (`token` of destination 'archive'): the sinks word their fixes for
+        the variables, which only the `default` destination is set by."""
+        if self.is_default:
+            return text
+        return _SETTING.sub(lambda m: f"`{m[1].lower()}` of destination {self.name!r}", text)
 
     def secrets(self) -> list[str]:
         """Its secret values, for the log filter and the tests that look for leaks."""

@@ -130,8 +130,9 @@ class WorkerContext:
         secrets = self._secrets
 
         def note_write_error(text: str) -> None:
-            """The store's own words for beat's `write_errors` reason, with no secret."""
-            counters.note_write_error(scrub(text, secrets))
+            """The store's own words for beat's `write_errors` reason, with no secret, and the
+            settings it names as this destination's."""
+            counters.note_write_error(destination.in_own_words(scrub(text, secrets)))
 
         pipeline = IngestPipeline(
             rules=rules,

@@ -191,7 +191,7 @@ def check_destination(destination: Destination, *, alone: bool = True) -> Outcom
     finally:
         sink.close()
     if refusal is not None:
-        return Outcome(name, False, refusal.problem, refusal.fix)
+        return Outcome(name, False, d.in_own_words(refusal.problem), d.in_own_words(refusal.fix))
     url = redact_url(d.url)
     if d.kind == "influxdb3":
         return Outcome(

@@ -268,3 +268,17 @@ def test_has_connection_options_a_destination_cannot_honour_are_refused(key: str
         destinations_from({"destinations": [entry]}, load_settings())
     assert f"{key}: not an option here" in str(info.value)
     assert "remove it" in str(info.value)
+
+
+def test_a_sinks_fix_names_the_destinations_own_key_not_the_influxdb_variable() -> None:
+    """The sinks word their fixes for INFLUXDB_*; for another destination they name its key."""
+    settings = load_settings()
+    entry = {"name": "archive", "url": "http://127.0.0.1:8086"}
+    archive = destinations_from({"destinations": [entry]}, settings).get("archive")
+    fix = "set INFLUXDB_TOKEN to a token of this server, or correct INFLUXDB_URL"
+    assert archive.in_own_words(fix) == (
+        "set `token` of destination 'archive' to a token of this server, or correct `url` of "
+        "destination 'archive'"
+    )
+    default = destinations_from(None, settings).get("default")
+    assert default.in_own_words(fix) == fix
