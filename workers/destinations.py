@@ -13,7 +13,8 @@ handed back to the broker, for every destination: a store that already has its p
 the same points again, which keeps one point per series and time.
 
 The drainer is a thread in each worker; one at a time drains a given destination (a lock with
-a TTL, renewed while it works). It probes a parked destination every PROBE_INTERVAL_S with an
+a TTL, renewed while it works). It probes a parked destination every PROBE_INTERVAL (the one
+workers/sinks/return_watch.py waits with) with an
 empty write and starts writing the moment it answers, so the backlog starts landing within a
 second of the destination's return.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -33,14 +34,13 @@ from core.task_message import InvalidMessage, Undecodable, parse_message
 from workers.pipeline import BatchOutcome, DeadLetterSink, IngestPipeline
 from workers.sinks.errors import SinkError
 from workers.sinks.influx_sink import Sink
+from workers.sinks.return_watch import PROBE_INTERVAL, PROBE_TIMEOUT
 from workers.stores.backlog import Backlog
 from workers.stores.counter_store import CounterStore
 from workers.stores.dead_letters import UNDECODABLE, DeadLetterStore
 
 log = logging.getLogger(__name__)
 
-PROBE_INTERVAL_S: Final = 0.5
-"""How often a parked destination is probed: its backlog starts within this of its return."""
 DRAIN_LOCK_TTL_S: Final = 10
 """A drainer that dies holding a destination's lock delays its drain by at most this."""
 
@@ -182,15 +182,13 @@ class Drainer:
         self,
         writers: Sequence[DestinationWriter],
         client: redis.Redis,
-        lock_key: Callable[[str], str],
         *,
         stopping: threading.Event,
-        interval: float = PROBE_INTERVAL_S,
+        interval: float = PROBE_INTERVAL,
         token: str = "",
     ) -> None:
         self._writers = [w for w in writers if w.backlog is not None]
         self._redis = client
-        self._lock_key = lock_key
         self._stopping = stopping
         self._interval = interval
         self._token = token or f"{threading.get_native_id()}-{time.monotonic_ns()}"
@@ -222,14 +220,12 @@ class Drainer:
             if backlog.parked():
                 backlog.unpark_if_empty()
             return 0
-        if not self._redis.set(
-            self._lock_key(writer.name), self._token, nx=True, ex=DRAIN_LOCK_TTL_S
-        ):
+        if not self._redis.set(backlog.lock_key, self._token, nx=True, ex=DRAIN_LOCK_TTL_S):
             return 0
         try:
             return self._drain_held(writer, backlog)
         finally:
-            self._release(keys=[self._lock_key(writer.name)], args=[self._token])
+            self._release(keys=[backlog.lock_key], args=[self._token])
 
     def _drain_held(self, writer: DestinationWriter, backlog: Backlog) -> int:
         if not self._answers(writer):
@@ -249,7 +245,7 @@ class Drainer:
                     )
                     return done
                 continue
-            lock = [self._lock_key(writer.name)]
+            lock = [backlog.lock_key]
             if not self._renew(keys=lock, args=[self._token, DRAIN_LOCK_TTL_S]):
                 return done  # the lock lapsed during a slow write: another drainer goes on
             outcome = writer.process(chunk.messages)
@@ -265,6 +261,6 @@ class Drainer:
     def _answers(self, writer: DestinationWriter) -> bool:
         """An empty write succeeds (a refusal, such as a revoked token, counts as down)."""
         try:
-            return writer.sink.probe() is None
+            return writer.sink.probe(timeout=PROBE_TIMEOUT) is None
         except SinkError:
             return False

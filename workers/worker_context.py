@@ -95,7 +95,6 @@ class WorkerContext:
             self.drainer = Drainer(
                 self.writers,
                 self.redis,
-                lambda name: keys.for_destination(name).drain_lock(),
                 stopping=self.stopping,
             )
             self.drainer.start()

@@ -87,6 +87,8 @@ class Backlog:
         self._list = keys.backlog()
         self._events = keys.backlog_events()
         self._parked = keys.parked()
+        self.lock_key = keys.drain_lock()
+        """Held by the one worker draining this backlog (workers/destinations.py Drainer)."""
         self._unpark = client.register_script(_UNPARK_IF_EMPTY)
         self._settle = client.register_script(_SETTLE_FIRST)
 

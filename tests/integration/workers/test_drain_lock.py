@@ -60,9 +60,7 @@ def test_a_drainer_whose_lock_lapsed_stops_and_leaves_the_others_lock(redis_url:
     backlog.add([state_message(1), state_message(2)])
     backlog.add([state_message(3)])
     backlog.park("test")
-    drainer = Drainer(
-        [writer], client, lambda _: KEYS.drain_lock(), stopping=threading.Event(), token="me"
-    )
+    drainer = Drainer([writer], client, stopping=threading.Event(), token="me")
     assert drainer.drain(writer) == 2
     assert client.get(KEYS.drain_lock()) == b"another-worker"
     assert backlog.events() == 1, "the next chunk is the lock holder's"
