@@ -198,14 +198,7 @@ class HealthCollector(Collector):
 
 def _homes(homes: dict[str, Any]) -> Iterator[Metric]:
     """Each home's figures in beat's fleet view, labelled with its name."""
-    for key, metric, doc in HOME_METRICS:
-        family = GaugeMetricFamily(f"{PREFIX}_{metric.name}", doc, labels=["home"])
-        for name, figures in homes.items():
-            value = figures.get(key)
-            if value is not None:
-                family.add_metric([name], float(value))
-        if family.samples:
-            yield family
+    return _per_member(HOME_METRICS, homes, "home")
 
 
 def _subscription(s: dict[str, Any]) -> Iterator[Metric]:
@@ -258,14 +251,21 @@ def _destinations(h: dict[str, Any]) -> Iterator[Metric]:
     """Each destination's figures, labelled with its name. A report without the section (from
     a beat of before destinations) has the one destination's in its pipeline figures."""
     destinations = h.get("destinations") or {"default": h["pipeline"]}
-    for key, metric, doc in DESTINATION_METRICS:
-        name = f"{PREFIX}_{metric.name}"
+    return _per_member(DESTINATION_METRICS, destinations, "destination")
+
+
+def _per_member(
+    specs: tuple[tuple[str, FigureMetric, str], ...], members: dict[str, Any], label: str
+) -> Iterator[Metric]:
+    """One family per figure, a sample per member (destination, home) that has it, labelled
+    with the member's name; no family where none has it."""
+    for key, metric, doc in specs:
         family = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
-        labelled = family(name, doc, labels=["destination"])
-        for destination, figures in destinations.items():
+        labelled = family(f"{PREFIX}_{metric.name}", doc, labels=[label])
+        for member, figures in members.items():
             value = figures.get(key)
             if value is not None:
-                labelled.add_metric([destination], float(value))
+                labelled.add_metric([member], float(value))
         if labelled.samples:
             yield labelled
 
