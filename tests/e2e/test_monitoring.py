@@ -243,6 +243,16 @@ def test_a_stopped_worker_makes_the_queue_grow_then_stall(stack: Stack) -> None:
     stack.stop("worker")
     try:
         stack.wait_for("backlog")
+        # The trend needs two of beat's queue samples: the first report of a backlog has none.
+        wait_until(
+            lambda: any(
+                c["code"] == "backlog" and "and growing" in c["message"]
+                for c in stack.health()[1]["checks"]
+            ),
+            20,
+            0.2,
+            "the backlog reported as growing",
+        )
         stack.observed_everywhere("backlog", "degraded", "and growing")
         health = stack.wait_for("stalled")
         assert health["status"] == "unhealthy"
